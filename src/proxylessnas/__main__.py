@@ -1,0 +1,5 @@
+import sys
+
+from proxylessnas.cli import main
+
+sys.exit(main())

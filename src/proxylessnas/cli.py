@@ -1,0 +1,69 @@
+"""The ``proxyless`` command. Thin: every command lives in its own package module.
+
+Each module listed in ``COMMAND_MODULES`` has ``register(subparsers)``, which adds its
+sub-command(s) and sets ``func`` (``args -> int``) as the parser default.
+Bad input raises :class:`~proxylessnas.errors.ProxylessError`; here it becomes one line on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from proxylessnas.errors import ProxylessError
+
+COMMAND_MODULES = (
+    "proxylessnas.nets.commands",
+)
+
+EPILOG = """examples:
+  proxyless zoo list
+  proxyless zoo show proxyless_mobile
+run 'proxyless COMMAND --help' for the options and an example of each command."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's error contract: one line, exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ProxylessError(message, self.prog, f"run '{self.prog} --help'")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="proxyless",
+        description="Hardware-aware neural architecture search (ProxylessNAS).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from proxylessnas import __version__
+
+    parser.add_argument("--version", action="version", version=f"proxylessnas {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
+        return int(args.func(args) or 0)
+    except ProxylessError as err:
+        print(err.line(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (keyboard): run the command again", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

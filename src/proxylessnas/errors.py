@@ -1,0 +1,36 @@
+"""One error type for every bad input the user can give.
+
+The command line turns it into exactly one line on stderr,
+``error: <what> (<where>): <how to fix>``, and exit code 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+
+class ProxylessError(Exception):
+    """A user-facing error: what went wrong, where, and how to fix it."""
+
+    def __init__(self, what: str, where: str = "", fix: str = "") -> None:
+        self.what = what
+        self.where = where
+        self.fix = fix
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        text = f"error: {self.what}"
+        if self.where:
+            text += f" ({self.where})"
+        if self.fix:
+            text += f": {self.fix}"
+        return " ".join(text.split("\n"))
+
+
+def require_file(path, what: str = "file", fix: str = "check the path") -> None:
+    """Raise a ProxylessError when ``path`` is not an existing file."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        raise ProxylessError(f"{what} not found", str(p), fix)
+    if not p.is_file():
+        raise ProxylessError(f"{what} is not a file", str(p), fix)
