@@ -1,0 +1,94 @@
+"""``NetConfig``: the typed, versioned description of a standalone network.
+
+A net config is what a deployable module is rebuilt from; it is derived from (space, arch):
+zero blocks are dropped, every other block keeps its op and gets an identity shortcut where
+stride is 1 and in == out channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.space.arch import Arch
+from proxylessnas.space.ops import MBConvOp
+from proxylessnas.space.spec import SearchSpace
+
+NET_SCHEMA_VERSION = 1
+NET_KIND = "proxylessnas.net"
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    label: str
+    in_chs: int
+    out_chs: int
+    kernel_size: int
+    expand_ratio: int
+    stride: int
+    residual: bool
+
+    @property
+    def op(self) -> MBConvOp:
+        return MBConvOp(self.kernel_size, self.expand_ratio)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    resolution: int
+    in_chs: int
+    stem_chs: int
+    stem_kernel: int
+    stem_stride: int
+    blocks: tuple[BlockConfig, ...]
+    head_chs: int
+    num_classes: int
+    dropout: float = 0.0
+    bn_momentum: float = 0.1
+    bn_eps: float = 1e-3
+    name: str = ""
+
+    @property
+    def feature_chs(self) -> int:
+        return self.blocks[-1].out_chs if self.blocks else self.stem_chs
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["blocks"] = [asdict(b) for b in self.blocks]
+        return {"kind": NET_KIND, "schema_version": NET_SCHEMA_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "net config") -> NetConfig:
+        if not isinstance(data, dict) or data.get("kind") != NET_KIND:
+            raise ProxylessError("not a proxylessnas net config", where,
+                                 "give a config written by ProxylessNet.config()")
+        if data.get("schema_version") != NET_SCHEMA_VERSION:
+            raise ProxylessError(f"unsupported net schema_version {data.get('schema_version')!r}",
+                                 where, f"this version reads schema_version {NET_SCHEMA_VERSION}")
+        fields = {k: v for k, v in data.items() if k not in ("kind", "schema_version")}
+        try:
+            fields["blocks"] = tuple(BlockConfig(**b) for b in fields["blocks"])
+            return cls(**fields)
+        except (KeyError, TypeError) as err:
+            raise ProxylessError(f"malformed net config ({err})", where,
+                                 "write it with ProxylessNet.config()") from None
+
+
+def net_config(space: SearchSpace, arch: Arch, num_classes: int | None = None,
+               dropout: float | None = None, name: str = "") -> NetConfig:
+    """The standalone net of ``arch`` in ``space`` (zero blocks dropped, legal residuals)."""
+    arch.validate(space)
+    blocks = []
+    for layer, op in zip(space.layers, arch.ops(space)):
+        if op.is_zero:
+            continue
+        blocks.append(BlockConfig(layer.label, layer.in_chs, layer.out_chs, op.kernel_size,
+                                  op.expand_ratio, layer.stride, layer.residual_allowed))
+    return NetConfig(
+        resolution=space.resolution, in_chs=space.stem.in_chs, stem_chs=space.stem.out_chs,
+        stem_kernel=space.stem.kernel_size, stem_stride=space.stem.stride, blocks=tuple(blocks),
+        head_chs=space.head.out_chs,
+        num_classes=space.head.num_classes if num_classes is None else num_classes,
+        dropout=space.head.dropout if dropout is None else dropout,
+        bn_momentum=space.bn.momentum, bn_eps=space.bn.eps, name=name)

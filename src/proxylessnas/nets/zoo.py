@@ -1,0 +1,119 @@
+"""The model zoo: the published ProxylessNAS nets and the MobileNetV2 baseline.
+
+Each entry is an arch in the paper's space (``proxyless-imagenet``) with the published net's
+own widths; the ops are listed per searched layer s1.b0 .. s6.b0 (21 layers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.nets.config import NetConfig, net_config
+from proxylessnas.nets.net import ProxylessNet
+from proxylessnas.space.arch import Arch
+from proxylessnas.space.presets import get_space
+from proxylessnas.space.spec import SearchSpace
+
+Z = "zero"
+_MOBILE_OPS = (
+    "mb_k5_e3", "mb_k3_e3", Z, Z,
+    "mb_k7_e3", "mb_k3_e3", "mb_k5_e3", "mb_k5_e3",
+    "mb_k7_e6", "mb_k5_e3", "mb_k5_e3", "mb_k5_e3",
+    "mb_k5_e6", "mb_k5_e3", "mb_k5_e3", "mb_k5_e3",
+    "mb_k7_e6", "mb_k7_e6", "mb_k7_e3", "mb_k7_e3",
+    "mb_k7_e6",
+)
+_CPU_OPS = (
+    "mb_k3_e6", "mb_k3_e3", "mb_k3_e3", "mb_k3_e3",
+    "mb_k3_e6", "mb_k3_e3", "mb_k3_e3", "mb_k5_e3",
+    "mb_k3_e6", Z, Z, "mb_k3_e3",
+    "mb_k5_e6", "mb_k3_e3", "mb_k3_e3", "mb_k3_e3",
+    "mb_k5_e6", "mb_k5_e3", "mb_k5_e3", "mb_k3_e3",
+    "mb_k5_e6",
+)
+_GPU_OPS = (
+    "mb_k5_e3", Z, Z, Z,
+    "mb_k7_e3", Z, Z, "mb_k3_e3",
+    "mb_k7_e6", Z, Z, "mb_k5_e3",
+    "mb_k5_e6", Z, "mb_k3_e3", "mb_k5_e3",
+    "mb_k7_e6", "mb_k7_e6", "mb_k7_e6", "mb_k5_e6",
+    "mb_k7_e6",
+)
+# MobileNetV2 1.0: stage depths (2, 3, 4, 3, 3, 1) of k3 e6 blocks; the unused blocks are zero.
+_MBV2_OPS = tuple(
+    "mb_k3_e6" if block < depth else Z
+    for depth, blocks in zip((2, 3, 4, 3, 3, 1), (4, 4, 4, 4, 4, 1)) for block in range(blocks)
+)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    description: str
+    ops: tuple[str, ...]
+    space_overrides: dict[str, Any] = field(default_factory=dict)
+    dropout: float = 0.0
+    published: dict[str, float] = field(default_factory=dict)
+
+    def space(self, num_classes: int = 1000, resolution: int = 224) -> SearchSpace:
+        return get_space("proxyless-imagenet", num_classes=num_classes, resolution=resolution,
+                         **self.space_overrides)
+
+    def arch(self, num_classes: int = 1000, resolution: int = 224) -> Arch:
+        arch = Arch.from_ops(self.space(num_classes, resolution), self.ops,
+                             metadata={"zoo": self.name})
+        return arch
+
+    def net_config(self, num_classes: int = 1000, resolution: int = 224) -> NetConfig:
+        space = self.space(num_classes, resolution)
+        return net_config(space, self.arch(num_classes, resolution), dropout=self.dropout,
+                          name=self.name)
+
+
+def _widths(stem: int, first: int, stages: tuple[int, ...], head: int) -> dict[str, Any]:
+    return {"stem_width": stem, "first_width": first, "stage_widths": list(stages),
+            "head_width": head}
+
+
+ZOO: dict[str, ZooEntry] = {e.name: e for e in (
+    ZooEntry("proxyless_mobile", "searched for a Pixel 1 phone (78 ms)", _MOBILE_OPS,
+             _widths(32, 16, (32, 40, 80, 96, 192, 320), 1280), 0.1,
+             {"params_m": 4.08, "macs_m": 320.4, "top1": 74.59, "top5": 92.20}),
+    ZooEntry("proxyless_mobile_14", "proxyless_mobile at about 1.4x width", _MOBILE_OPS,
+             _widths(48, 24, (40, 56, 112, 136, 256, 448), 1792), 0.3,
+             {"params_m": 6.86, "macs_m": 580.9, "top1": 76.7, "top5": 93.3}),
+    ZooEntry("proxyless_cpu", "searched for a CPU (138.7 ms, batch 1)", _CPU_OPS,
+             _widths(40, 24, (32, 48, 88, 104, 216, 360), 1432), 0.2,
+             {"params_m": 4.36, "macs_m": 439.2, "top1": 75.29, "top5": 92.39}),
+    ZooEntry("proxyless_gpu", "searched for a GPU (5.1 ms, batch 8)", _GPU_OPS,
+             _widths(40, 24, (32, 56, 112, 128, 256, 432), 1728), 0.3,
+             {"params_m": 7.12, "macs_m": 465.3, "top1": 75.08, "top5": 92.54}),
+    ZooEntry("mobilenet_v2", "MobileNetV2 1.0 baseline: k3 e6 blocks on the paper backbone",
+             _MBV2_OPS, _widths(32, 16, (24, 32, 64, 96, 160, 320), 1280), 0.2,
+             {"params_m": 3.5, "macs_m": 300.0, "top1": 72.0}),
+)}
+
+
+def get_entry(name: str) -> ZooEntry:
+    if name not in ZOO:
+        raise ProxylessError(f"unknown zoo model '{name}'", "zoo",
+                             f"use one of {', '.join(ZOO)} (see 'proxyless zoo list')")
+    return ZOO[name]
+
+
+def list_models() -> list[str]:
+    return list(ZOO)
+
+
+def create(name: str, num_classes: int = 1000, pretrained_path: str | None = None,
+           resolution: int = 224) -> ProxylessNet:
+    """A zoo net, optionally with weights from a local file (safetensors or a reference
+    checkpoint; loaded with ``weights_only=True``)."""
+    model = ProxylessNet(get_entry(name).net_config(num_classes, resolution))
+    if pretrained_path is not None:
+        from proxylessnas.nets.weights import load_weights
+
+        load_weights(model, pretrained_path)
+    return model

@@ -1,0 +1,65 @@
+"""The one shape-inference function: every layer's input and output H x W x C.
+
+A conv with odd kernel k, padding k // 2 and stride s maps a side of n pixels to
+``(n - 1) // s + 1`` (= ceil(n / s)). Latency keys, the table builder, the expected-latency loss
+and the reports all take their shapes from :func:`infer_shapes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxylessnas.space.spec import SearchSpace
+
+
+def conv_output_size(size: int, stride: int) -> int:
+    """Output side of a 'same'-padded conv with odd kernel: ceil(size / stride)."""
+    return (size - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Height, width, channels of a feature map."""
+
+    height: int
+    width: int
+    channels: int
+
+    def __str__(self) -> str:
+        return f"{self.height}x{self.width}x{self.channels}"
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """Input and output shape of one part of the chain; ``kind`` is stem|block|head|classifier."""
+
+    label: str
+    kind: str
+    input: Shape
+    output: Shape
+
+
+def infer_shapes(space: SearchSpace, resolution: int | None = None) -> tuple[LayerShape, ...]:
+    """Shapes of the stem, every layer (labels as in the space), the head and the classifier."""
+    side = resolution or space.resolution
+    current = Shape(side, side, space.stem.in_chs)
+    out: list[LayerShape] = []
+
+    def step(label: str, kind: str, channels: int, stride: int) -> None:
+        nonlocal current
+        size = conv_output_size(current.height, stride), conv_output_size(current.width, stride)
+        nxt = Shape(size[0], size[1], channels)
+        out.append(LayerShape(label, kind, current, nxt))
+        current = nxt
+
+    step("stem", "stem", space.stem.out_chs, space.stem.stride)
+    for layer in space.layers:
+        step(layer.label, "block", layer.out_chs, layer.stride)
+    step("head", "head", space.head.out_chs, 1)
+    out.append(LayerShape("classifier", "classifier", Shape(1, 1, space.head.out_chs),
+                          Shape(1, 1, space.head.num_classes)))
+    return tuple(out)
+
+
+def shapes_by_label(space: SearchSpace, resolution: int | None = None) -> dict[str, LayerShape]:
+    return {shape.label: shape for shape in infer_shapes(space, resolution)}
