@@ -1,0 +1,79 @@
+"""On-disk cache of decoded datasets: one ``<key>.pt`` file per (source, files, resolution)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+CACHE_VERSION = 1  # bump when the decoded layout changes, so old files are not reused
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir``, else ``$PROXYLESS_CACHE``, else ``~/.cache/proxylessnas/datasets``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get("PROXYLESS_CACHE"):
+        return Path(os.environ["PROXYLESS_CACHE"])
+    return Path.home() / ".cache" / "proxylessnas" / "datasets"
+
+
+def cache_key(name: str, description: object) -> str:
+    """A readable, content-addressed file stem: ``<name>-<sha256 of description>``.
+
+    ``description`` is any JSON-able value; callers put in the source path, its files with
+    sizes and mtimes, and the resolution, so an edited source gets a new key.
+    """
+    text = json.dumps([CACHE_VERSION, description], sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:20]
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    return f"{safe}-{digest}"
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename over it.
+
+    A crash leaves either the old file or the new one, never half a file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a cache is not secret
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def cached(
+    key: str, build: Callable[[], dict], cache_dir: str | os.PathLike | None, enabled: bool = True
+) -> dict:
+    """The dict stored under ``key``, or ``build()`` saved there first.
+
+    A cache file that cannot be read is rebuilt (with a warning), never trusted. A cache
+    directory that cannot be written only costs the next run a decode.
+    """
+    if not enabled:
+        return build()
+    path = cache_root(cache_dir) / f"{key}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable cache is rebuilt
+            warnings.warn(f"ignoring unreadable dataset cache {path}: {error}", stacklevel=2)
+    value = build()
+    try:
+        save_atomic(value, path)
+    except OSError as error:
+        warnings.warn(f"cannot write dataset cache {path}: {error}", stacklevel=2)
+    return value
