@@ -1,0 +1,120 @@
+"""Checkpoints: atomic writes, safe loads, and the random state needed to resume exactly.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts written with
+``torch.save``. Loading uses ``torch.load(weights_only=True)``: a file from someone else can hold
+data only, never code (pickled classes or functions are refused). Writing goes to a temporary
+file beside the target, flushed and fsynced, then ``os.replace``: a crash never leaves a
+half-written checkpoint under the real name.
+
+Random state (Python ``random``, NumPy's global generator, torch CPU and every CUDA device) is
+stored as tensors and plain lists so that it, too, loads under ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from proxylessnas.errors import ProxylessError
+
+__all__ = ["capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint"]
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
+
+    A missing, truncated, corrupt or code-carrying file raises :class:`ProxylessError`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ProxylessError("checkpoint not found", str(path), "check the path")
+    if not path.is_file():
+        raise ProxylessError("checkpoint is not a file", str(path), "give the path of a .pt file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive whose directory is at the end
+        raise ProxylessError("corrupt or truncated checkpoint (not a complete torch archive)", str(path),
+                             "the file is damaged or was cut short; use another checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling failed"
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            raise ProxylessError("checkpoint holds objects other than tensors and plain data",
+                                 str(path), "only load checkpoints written by proxylessnas; "
+                                 "re-save it as a plain state dict") from None
+        raise ProxylessError(f"corrupt checkpoint ({first})", str(path),
+                             "the file is damaged; use another checkpoint") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ProxylessError(f"corrupt or truncated checkpoint ({first[:120]})", str(path),
+                             "the file is damaged or was cut short; use another checkpoint") from None
+    if not isinstance(state, dict):
+        raise ProxylessError(f"checkpoint holds a {type(state).__name__}, not a dict", str(path),
+                             "give a checkpoint written by proxylessnas")
+    return state
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The state of every random generator a run touches, as weights_only-loadable data."""
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "kind": numpy_state[0],
+            "keys": torch.from_numpy(np.asarray(numpy_state[1], dtype=np.int64)),
+            "pos": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "cached_gaussian": float(numpy_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back the generators saved by :func:`capture_rng_state`."""
+    try:
+        python = state["python"]
+        random.setstate((python["version"], tuple(int(v) for v in python["state"]), python["gauss"]))
+        numpy_state = state["numpy"]
+        keys = numpy_state["keys"]
+        keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+        np.random.set_state((numpy_state["kind"], keys.astype(np.uint32), int(numpy_state["pos"]),
+                             int(numpy_state["has_gauss"]), float(numpy_state["cached_gaussian"])))
+        torch.set_rng_state(state["torch"].cpu())
+    except (KeyError, TypeError, ValueError) as err:
+        raise ProxylessError(f"malformed random-generator state ({err})", "checkpoint rng_state",
+                             "use a checkpoint written by proxylessnas") from None
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = list(state["cuda"])
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
+        else:  # a different GPU count: seed what we can, in order
+            for index, cuda_state in enumerate(cuda_states[: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(cuda_state.cpu(), index)
