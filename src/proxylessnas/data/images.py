@@ -96,7 +96,7 @@ def decode_image(path: str, resolution: int, channels: int) -> np.ndarray:
                 left = (size[0] - resolution) // 2
                 top = (size[1] - resolution) // 2
                 image = image.crop((left, top, left + resolution, top + resolution))
-            array = np.asarray(image, dtype=np.uint8)
+            array = np.array(image, dtype=np.uint8)  # a writable copy
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise ProxylessError(
             f"cannot decode image ({error})", path, "remove or replace the broken file"
