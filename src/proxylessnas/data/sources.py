@@ -192,6 +192,8 @@ def _load_cifar10(folder: Path, options: dict, cache_dir, cache: bool) -> Datase
         )
     layout, root = found
     if layout == "tree":
+        # 60k images of 32x32 are 184 MB: always worth holding in memory
+        options = {"stream": False, **options}
         return _load_tree(
             "cifar10", root, root / "train", root / "test", options, cache_dir, cache, horizontal_flip=True
         )
