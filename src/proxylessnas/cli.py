@@ -15,6 +15,7 @@ import sys
 from proxylessnas.errors import ProxylessError
 
 COMMAND_MODULES = (
+    "proxylessnas.space.commands",
     "proxylessnas.nets.commands",
 )
 
@@ -41,7 +42,8 @@ def build_parser() -> ArgumentParser:
     from proxylessnas import __version__
 
     parser.add_argument("--version", action="version", version=f"proxylessnas {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                       parser_class=ArgumentParser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser

@@ -1,0 +1,63 @@
+"""``proxyless zoo list`` and ``proxyless zoo show NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from proxylessnas.nets.profile import profile_net
+from proxylessnas.nets.zoo import ZOO, get_entry
+from proxylessnas.tables import format_table, human
+
+
+def register(subparsers) -> None:
+    zoo = subparsers.add_parser(
+        "zoo", help="list and inspect the published networks",
+        description="The model zoo: the published ProxylessNAS nets and MobileNetV2.",
+        epilog="example:\n  proxyless zoo show proxyless_cpu --resolution 160",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    zoo.set_defaults(func=lambda args: zoo.print_help() or 0)
+    sub = zoo.add_subparsers(dest="zoo_command", metavar="SUBCOMMAND")
+    lister = sub.add_parser("list", help="the zoo's models with params and MACs",
+                            description="List the zoo's models (224x224, 1000 classes).",
+                            epilog="example:\n  proxyless zoo list",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    lister.set_defaults(func=_list)
+    show = sub.add_parser("show", help="per-layer table of one model",
+                          description="Per-layer op, shapes, params and MACs of a zoo model.",
+                          epilog="example:\n  proxyless zoo show proxyless_mobile",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    show.add_argument("name", help=f"one of {', '.join(ZOO)}")
+    show.add_argument("--resolution", type=int, default=224, help="input side (default 224)")
+    show.add_argument("--num-classes", type=int, default=1000, help="classes (default 1000)")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    show.set_defaults(func=_show)
+
+
+def _list(args) -> int:
+    rows = []
+    for name, entry in ZOO.items():
+        layers = profile_net(entry.net_config())
+        rows.append([name, human(sum(r.params for r in layers)), human(sum(r.macs for r in layers)),
+                     entry.published.get("top1", "-"), entry.description])
+    print(format_table(["name", "params", "MACs", "top-1 (paper)", "description"], rows, "lrrrl"))
+    return 0
+
+
+def _show(args) -> int:
+    entry = get_entry(args.name)
+    rows = profile_net(entry.net_config(args.num_classes, args.resolution))
+    if args.json:
+        print(json.dumps({"name": entry.name, "resolution": args.resolution, "layers": [
+            {"label": r.label, "op": r.op, "input": str(r.input), "output": str(r.output),
+             "params": r.params, "macs": r.macs, "residual": r.residual} for r in rows],
+            "params": sum(r.params for r in rows), "macs": sum(r.macs for r in rows)}, indent=2))
+        return 0
+    table = [[r.label, r.op + (" +res" if r.residual else ""), str(r.input), str(r.output),
+              f"{r.params:,}", f"{r.macs / 1e6:.2f}"] for r in rows]
+    table.append(["total", "", "", "", f"{sum(r.params for r in rows):,}",
+                  f"{sum(r.macs for r in rows) / 1e6:.2f}"])
+    print(f"{entry.name}: {entry.description} ({args.resolution}x{args.resolution}, "
+          f"{args.num_classes} classes)")
+    print(format_table(["layer", "op", "input", "output", "params", "MMACs"], table, "llllrr"))
+    return 0

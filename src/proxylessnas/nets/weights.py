@@ -1,0 +1,106 @@
+"""Weights on disk: our safetensors files and the reference release's checkpoints.
+
+Torch checkpoints are read with ``torch.load(weights_only=True)`` only: a file from someone
+else cannot run code here. Our format is safetensors with the net config in its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.nets.reference import from_reference_state_dict, is_reference_state_dict
+
+SAFETENSORS_SUFFIX = ".safetensors"
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model``'s state dict as safetensors (atomically), with its config if it has one."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"format": "proxylessnas"}
+    if hasattr(model, "config"):
+        metadata["net_config"] = json.dumps(model.config())
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors or a torch checkpoint, in this package's key layout."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProxylessError("weights file not found", str(path), "check the path")
+    if path.suffix == SAFETENSORS_SUFFIX:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ProxylessError(f"cannot read safetensors file ({err})", str(path),
+                                 "the file is corrupt or truncated: write it again") from None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ProxylessError(f"refused to load: {str(err).splitlines()[0]}", str(path),
+                             "only plain tensors can be loaded (weights_only=True)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise ProxylessError(f"cannot read checkpoint ({str(err).splitlines()[0]})", str(path),
+                             "the file is corrupt or truncated: write it again") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ProxylessError("checkpoint holds no state dict", str(path),
+                             "give a file with {'state_dict': {name: tensor}} or a state dict")
+    if is_reference_state_dict(data):
+        data = from_reference_state_dict(data, str(path))
+    return data
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load weights into ``model``; every key must match. A classifier of another size is
+    skipped with a warning (fine-tuning to new classes keeps a fresh classifier)."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    skipped = [k for k in state if k.startswith("classifier.") and k in own
+               and state[k].shape != own[k].shape]
+    for key in skipped:
+        state[key] = own[key]
+    if skipped:
+        warnings.warn(f"{path}: classifier has another number of classes; it was not loaded",
+                      stacklevel=2)
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        detail = (f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; "
+                  if missing else "") + (
+                  f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"
+                  if unexpected else "")
+        raise ProxylessError(f"weights do not fit this model ({detail.strip('; ')})", str(path),
+                             "load weights saved from the same architecture")
+    bad = [k for k in own if state[k].shape != own[k].shape]
+    if bad:
+        raise ProxylessError(
+            f"shape mismatch for {bad[0]}: file {tuple(state[bad[0]].shape)}, model "
+            f"{tuple(own[bad[0]].shape)}", str(path), "load weights saved from the same architecture")
+    model.load_state_dict(state)
+    return model

@@ -1,0 +1,20 @@
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared is absent")
+    return SHARED
+
+
+@pytest.fixture
+def official_dir(shared_dir) -> Path:
+    path = shared_dir / "reference" / "official"
+    if not path.is_dir():
+        pytest.skip("../shared/reference/official is absent")
+    return path
