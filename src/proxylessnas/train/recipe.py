@@ -1,0 +1,151 @@
+"""``TrainRecipe``: every training hyper-parameter, with CIFAR-size and ImageNet-size defaults.
+
+The ImageNet-size defaults are the paper's retraining recipe (PAPER.md section 4): SGD with
+Nesterov momentum 0.9, learning rate 0.05 for batch 256 with a cosine decay, weight decay 4e-5
+(none on BatchNorm and biases), label smoothing 0.1, 300 epochs. The paper gives no warm-up for
+retraining; we add a short linear warm-up (5 epochs) because it makes the first steps of a
+fresh net stable at this learning rate.
+
+The CIFAR-size defaults (input <= 64 pixels) scale it to 50k small images: 200 epochs, batch
+128, learning rate 0.1 (the paper's 0.05 is for batch 256 on 1.28M images; small-image nets
+train best at the usual CIFAR rate), weight decay 5e-4 (4e-5 under-regularises 50k images),
+1 warm-up epoch; label smoothing, Nesterov and the no-decay groups stay as in the paper. Every
+field can be overridden by ``key=value``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from proxylessnas.errors import ProxylessError
+
+SMALL_RESOLUTION = 64  # datasets at or below this use the CIFAR-size recipe and nets
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """Hyper-parameters of one training run (see the module docstring for the defaults)."""
+
+    epochs: int = 300
+    batch_size: int = 256
+    lr: float = 0.05
+    warmup_epochs: float = 5.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    dropout: float | None = None  # None: the net's own (zoo nets: 0.1..0.3, PAPER.md section 4)
+    ema_decay: float = 0.0  # 0 disables the exponential moving average of the weights
+    eval_batch_size: int = 512
+    amp: bool = True  # mixed precision (bfloat16/float16 autocast), CUDA only
+    channels_last: bool = True  # CUDA only
+    compile: bool = False  # torch.compile the model
+    seed: int = 0
+    grad_clip_norm: float = 0.0  # 0 disables clipping
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
+            "warmup_epochs": 0 <= self.warmup_epochs <= self.epochs,
+            "momentum": 0 <= self.momentum < 1, "weight_decay": self.weight_decay >= 0,
+            "label_smoothing": 0 <= self.label_smoothing < 1,
+            "dropout": self.dropout is None or 0 <= self.dropout < 1,
+            "ema_decay": 0 <= self.ema_decay < 1, "eval_batch_size": self.eval_batch_size >= 1,
+            "grad_clip_norm": self.grad_clip_norm >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ProxylessError(f"invalid recipe value {bad[0]}={getattr(self, bad[0])!r}", "recipe",
+                                 "see 'proxyless train --help' for the allowed ranges")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "recipe") -> TrainRecipe:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ProxylessError(f"unknown recipe key(s) {', '.join(unknown)}", where,
+                                 f"use any of {', '.join(sorted(names))}")
+        return cls(**data)
+
+    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> TrainRecipe:
+        """A copy with ``{field: value}`` or ``["field=value", ...]`` applied (types checked)."""
+        if isinstance(overrides, list):
+            overrides = parse_overrides(overrides)
+        kinds = {f.name: f.type for f in fields(self)}
+        clean = {}
+        for key, value in overrides.items():
+            if key not in kinds:
+                raise ProxylessError(f"unknown recipe key '{key}'", "overrides",
+                                     f"use any of {', '.join(sorted(kinds))}")
+            clean[key] = _coerce(key, value, str(kinds[key]))
+        return replace(self, **clean)
+
+
+def _coerce(key: str, value: Any, kind: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        if "None" in kind and text.lower() in ("none", "null", ""):
+            return None
+        if kind.startswith("bool"):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind.startswith("int"):
+            return int(text)
+        if kind.startswith("float"):
+            return float(text)
+    except ValueError:
+        raise ProxylessError(f"bad value '{value}' for recipe key '{key}'", "overrides",
+                             f"give a {kind.split(' ')[0]}") from None
+    return text
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``["lr=0.1", "epochs=5"]`` -> ``{"lr": "0.1", "epochs": "5"}``."""
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ProxylessError(f"override '{item}' is not key=value", "overrides", "write e.g. lr=0.1")
+        result[key.strip()] = value
+    return result
+
+
+def imagenet_recipe() -> TrainRecipe:
+    """The paper's retraining recipe (PAPER.md section 4) plus a 5-epoch linear warm-up."""
+    return TrainRecipe()
+
+
+def cifar_recipe() -> TrainRecipe:
+    """The paper's recipe scaled to 32x32 images (see the module docstring)."""
+    return TrainRecipe(epochs=200, batch_size=128, lr=0.1, warmup_epochs=1.0, weight_decay=5e-4,
+                       eval_batch_size=1000)
+
+
+def default_recipe(resolution: int) -> TrainRecipe:
+    """CIFAR-size defaults for inputs up to 64 pixels, ImageNet-size ones above."""
+    return cifar_recipe() if resolution <= SMALL_RESOLUTION else imagenet_recipe()
+
+
+def learning_rate(recipe: TrainRecipe, step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up then cosine decay, per step.
+
+    lr(t) = lr * (t + 1) / T_w                                  for t < T_w
+    lr(t) = lr * 0.5 * (1 + cos(pi * (t - T_w) / (T - T_w)))   otherwise,
+    with T = epochs * steps_per_epoch and T_w = warmup_epochs * steps_per_epoch.
+    """
+    total = recipe.epochs * steps_per_epoch
+    warmup = int(round(recipe.warmup_epochs * steps_per_epoch))
+    if step < warmup:
+        return recipe.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))

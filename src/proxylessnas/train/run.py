@@ -1,0 +1,211 @@
+"""``train_model``: one training run with metrics, best/last checkpoints and exact resume.
+
+Files in ``out_dir``:
+- ``last.pt`` / ``best.pt``: checkpoints (see :func:`checkpoint_state`); ``best`` has the highest
+  test top-1 of the deployed weights (the EMA when enabled);
+- ``metrics.jsonl``: one JSON line per finished epoch;
+- ``run.json``: recipe, dataset, target and net config of the run.
+
+Resuming restores model, optimiser, EMA, grad scaler, every random generator, the epoch and the
+step inside it (the batch order depends only on (seed, epoch), see ``BatchIterator``) and the
+partial epoch sums, so a resumed run is bit-exact on CPU with an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from proxylessnas.data.dataset import Dataset
+from proxylessnas.data.iterator import BatchIterator
+from proxylessnas.errors import ProxylessError
+from proxylessnas.space.arch import write_json_atomic
+from proxylessnas.train.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from proxylessnas.train.ema import ModelEma
+from proxylessnas.train.loops import EpochTotals, evaluate, make_optimizer, needs_grad_scaler, train_one_epoch
+from proxylessnas.train.recipe import TrainRecipe, learning_rate
+
+CHECKPOINT_KIND = "proxylessnas.train"
+CHECKPOINT_SCHEMA_VERSION = 1
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_batches(dataset: Dataset, recipe: TrainRecipe, device: torch.device) -> BatchIterator:
+    return BatchIterator.for_dataset(dataset, dataset.train, recipe.batch_size, augment=True,
+                                     seed=recipe.seed, drop_last=True, device=device)
+
+
+def test_batches(dataset: Dataset, batch_size: int, device: torch.device | str) -> BatchIterator:
+    return BatchIterator.for_dataset(dataset, dataset.test, batch_size, augment=False, shuffle=False,
+                                     device=device)
+
+
+def checkpoint_state(model: nn.Module, deploy: nn.Module, optimizer, ema: ModelEma | None, scaler,
+                     *, epoch: int, step: int, global_step: int, totals: EpochTotals, best_top1: float,
+                     run_info: dict) -> dict[str, Any]:
+    """Everything a resume needs, plus ``net_config`` and ``weights`` (the deployed weights) for
+    ``proxyless eval`` and ``proxyless export``."""
+    return {
+        "kind": CHECKPOINT_KIND,
+        "schema_version": CHECKPOINT_SCHEMA_VERSION,
+        "net_config": model.config(),
+        "weights": deploy.state_dict(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng_state": capture_rng_state(),
+        "epoch": epoch,
+        "step": step,
+        "global_step": global_step,
+        "epoch_totals": asdict(totals),
+        "best_top1": best_top1,
+        "run": run_info,
+    }
+
+
+def _read_metrics(path: Path, below_epoch: int) -> list[str]:
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return [line for line in lines if json.loads(line).get("epoch", 0) < below_epoch]
+
+
+def train_model(
+    model: nn.Module,
+    dataset: Dataset,
+    recipe: TrainRecipe,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    max_steps: int | None = None,
+    run_info: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train ``model`` (a ``ProxylessNet``) on ``dataset`` with ``recipe``; returns the last
+    metrics record. ``max_steps`` stops after that many optimiser steps in total (the last
+    checkpoint then holds the position inside the epoch; ``resume=True`` continues)."""
+    out_dir = Path(out_dir)
+    device = torch.device(device)
+    last_path, best_path, metrics_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
+    run_info = {"recipe": recipe.to_dict(), "dataset": dataset.name, **(run_info or {})}
+    if not resume and last_path.exists():
+        raise ProxylessError("output folder already holds a training run", str(out_dir),
+                             "pass --resume to continue it, or choose another --out")
+    train_iter = train_batches(dataset, recipe, device)
+    steps_per_epoch = len(train_iter)
+    if steps_per_epoch == 0:
+        raise ProxylessError(f"{len(dataset.train)} training images give no full batch of "
+                             f"{recipe.batch_size}", dataset.name, "lower batch_size")
+    test_iter = test_batches(dataset, recipe.eval_batch_size, device)
+
+    model.to(device)
+    if recipe.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, recipe)
+    ema = ModelEma(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
+    scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, recipe.amp) else None
+    forward = torch.compile(model) if recipe.compile else model
+
+    epoch, step, global_step, best_top1 = 0, 0, 0, float("-inf")
+    totals = EpochTotals()
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path, map_location=device)
+        saved = state.get("run", {})
+        if state.get("kind") != CHECKPOINT_KIND:
+            raise ProxylessError("not a training checkpoint", str(last_path),
+                                 "resume a 'proxyless train' run")
+        if saved.get("recipe") != recipe.to_dict():
+            changed = sorted(k for k, v in recipe.to_dict().items() if saved.get("recipe", {}).get(k) != v)
+            raise ProxylessError(f"recipe differs from the saved run ({', '.join(changed)})", str(last_path),
+                                 "resume with the same options, or start a new --out")
+        if state["net_config"] != model.config():
+            raise ProxylessError("the net differs from the saved run", str(last_path),
+                                 "resume with the same target and dataset")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        epoch, step, global_step = int(state["epoch"]), int(state["step"]), int(state["global_step"])
+        totals = EpochTotals(**state["epoch_totals"])
+        best_top1 = float(state["best_top1"])
+        restore_rng_state(state["rng_state"])
+        log(f"resumed {last_path} at epoch {epoch} step {step}")
+    else:
+        seed_everything(recipe.seed)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_dir / "run.json", {**run_info, "net_config": model.config()})
+    kept_lines = _read_metrics(metrics_path, epoch)
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text("".join(line + "\n" for line in kept_lines))
+
+    deploy = ema.module if ema is not None else model
+    record: dict[str, Any] = json.loads(kept_lines[-1]) if kept_lines else {}
+    while epoch < recipe.epochs:
+        if max_steps is not None and global_step >= max_steps:
+            break
+        started = time.perf_counter()
+        bar = tqdm(total=steps_per_epoch, initial=step, desc=f"epoch {epoch + 1}/{recipe.epochs}",
+                   disable=not progress, leave=False)
+        totals, global_step = train_one_epoch(
+            model, optimizer, train_iter.epoch(epoch, step), recipe, steps_per_epoch=steps_per_epoch,
+            global_step=global_step, totals=totals, ema=ema, scaler=scaler, forward=forward,
+            max_steps=max_steps, progress=bar)
+        bar.close()
+        step = totals.steps
+        if step < steps_per_epoch:  # stopped inside the epoch: save the position and leave
+            save_checkpoint(last_path, checkpoint_state(
+                model, deploy, optimizer, ema, scaler, epoch=epoch, step=step, global_step=global_step,
+                totals=totals, best_top1=best_top1, run_info=run_info))
+            log(f"stopped at epoch {epoch} step {step}; continue with --resume")
+            break
+        result = evaluate(deploy, test_iter, dataset.num_classes, amp=recipe.amp)
+        record = {"epoch": epoch + 1, "global_step": global_step,
+                  "lr": learning_rate(recipe, global_step - 1, steps_per_epoch),
+                  **totals.as_metrics(), **result.as_metrics("test"),
+                  "epoch_seconds": round(time.perf_counter() - started, 3)}
+        if ema is not None:
+            raw = evaluate(model, test_iter, dataset.num_classes, amp=recipe.amp)
+            record.update(raw.as_metrics("raw_test"))
+        is_best = result.top1 > best_top1
+        best_top1 = max(best_top1, result.top1)
+        record["best_test_top1"] = best_top1
+        epoch, step, totals = epoch + 1, 0, EpochTotals()
+        with metrics_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        state = checkpoint_state(model, deploy, optimizer, ema, scaler, epoch=epoch, step=0,
+                                 global_step=global_step, totals=totals, best_top1=best_top1,
+                                 run_info=run_info)
+        save_checkpoint(last_path, state)
+        if is_best:
+            save_checkpoint(best_path, state)
+        log(f"epoch {epoch}/{recipe.epochs}: train loss {record['train_loss']:.4f} "
+            f"top1 {record['train_top1']:.2f} | test loss {result.loss:.4f} top1 {result.top1:.2f} "
+            f"top5 {result.top5:.2f} | {record['epoch_seconds']:.1f}s")
+    return record

@@ -1,0 +1,119 @@
+"""What to train: a net from an arch JSON, a zoo name, or the net a search run derived.
+
+Zoo nets are ImageNet-shaped (stride-2 stem, 224 input). For datasets of 64 pixels or less the
+zoo name gives its **CIFAR-size variant**: the same ops and stage widths in the
+``proxyless-cifar`` space (stem stride 1, stage strides (1, 2, 2, 1, 2, 1)), so a 32x32 input
+ends at a 4x4 feature map instead of 1x1. Arch files keep their own space, rebuilt with the
+dataset's classes, channels and resolution.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.nets.config import net_config
+from proxylessnas.nets.net import ProxylessNet
+from proxylessnas.nets.zoo import ZOO, get_entry
+from proxylessnas.space.arch import Arch, read_json
+from proxylessnas.space.presets import get_space
+from proxylessnas.space.spec import SearchSpace
+from proxylessnas.train.checkpoint import load_checkpoint
+from proxylessnas.train.recipe import SMALL_RESOLUTION
+
+
+def zoo_net_for(name: str, num_classes: int, resolution: int, in_chs: int = 3,
+                dropout: float | None = None) -> ProxylessNet:
+    """Zoo net ``name`` sized for the data; the CIFAR-size variant at <= 64 pixels."""
+    entry = get_entry(name)
+    family = "proxyless-cifar" if resolution <= SMALL_RESOLUTION else "proxyless-imagenet"
+    space = get_space(family, num_classes=num_classes, resolution=resolution, in_chs=in_chs,
+                      **entry.space_overrides)
+    arch = Arch.from_ops(space, entry.ops, metadata={"zoo": name})
+    suffix = "_cifar" if family == "proxyless-cifar" else ""
+    return ProxylessNet(net_config(space, arch, dropout=entry.dropout if dropout is None else dropout,
+                                   name=name + suffix))
+
+
+def space_for_data(arch: Arch, num_classes: int, resolution: int, in_chs: int) -> SearchSpace:
+    """The arch's space with the dataset's classes, resolution and channels."""
+    overrides = {**arch.space_overrides, "num_classes": num_classes, "resolution": resolution,
+                 "in_chs": in_chs}
+    space = get_space(arch.space, **overrides)
+    arch.validate(space)
+    return space
+
+
+def arch_net_for(arch: Arch, num_classes: int, resolution: int, in_chs: int = 3,
+                 dropout: float | None = None, name: str = "") -> ProxylessNet:
+    space = space_for_data(arch, num_classes, resolution, in_chs)
+    return ProxylessNet(net_config(space, arch, dropout=dropout, name=name))
+
+
+def build_target(target: str, num_classes: int, resolution: int, in_chs: int = 3,
+                 dropout: float | None = None) -> tuple[ProxylessNet, dict]:
+    """(net, description) for ``target``: a zoo name or the path of an arch JSON file."""
+    if target in ZOO:
+        net = zoo_net_for(target, num_classes, resolution, in_chs, dropout)
+        return net, {"kind": "zoo", "name": target}
+    path = Path(target)
+    if not path.exists():
+        raise ProxylessError(f"'{target}' is neither a zoo name nor a file", "target",
+                             f"give an arch JSON file or one of {', '.join(ZOO)}")
+    arch = Arch.load(path)
+    net = arch_net_for(arch, num_classes, resolution, in_chs, dropout, name=path.stem)
+    return net, {"kind": "arch", "path": str(path), "arch": arch.to_dict()}
+
+
+def load_search_init(run_dir: str | os.PathLike, num_classes: int, resolution: int, in_chs: int = 3,
+                     dropout: float | None = None) -> tuple[ProxylessNet, Arch]:
+    """The standalone net a search run derived, with the weights it inherited.
+
+    Reads ``RUN_DIR/checkpoint.pt``. Two layouts are understood:
+    - ``{"arch": arch.to_dict(), "child_state_dict": {...}}``: the derived net's weights;
+    - a supernet checkpoint ``{"supernet": state_dict}`` (or ``"model"``), with the arch from the
+      checkpoint's ``"arch"`` or ``RUN_DIR/arch.json``: the supernet is rebuilt and
+      ``derive(arch, inherit=True)`` gives the child.
+    The dataset must match the search's (classes, resolution, channels): the weights are shaped
+    by it.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ProxylessError("search run folder not found", str(run_dir), "give the --out folder of a search")
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    if isinstance(state.get("arch"), dict):
+        arch = Arch.from_dict(state["arch"], str(run_dir / "checkpoint.pt"))
+    else:
+        arch = Arch.from_dict(read_json(run_dir / "arch.json", "arch file"), str(run_dir / "arch.json"))
+    space = space_for_data(arch, num_classes, resolution, in_chs)
+    net = ProxylessNet(net_config(space, arch, dropout=dropout, name=run_dir.name))
+    where = str(run_dir / "checkpoint.pt")
+    if isinstance(state.get("child_state_dict"), dict):
+        child_state = state["child_state_dict"]
+    else:
+        supernet_state = state.get("supernet", state.get("model"))
+        if not isinstance(supernet_state, dict):
+            raise ProxylessError("checkpoint has neither child_state_dict nor a supernet state", where,
+                                 "give the folder of a proxyless search run")
+        try:
+            from proxylessnas.supernet import SuperNet
+        except ImportError:
+            raise ProxylessError("this install has no supernet to derive from", where,
+                                 "save child_state_dict in the run's checkpoint") from None
+        supernet = SuperNet(space, num_classes=num_classes)
+        _load_exact(supernet, supernet_state, where)
+        child_state = supernet.derive(arch, inherit=True).state_dict()
+    _load_exact(net, child_state, where)
+    return net, arch
+
+
+def _load_exact(module: torch.nn.Module, state: dict, where: str) -> None:
+    own = module.state_dict()
+    mismatched = sorted(set(own) ^ set(state)) or [k for k in own if own[k].shape != state[k].shape]
+    if mismatched:
+        raise ProxylessError(f"weights do not fit the net (first difference: {mismatched[0]})", where,
+                             "use the same dataset (classes, resolution, channels) as the search")
+    module.load_state_dict(state)
