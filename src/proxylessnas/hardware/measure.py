@@ -1,0 +1,251 @@
+"""Timing one block or one network on a backend: torch eager (CPU or CUDA), TorchScript, ONNX Runtime.
+
+A :class:`Backend` names where a table is measured; :func:`prepare_runner` turns a module into a
+:class:`Runner` whose ``time_once()`` returns one latency in ms: ``time.perf_counter`` around the
+call on CPU, CUDA events with synchronisation on a GPU. :func:`measure_interleaved` times several
+runners in rounds (each round visits every runner once, in shuffled order), so that load from
+other processes spreads over all of them instead of biasing whichever ran during the spike.
+Outliers (beyond 3 inter-quartile ranges from the quartiles) are dropped before the statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import platform
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from torch import nn
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.hardware.keys import LayerKey
+from proxylessnas.hardware.lut import LatencyStats, quantile
+from proxylessnas.ops.blocks import Classifier, ConvBNAct, MBConv, Residual, init_weights
+
+BACKENDS = ("torch", "torchscript", "onnxruntime")
+DEVICES = ("cpu", "cuda")
+ONNX_EXTRA = "pip install 'proxylessnas[onnx]' (onnx, onnxruntime)"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where latency is measured: framework, device, batch size and CPU threads."""
+
+    name: str = "torch"
+    device: str = "cpu"
+    batch_size: int = 1
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.name not in BACKENDS:
+            raise ProxylessError(f"unknown backend '{self.name}'", "backend",
+                                 f"use one of {', '.join(BACKENDS)}")
+        if self.device not in DEVICES:
+            raise ProxylessError(f"unknown device '{self.device}'", "backend",
+                                 f"use one of {', '.join(DEVICES)}")
+        if self.name == "onnxruntime" and self.device != "cpu":
+            raise ProxylessError("the onnxruntime backend measures on the CPU", "backend",
+                                 "use --device cpu, or --backend torch --device cuda")
+        if self.batch_size < 1 or self.threads < 1:
+            raise ProxylessError("batch size and threads must be >= 1", "backend",
+                                 "give --batch-size and --threads of at least 1")
+
+    def check_available(self) -> None:
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ProxylessError("CUDA is not available", "backend",
+                                 "measure on a machine with a GPU, or use --device cpu")
+        if self.name == "onnxruntime":
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                raise ProxylessError("onnxruntime is not installed", "backend onnxruntime",
+                                     ONNX_EXTRA) from None
+
+    @property
+    def label(self) -> str:
+        """Short name for files and logs, e.g. ``torch-cpu-t1`` or ``onnxruntime-cpu-t2``."""
+        return f"{self.name}-{self.device}" + (f"-t{self.threads}" if self.device == "cpu" else "")
+
+    def provenance(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "device": device_name(self.device), "backend": self.name,
+            "backend_version": backend_version(self.name), "device_type": self.device,
+            "dtype": "float32", "batch_size": self.batch_size,
+            "threads": self.threads if self.device == "cpu" else None,
+            "torch_version": torch.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "hostname": platform.node(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        return info
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name() if torch.cuda.is_available() else "cuda (unavailable)"
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def backend_version(name: str) -> str:
+    if name == "onnxruntime":
+        try:
+            import onnxruntime
+
+            return onnxruntime.__version__
+        except ImportError:
+            return "not installed"
+    return torch.__version__
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Fix torch's intra-op threads for the duration (restored afterwards)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def build_block(key: LayerKey, bn_momentum: float = 0.1, bn_eps: float = 1e-3) -> nn.Module:
+    """A standalone module computing exactly the block a key describes (eval mode)."""
+    (_, _, ic), (_, _, oc) = key.input, key.output
+    bn = {"bn_momentum": bn_momentum, "bn_eps": bn_eps}
+    if key.kind == "stem":
+        module: nn.Module = ConvBNAct(ic, oc, key.kernel_size, key.stride, **bn)
+    elif key.kind == "head":
+        module = ConvBNAct(ic, oc, 1, **bn)
+    elif key.kind == "classifier":
+        module = Classifier(ic, oc)
+    else:
+        module = Residual(MBConv(ic, oc, key.kernel_size, key.stride, key.expand_ratio, **bn),
+                          key.residual)
+    init_weights(module)
+    return module.eval()
+
+
+def key_input_shape(key: LayerKey, batch_size: int) -> tuple[int, int, int, int]:
+    h, w, c = key.input
+    return (batch_size, c, h, w)
+
+
+def export_onnx_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
+    """ONNX of an eval-mode module with BN folded into the convs.
+
+    The TorchScript-based exporter (``dynamo=False``) is used on purpose: for these small static
+    graphs it is ~10x faster than the dynamo exporter and needs no onnxscript.
+    """
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["input"],
+                          output_names=["output"], do_constant_folding=True, opset_version=17)
+    return buffer.getvalue()
+
+
+class Runner:
+    """One prepared module on one backend; ``time_once()`` returns one latency in ms."""
+
+    def __init__(self, call: Callable[[], Any], device: str) -> None:
+        self._call = call
+        self._device = device
+        if device == "cuda":
+            self._start = torch.cuda.Event(enable_timing=True)
+            self._end = torch.cuda.Event(enable_timing=True)
+
+    def run(self) -> None:
+        self._call()
+
+    def time_once(self) -> float:
+        if self._device == "cuda":
+            self._start.record()
+            self._call()
+            self._end.record()
+            self._end.synchronize()
+            return float(self._start.elapsed_time(self._end))
+        start = time.perf_counter()
+        self._call()
+        return (time.perf_counter() - start) * 1e3
+
+
+def prepare_runner(module: nn.Module, input_shape: Sequence[int], backend: Backend,
+                   seed: int = 0) -> Runner:
+    """Make ``module`` ready to time on ``backend`` (eval mode, no autograd)."""
+    backend.check_available()
+    module = module.eval()
+    example = torch.randn(*input_shape, generator=torch.Generator().manual_seed(seed))
+    if backend.name == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = backend.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        session = ort.InferenceSession(export_onnx_bytes(module, example), options,
+                                       providers=["CPUExecutionProvider"])
+        feed = {"input": example.numpy()}
+        return Runner(lambda: session.run(None, feed), "cpu")
+    device = torch.device(backend.device)
+    module = module.to(device)
+    x = example.to(device)
+    if backend.name == "torchscript":
+        with torch.no_grad():
+            module = torch.jit.freeze(torch.jit.trace(module, (x,)))
+
+    def call() -> torch.Tensor:
+        with torch.inference_mode():
+            return module(x)
+    return Runner(call, backend.device)
+
+
+def drop_outliers(samples: Sequence[float], iqr_factor: float = 3.0) -> list[float]:
+    """Samples within [q25 - f * IQR, q75 + f * IQR] (Tukey's far-out fences)."""
+    values = sorted(samples)
+    if len(values) < 8:
+        return values
+    q25, q75 = quantile(values, 0.25), quantile(values, 0.75)
+    spread = q75 - q25
+    return [v for v in values if q25 - iqr_factor * spread <= v <= q75 + iqr_factor * spread]
+
+
+def measure_interleaved(runners: Sequence[Runner], *, warmup: int = 10, rounds: int = 10,
+                        per_round: int = 5, threads: int = 1, seed: int = 0) -> list[LatencyStats]:
+    """Time every runner ``rounds * per_round`` times, round-robin in shuffled order."""
+    order = list(range(len(runners)))
+    samples: list[list[float]] = [[] for _ in runners]
+    shuffle = random.Random(seed)
+    with torch_threads(threads):
+        for runner in runners:
+            for _ in range(warmup):
+                runner.run()
+        for _ in range(rounds):
+            shuffle.shuffle(order)
+            for index in order:
+                runner = runners[index]
+                runner.run()  # re-warm caches after the previous runner
+                samples[index].extend(runner.time_once() for _ in range(per_round))
+    return [LatencyStats.from_samples(drop_outliers(s)) for s in samples]
+
+
+def estimate_ms(runner: Runner, threads: int = 1, budget_s: float = 0.05) -> float:
+    """A rough median latency from a short burst (used to choose repeat counts)."""
+    times = []
+    with torch_threads(threads):
+        runner.run()
+        start = time.perf_counter()
+        while len(times) < 3 or (time.perf_counter() - start < budget_s and len(times) < 50):
+            times.append(runner.time_once())
+    return sorted(times)[len(times) // 2]
