@@ -1,0 +1,180 @@
+"""``proxyless train`` and ``proxyless eval``: thin wrappers over :mod:`proxylessnas.train`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from proxylessnas.errors import ProxylessError
+
+TRAIN_EXAMPLE = """examples:
+  proxyless train mobilenet_v2 --dataset cifar10:../shared/data/cifar10 --epochs 30 --out runs/mbv2
+  proxyless train runs/search/arch.json --dataset cifar10:DIR --init-from runs/search ema_decay=0.999
+  proxyless train mobilenet_v2 --dataset cifar10:DIR --out runs/mbv2 --resume
+zoo names train their CIFAR-size variant on datasets of 64 pixels or less."""
+
+EVAL_EXAMPLE = """example:
+  proxyless eval runs/mbv2/best.pt --dataset cifar10:../shared/data/cifar10"""
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train", help="train an arch or zoo net on a dataset",
+        description="Train ARCH_JSON or a zoo net with the dataset's recipe (SGD Nesterov, cosine "
+                    "with warm-up, label smoothing, optional EMA). key=value overrides any recipe field.",
+        epilog=TRAIN_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("target", metavar="ARCH_JSON|ZOO_NAME")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. lr=0.05")
+    train.add_argument("--dataset", default="demo", metavar="SPEC", help="dataset spec (default: demo)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--ema-decay", type=float, help="EMA of the weights, e.g. 0.9998 (0: off)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    train.add_argument("--out", help="run folder (default: runs/train-<target>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    train.add_argument("--init-from", metavar="RUN_DIR",
+                       help="start from the weights a search run inherited (with BN recalibration)")
+    train.add_argument("--bn-batches", type=int, default=50,
+                       help="batches for BN recalibration with --init-from (default 50)")
+    train.add_argument("--max-steps", type=int, help="stop after N optimiser steps (resume later)")
+    train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser(
+        "eval", help="evaluate a checkpoint: top-1, top-5, loss, per class, confusion plot",
+        description="Evaluate a training checkpoint (.pt) or exported weights (.safetensors) on "
+                    "the test part of a dataset; writes eval.json and confusion.png.",
+        epilog=EVAL_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT")
+    evaluate.add_argument("--dataset", default="demo", metavar="SPEC", help="dataset spec (default: demo)")
+    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.add_argument("--out", help="folder for eval.json and confusion.png (default: beside CHECKPOINT)")
+    evaluate.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    evaluate.set_defaults(func=run_eval)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ProxylessError(f"unknown device '{name}'", "--device", "use cpu, cuda or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ProxylessError("CUDA is not available", "--device", "use --device cpu")
+    return device
+
+
+def run_train(args) -> int:
+    from proxylessnas.data import load_dataset
+    from proxylessnas.train.bn_recalibration import recalibrate_bn
+    from proxylessnas.train.recipe import default_recipe
+    from proxylessnas.train.run import seed_everything, train_batches, train_model
+    from proxylessnas.train.target import build_target, load_search_init
+
+    device = resolve_device(args.device)
+    dataset = load_dataset(args.dataset)
+    recipe = default_recipe(dataset.resolution)
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+             "ema_decay": args.ema_decay, "seed": args.seed}
+    recipe = recipe.with_overrides({k: v for k, v in flags.items() if v is not None})
+    recipe = recipe.with_overrides(args.overrides)
+    if args.compile:
+        recipe = recipe.with_overrides({"compile": True})
+    if recipe.warmup_epochs > recipe.epochs:
+        recipe = recipe.with_overrides({"warmup_epochs": float(recipe.epochs) * 0.1})
+    out = Path(args.out or f"runs/train-{Path(args.target).stem}")
+    seed_everything(recipe.seed)
+    shape = (dataset.num_classes, dataset.resolution, dataset.channels)
+    run_info = {"dataset_spec": args.dataset, "target": args.target}
+    if args.init_from:
+        model, arch = load_search_init(args.init_from, *shape, dropout=recipe.dropout)
+        used = 0
+        if not args.resume:  # a resumed run loads its own weights
+            used = recalibrate_bn(model.to(device), train_batches(dataset, recipe, device).epoch(0),
+                                  args.bn_batches)
+        run_info.update(init_from=str(args.init_from), bn_recalibration_batches=used, arch=arch.to_dict())
+    else:
+        model, description = build_target(args.target, *shape, dropout=recipe.dropout)
+        run_info.update(description)
+    print(f"{dataset.summary()}\nnet {model.net_config.name or args.target}: "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.3f} M params; device {device}; out {out}")
+    record = train_model(model, dataset, recipe, out, resume=args.resume, device=device,
+                         progress=not args.no_progress, max_steps=args.max_steps, run_info=run_info)
+    if record:
+        print(json.dumps(record))
+    return 0
+
+
+def load_trained_model(path: str | Path):
+    """A ``ProxylessNet`` with the deployed weights of a training checkpoint (.pt) or an
+    exported safetensors file (net config in its metadata)."""
+    from proxylessnas.nets.net import ProxylessNet
+    from proxylessnas.train.checkpoint import load_checkpoint
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from proxylessnas.export.weights import load_exported_weights
+
+        return load_exported_weights(path)
+    state = load_checkpoint(path)
+    if "net_config" not in state or "weights" not in state:
+        raise ProxylessError("checkpoint has no net_config/weights", str(path),
+                             "give last.pt or best.pt of a 'proxyless train' run")
+    model = ProxylessNet.from_config(state["net_config"])
+    try:
+        model.load_state_dict(state["weights"])
+    except RuntimeError as err:
+        raise ProxylessError(f"weights do not fit the net config ({str(err).splitlines()[0]})", str(path),
+                             "the checkpoint is damaged; use another") from None
+    return model
+
+
+def run_eval(args) -> int:
+    from tqdm.auto import tqdm
+
+    from proxylessnas.data import load_dataset
+    from proxylessnas.space.arch import write_json_atomic
+    from proxylessnas.train.confusion import plot_confusion
+    from proxylessnas.train.loops import evaluate
+    from proxylessnas.train.run import test_batches
+
+    device = resolve_device(args.device)
+    model = load_trained_model(args.checkpoint).to(device)
+    config = model.net_config
+    dataset = load_dataset(args.dataset)
+    if dataset.num_classes != config.num_classes or dataset.channels != config.in_chs:
+        raise ProxylessError(
+            f"dataset has {dataset.num_classes} classes x {dataset.channels} channels, the net "
+            f"{config.num_classes} x {config.in_chs}", args.dataset,
+            "evaluate on the dataset it was trained on")
+    if dataset.resolution != config.resolution:
+        raise ProxylessError(f"dataset is {dataset.resolution} px, the net was built for {config.resolution}",
+                             args.dataset, f"append ?resolution={config.resolution} to the spec")
+    batches = test_batches(dataset, args.batch_size, device)
+    bar = tqdm(total=len(batches), desc="eval", disable=args.no_progress, leave=False)
+    result = evaluate(model, batches, dataset.num_classes, progress=bar)
+    bar.close()
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    report = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "samples": result.samples,
+              "top1": result.top1, "top5": result.top5, "loss": result.loss,
+              "per_class": dict(zip(dataset.class_names, result.per_class)),
+              "confusion": result.confusion, "class_names": list(dataset.class_names)}
+    stem = Path(args.checkpoint).stem
+    write_json_atomic(out / f"eval-{stem}.json", report)
+    plot_confusion(result.confusion, dataset.class_names, out / f"confusion-{stem}.png",
+                   title=f"{stem} on {dataset.name}: top-1 {result.top1:.2f}%")
+    print(f"top1 {result.top1:.2f}  top5 {result.top5:.2f}  loss {result.loss:.4f}  "
+          f"({result.samples} images)")
+    for name, accuracy in zip(dataset.class_names, result.per_class):
+        print(f"  {name:>20s} {accuracy:6.2f}")
+    print(f"wrote {out / f'eval-{stem}.json'} and {out / f'confusion-{stem}.png'}")
+    return 0
