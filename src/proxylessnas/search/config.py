@@ -1,0 +1,388 @@
+"""``SearchConfig``: every setting of a search, in sections that own their defaults.
+
+A recipe is a YAML file with the same sections (``data``, ``space``, ``hardware``, ``weights``,
+``arch``, ``latency``, ``reinforce``, ``search``, ``run``); ``key=value`` overrides name a field
+as ``section.field`` (``arch.lr=3e-4``, ``search.epochs=20``). Every key is checked against
+the dataclass fields and every value against the field's type: an unknown key or a bad value
+is a :class:`~proxylessnas.errors.ProxylessError`, never ignored. ``space`` accepts, besides
+``name``, the keyword overrides of the named preset (``space.width_mult=0.5``), checked by
+:func:`~proxylessnas.space.get_space` when the run starts.
+
+Recipes shipped with the package live in ``proxylessnas/configs``; ``load_config("demo")``
+reads ``configs/demo.yaml``, ``load_config("my.yaml")`` reads a file.
+
+Defaults are the paper's search settings (PAPER.md section 4) scaled to small images: the
+ImageNet recipes restore the paper's numbers (batch 256, 40 + 120 epochs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from proxylessnas.errors import ProxylessError
+
+STRATEGIES = ("gradient", "reinforce")
+BINARY_MODES = ("full", "full_v2", "two")
+LATENCY_MODES = ("penalty", "band", "under")
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Where the images come from and how they are batched."""
+
+    dataset: str = "demo"
+    valid_size: float = 0.1  # architecture-validation split: a fraction (< 1) or a count (>= 1)
+    batch_size: int = 64  # weight steps
+    valid_batch_size: int = 64  # architecture steps
+    eval_batch_size: int = 256
+    augment: bool = True  # random crop with padding (+ flip where the dataset allows it)
+    limit_per_class: int | None = None  # keep the first N images per class (quick runs)
+    resolution: int | None = None  # resize the images (None: the dataset's own size)
+
+
+@dataclass(frozen=True)
+class SpaceSection:
+    """The search space preset and its keyword overrides (classes, resolution and input
+    channels always come from the dataset)."""
+
+    name: str = "proxyless-cifar"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HardwareSection:
+    """The cost model: ``cpu``, ``cuda``, ``onnxruntime``, ``flops`` or a table file."""
+
+    target: str = "cpu"
+    batch_size: int = 1
+    threads: int | None = 1
+    measure_runs: int = 50  # timed runs of the derived net at the end (cpu / cuda / onnxruntime)
+
+
+@dataclass(frozen=True)
+class WeightsSection:
+    """SGD on the supernet weights (paper: Nesterov 0.9, wd 4e-5, label smoothing 0.1)."""
+
+    lr: float = 0.025
+    warmup_lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    grad_clip_norm: float = 5.0  # 0 disables clipping
+
+
+@dataclass(frozen=True)
+class ArchSection:
+    """Adam on the architecture logits (paper: lr 1e-3, betas (0, 0.999), alpha ~ N(0, 1e-3))."""
+
+    lr: float = 1e-3
+    beta1: float = 0.0
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    init_std: float = 1e-3
+    update_every: int = 5  # one architecture step every N weight steps
+    skip_first_epoch: bool = True  # no architecture step in the first epoch after warm-up
+
+
+@dataclass(frozen=True)
+class LatencySection:
+    """How latency enters the architecture loss.
+
+    ``mode``: ``penalty`` adds the soft loss ``loss`` (mul_log, add_linear, paper, absolute,
+    hinge) with reference latency T; ``band`` lands the derived architecture within
+    ``tolerance`` of T and ``under`` at or below T, both by dual ascent on lambda.
+    T is ``target`` (in the cost model's unit) or, when None, the point ``target_position``
+    of the way from the cheapest (0) to the most expensive (1) architecture of the space.
+    """
+
+    mode: str = "band"
+    target: float | None = None
+    target_position: float = 0.5
+    loss: str = "mul_log"
+    loss_params: dict[str, float] = field(default_factory=dict)
+    tolerance: float = 0.05
+    step_size: float = 0.1
+    initial_weight: float = 0.1
+    max_weight: float = 100.0
+
+
+@dataclass(frozen=True)
+class ReinforceSection:
+    """REINFORCE (PAPER.md section 3): B sampled archs, reward ACC * (T / LAT)^w."""
+
+    samples: int = 10
+    reward_exponent: float = 0.1
+    baseline_decay: float = 0.9
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    """The algorithm and its length."""
+
+    strategy: str = "gradient"
+    binary_mode: str = "full_v2"
+    warmup_epochs: int = 2
+    epochs: int = 6
+    steps_per_epoch: int | None = None  # cap on weight steps per epoch (None: the whole split)
+
+
+@dataclass(frozen=True)
+class RunSection:
+    """Where and how the run executes; none of this changes the result."""
+
+    out: str = "runs/search"
+    seed: int = 0
+    device: str = "cpu"  # cpu | cuda | auto
+    progress: bool = True
+    plots: bool = True
+    eval_batches: int = 10  # validation batches for the per-epoch accuracy of the argmax arch
+    bn_recalibration_batches: int = 20
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataSection, "space": SpaceSection, "hardware": HardwareSection,
+    "weights": WeightsSection, "arch": ArchSection, "latency": LatencySection,
+    "reinforce": ReinforceSection, "search": SearchSection, "run": RunSection,
+}
+RESULT_FREE_SECTIONS = ("run",)  # may differ between a run and its resume
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """All settings of one search; build with :func:`load_config` or ``SearchConfig()``."""
+
+    data: DataSection = DataSection()
+    space: SpaceSection = SpaceSection()
+    hardware: HardwareSection = HardwareSection()
+    weights: WeightsSection = WeightsSection()
+    arch: ArchSection = ArchSection()
+    latency: LatencySection = LatencySection()
+    reinforce: ReinforceSection = ReinforceSection()
+    search: SearchSection = SearchSection()
+    run: RunSection = RunSection()
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "config") -> SearchConfig:
+        """Build from nested dicts; unknown sections or keys and ill-typed values are errors."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ProxylessError("a search config must be a mapping of sections", where,
+                                 f"write sections {', '.join(SECTIONS)}")
+        return cls().merged(data, where)
+
+    def merged(self, data: dict[str, Any], where: str = "config") -> SearchConfig:
+        """A copy with the nested ``{section: {field: value}}`` values applied."""
+        sections = {}
+        for name, values in data.items():
+            if name not in SECTIONS:
+                raise ProxylessError(f"unknown config section '{name}'", where,
+                                     f"use one of {', '.join(SECTIONS)}")
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                raise ProxylessError(f"config section '{name}' must be a mapping", where,
+                                     f"write '{name}:' followed by indented key: value lines")
+            sections[name] = _merge_section(getattr(self, name), name, values, where)
+        return replace(self, **sections)
+
+    def with_overrides(self, items: list[str] | dict[str, Any], where: str = "overrides") -> SearchConfig:
+        """Apply ``["section.field=value", ...]`` (values parsed as YAML scalars)."""
+        pairs = parse_overrides(items) if isinstance(items, list) else dict(items)
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in pairs.items():
+            section, dot, name = key.partition(".")
+            if not dot or not name:
+                raise ProxylessError(f"override key '{key}' is not section.field", where,
+                                     f"write e.g. search.epochs=10 (sections: {', '.join(SECTIONS)})")
+            nested.setdefault(section, {})[name] = value
+        return self.merged(nested, where)
+
+    def differences(self, other: SearchConfig, ignore: tuple[str, ...] = RESULT_FREE_SECTIONS) -> list[str]:
+        """``section.field`` names whose values differ (sections in ``ignore`` skipped)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [f"{section}.{key}" for section in SECTIONS if section not in ignore
+                for key in mine[section] if mine[section][key] != theirs[section][key]]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the resolved config as YAML (atomic)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        os.replace(tmp, path)
+        return path
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["search.epochs=5", "arch.lr=3e-4"]`` -> ``{"search.epochs": 5, "arch.lr": 0.0003}``."""
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ProxylessError(f"override '{item}' is not key=value", "overrides",
+                                 "write e.g. search.epochs=10")
+        result[key.strip()] = _yaml_scalar(text, item)
+    return result
+
+
+def _yaml_scalar(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        return text
+
+
+def _merge_section(section: Any, name: str, values: dict[str, Any], where: str) -> Any:
+    kinds = {f.name: f.type for f in fields(section)}
+    hints = typing.get_type_hints(type(section))
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        key = str(key)
+        if name == "space" and key not in kinds:
+            # a preset keyword (width_mult, depths...): checked by get_space at run time
+            clean.setdefault("options", dict(section.options))[key] = value
+            continue
+        if key not in kinds:
+            raise ProxylessError(f"unknown config key '{name}.{key}'", where,
+                                 f"use any of {', '.join(f'{name}.{k}' for k in kinds)}")
+        clean[key] = _coerce(value, hints[key], f"{name}.{key}", where)
+    return replace(section, **clean)
+
+
+def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
+    """``value`` checked against the type hint ``kind`` (int, float, bool, str, dict, Optional)."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+            return None
+        kind = options[0]
+        origin = typing.get_origin(kind)
+    bad = ProxylessError(f"bad value {value!r} for {key}", where,
+                         f"give a value of type {getattr(kind, '__name__', str(kind))}")
+    if origin is dict or kind is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise bad
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise bad
+        try:
+            number = float(value)
+        except ValueError:
+            raise bad from None
+        if number != int(number):
+            raise bad
+        return int(number)
+    if kind is float:
+        if isinstance(value, bool):
+            raise bad
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+    if kind is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise bad
+        return str(value)
+    return value
+
+
+def _validate(config: SearchConfig) -> None:
+    """Range and choice checks; the first problem found is raised."""
+    data, arch, latency, search = config.data, config.arch, config.latency, config.search
+    checks = [
+        ("search.strategy", search.strategy in STRATEGIES, f"use one of {', '.join(STRATEGIES)}"),
+        ("search.binary_mode", search.binary_mode in BINARY_MODES, f"use one of {', '.join(BINARY_MODES)}"),
+        ("search.epochs", search.epochs >= 1, "give at least 1 search epoch"),
+        ("search.warmup_epochs", search.warmup_epochs >= 0, "give 0 or more warm-up epochs"),
+        ("search.steps_per_epoch", search.steps_per_epoch is None or search.steps_per_epoch >= 1,
+         "give a positive number or none"),
+        ("latency.mode", latency.mode in LATENCY_MODES, f"use one of {', '.join(LATENCY_MODES)}"),
+        ("latency.target", latency.target is None or latency.target > 0, "give a positive latency"),
+        ("latency.target_position", 0.0 <= latency.target_position <= 1.0, "give a value in [0, 1]"),
+        ("latency.tolerance", 0.0 < latency.tolerance < 1.0, "give a fraction such as 0.05"),
+        ("data.batch_size", data.batch_size >= 1, "give a positive batch size"),
+        ("data.valid_batch_size", data.valid_batch_size >= 1, "give a positive batch size"),
+        ("data.eval_batch_size", data.eval_batch_size >= 1, "give a positive batch size"),
+        ("data.valid_size", data.valid_size > 0, "give a fraction in (0, 1) or a count"),
+        ("weights.lr", config.weights.lr > 0, "give a positive learning rate"),
+        ("weights.warmup_lr", config.weights.warmup_lr > 0, "give a positive learning rate"),
+        ("weights.label_smoothing", 0 <= config.weights.label_smoothing < 1, "give a value in [0, 1)"),
+        ("arch.lr", arch.lr > 0, "give a positive learning rate"),
+        ("arch.update_every", arch.update_every >= 1, "give 1 or more weight steps per arch step"),
+        ("arch.init_std", arch.init_std >= 0, "give 0 or a small positive std"),
+        ("reinforce.samples", config.reinforce.samples >= 1, "sample at least one architecture"),
+        ("reinforce.baseline_decay", 0 <= config.reinforce.baseline_decay < 1, "give a value in [0, 1)"),
+        ("hardware.batch_size", config.hardware.batch_size >= 1, "give a positive batch size"),
+        ("run.device", config.run.device in ("cpu", "cuda", "auto"), "use cpu, cuda or auto"),
+    ]
+    for key, ok, fix in checks:
+        if not ok:
+            section, _, name = key.partition(".")
+            value = getattr(getattr(config, section), name)
+            raise ProxylessError(f"invalid value {value!r} for {key}", "search config", fix)
+
+
+def config_names() -> list[str]:
+    """Names of the recipes shipped in ``proxylessnas/configs``."""
+    folder = importlib.resources.files("proxylessnas") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def config_path(name_or_path: str | os.PathLike) -> Path:
+    """A shipped recipe name (``demo``) or a YAML file path."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    bundled = Path(str(importlib.resources.files("proxylessnas") / "configs" / f"{text}.yaml"))
+    if "/" not in text and not text.endswith((".yaml", ".yml")) and bundled.is_file():
+        return bundled
+    if path.exists():
+        raise ProxylessError("config is not a file", text, "give a YAML file")
+    raise ProxylessError("config not found", text,
+                         f"give a YAML file or one of the shipped recipes: {', '.join(config_names())}")
+
+
+def load_config(name_or_path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> SearchConfig:
+    """Read a recipe (shipped name or YAML path; None: the built-in defaults) plus overrides."""
+    config = SearchConfig()
+    if name_or_path is not None:
+        path = config_path(name_or_path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ProxylessError(f"malformed YAML{at}", str(path), "fix the YAML syntax") from None
+        except UnicodeDecodeError:
+            raise ProxylessError("not a text file", str(path), "give a YAML recipe") from None
+        config = SearchConfig.from_dict(data, str(path))
+    if overrides:
+        config = config.with_overrides(overrides)
+    return config
