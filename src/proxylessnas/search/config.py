@@ -369,7 +369,8 @@ def config_path(name_or_path: str | os.PathLike) -> Path:
                          f"give a YAML file or one of the shipped recipes: {', '.join(config_names())}")
 
 
-def load_config(name_or_path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> SearchConfig:
+def load_config(name_or_path: str | os.PathLike | None = None,
+                overrides: list[str] | None = None) -> SearchConfig:
     """Read a recipe (shipped name or YAML path; None: the built-in defaults) plus overrides."""
     config = SearchConfig()
     if name_or_path is not None:

@@ -1,0 +1,271 @@
+"""Search strategies: how one architecture step updates the logits alpha of a :class:`SuperNet`.
+
+Both strategies share the weight step (run by :func:`~proxylessnas.search.run.run_search`) and
+differ in the architecture step, taken on a batch of the architecture-validation split:
+
+- :class:`GradientStrategy` (binary gates, PAPER.md 3): sample gates in mode ``full``,
+  ``full_v2`` or ``two``, loss = latency objective(CE, E[LAT]) with E[LAT] = fixed + sum_l <p_l, c_l>,
+  backward into the alphas only, Adam step, then ``finish_arch_step`` (two-path rescale).
+- :class:`ReinforceStrategy`: sample B architectures from p, reward R = ACC * (T / LAT)^w
+  (MnasNet's reward), loss = -(1/B) sum_b (R_b - baseline) log p(arch_b), Adam step.
+
+:class:`LatencyObjective` owns the cost model's candidate costs, the target T and, in the target
+modes ``band`` / ``under``, the dual-ascent :class:`~proxylessnas.search.controller.LatencyController`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.search.controller import (
+    LatencyController,
+    TargetConfig,
+    arch_cost,
+    argmax_indices,
+    cheapest_cost,
+    check_target,
+    constrained_argmax,
+    most_expensive_cost,
+)
+from proxylessnas.search.losses import latency_loss
+from proxylessnas.space.spec import SearchSpace
+from proxylessnas.supernet import SuperNet, batch_statistics_only
+
+
+class NonFiniteLoss(Exception):
+    """A loss became NaN or infinite; ``what`` says which one."""
+
+    def __init__(self, what: str, value: float) -> None:
+        self.what = what
+        self.value = value
+        super().__init__(f"{what} is {value}")
+
+
+def check_finite(what: str, loss: Tensor) -> float:
+    """The loss as a float; :class:`NonFiniteLoss` when it is NaN or infinite."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLoss(what, value)
+    return value
+
+
+def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+class LatencyObjective:
+    """The latency side of the architecture loss, for one space and cost model.
+
+    ``mode``: ``penalty`` (the soft loss ``loss_name`` with reference T), ``band`` or ``under``
+    (``CE + lambda (E[LAT] - T) / T`` with lambda moved by dual ascent on the argmax
+    architecture's cost, see :mod:`proxylessnas.search.controller`).
+    """
+
+    def __init__(self, space: SearchSpace, cost_model: Any, *, mode: str, target: float | None,
+                 target_position: float = 0.5, loss_name: str = "mul_log",
+                 loss_params: dict[str, float] | None = None, tolerance: float = 0.05,
+                 step_size: float = 0.1, initial_weight: float = 0.1, max_weight: float = 100.0) -> None:
+        self.space = space
+        self.cost_model = cost_model
+        self.unit = getattr(cost_model, "unit", "")
+        self.mode = mode
+        self.fixed, self.candidate_costs = cost_model.candidate_costs(space)
+        self.cheapest = cheapest_cost(self.fixed, self.candidate_costs)
+        self.most_expensive = most_expensive_cost(self.fixed, self.candidate_costs)
+        if target is None:
+            # T = cheapest + position * (most expensive - cheapest)
+            target = self.cheapest + target_position * (self.most_expensive - self.cheapest)
+        self.target = float(target)
+        self.loss_name = loss_name
+        self.loss_params = dict(loss_params or {})
+        self.controller: LatencyController | None = None
+        target_config = TargetConfig(self.target, mode if mode != "penalty" else "band", tolerance,
+                                     step_size, initial_weight=initial_weight, max_weight=max_weight)
+        self.target_config = target_config
+        if mode == "penalty":
+            # a soft loss needs no band, but a target below every architecture is still an error
+            check_target(TargetConfig(self.target, "under", tolerance), self.fixed, self.candidate_costs,
+                         self.unit)
+            # check the soft loss's parameters now, not at the first architecture step
+            probe = torch.tensor(max(self.target, 1.0) * 1.01, dtype=torch.float64)
+            latency_loss(loss_name, torch.tensor(1.0, dtype=torch.float64), probe, self.target,
+                         **self.loss_params)
+        else:
+            check_target(target_config, self.fixed, self.candidate_costs, self.unit)
+            self.controller = LatencyController(target_config)
+
+    @property
+    def weight(self) -> float | None:
+        """The current lambda of the target modes (None in penalty mode)."""
+        return None if self.controller is None else self.controller.weight
+
+    def expected(self, probs: Sequence[Tensor]) -> Tensor:
+        """E[LAT] = fixed + sum_l <p_l, c_l>, differentiable in ``probs``."""
+        return self.cost_model.expected_cost(self.space, probs)
+
+    def cost_of(self, indices: Sequence[int]) -> float:
+        """Predicted cost of one architecture (candidate index per searched layer)."""
+        return arch_cost(self.fixed, self.candidate_costs, indices)
+
+    def loss(self, ce: Tensor, probs: Sequence[Tensor]) -> tuple[Tensor, dict[str, float]]:
+        expected = self.expected(probs)
+        if self.controller is not None:
+            return self.controller.loss(ce, expected)
+        return latency_loss(self.loss_name, ce, expected, self.target, **self.loss_params)
+
+    def after_arch_step(self, alphas: Sequence[Tensor]) -> None:
+        """Target modes: one dual-ascent step on the argmax architecture's cost."""
+        if self.controller is not None:
+            self.controller.update(self.cost_of(argmax_indices(alphas)))
+
+    def accepts(self, cost: float) -> bool:
+        """Whether ``cost`` meets the target (always True in penalty mode)."""
+        return self.controller is None or self.target_config.accepts(cost)
+
+    def select(self, alphas: Sequence[Tensor]) -> tuple[list[int], str]:
+        """The architecture to derive: the argmax, or, in a target mode where the argmax misses
+        the band, the most probable architecture inside it (reported as such)."""
+        indices = argmax_indices(alphas)
+        if self.accepts(self.cost_of(indices)):
+            return indices, "argmax"
+        log_probs = [torch.log_softmax(a.detach().double().cpu(), dim=0) for a in alphas]
+        inside = constrained_argmax(log_probs, self.candidate_costs, self.fixed,
+                                    self.target_config.low, self.target_config.high)
+        if inside is None:
+            return indices, "argmax (no architecture inside the band)"
+        return inside, "most probable inside the band (argmax missed it)"
+
+    def state_dict(self) -> dict:
+        return {"controller": None if self.controller is None else self.controller.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.controller is not None and state.get("controller") is not None:
+            self.controller.load_state_dict(state["controller"])
+
+
+def make_arch_optimizer(supernet: SuperNet, lr: float, betas: tuple[float, float], eps: float,
+                        weight_decay: float) -> torch.optim.Adam:
+    """Adam on the alphas only (paper: lr 1e-3, betas (0, 0.999), eps 1e-8, no weight decay)."""
+    return torch.optim.Adam(supernet.arch_parameters(), lr=lr, betas=betas, eps=eps,
+                            weight_decay=weight_decay)
+
+
+class GradientStrategy:
+    """Binary-gate architecture gradients (modes full, full_v2, two) plus the latency objective."""
+
+    name = "gradient"
+
+    def __init__(self, supernet: SuperNet, objective: LatencyObjective, optimizer: torch.optim.Optimizer,
+                 binary_mode: str = "full_v2") -> None:
+        self.supernet = supernet
+        self.objective = objective
+        self.optimizer = optimizer
+        self.binary_mode = binary_mode
+
+    def arch_step(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> dict[str, float]:
+        supernet = self.supernet
+        supernet.sample_arch_step(self.binary_mode, generator)
+        logits = supernet(images)
+        ce = F.cross_entropy(logits, labels)  # no label smoothing in the architecture loss
+        loss, details = self.objective.loss(ce, supernet.probs())
+        check_finite("architecture loss", loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=supernet.arch_parameters())  # weights get no gradient here
+        self.optimizer.step()
+        supernet.finish_arch_step()
+        self.objective.after_arch_step(supernet.arch_parameters())
+        details["arch_accuracy"] = float((logits.argmax(1) == labels).float().mean())
+        return details
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def reinforce_advantages(rewards: Tensor, baseline: float | None, decay: float) -> tuple[Tensor, float]:
+    """(advantages R_b - b, new baseline).
+
+    The advantages use the baseline from *before* this batch (so b does not depend on the
+    rewards it is subtracted from); the first batch, having none, uses its own mean. Then
+    ``b <- decay * b + (1 - decay) * mean(R)`` (the old value weighted by ``decay``).
+    """
+    mean = float(rewards.mean())
+    if baseline is None:
+        return rewards - mean, mean
+    return rewards - baseline, decay * baseline + (1.0 - decay) * mean
+
+
+def reinforce_reward(accuracy: float, latency: float, target: float, exponent: float) -> float:
+    """MnasNet-style reward ``R = ACC * (T / LAT)^w``."""
+    return accuracy * (target / latency) ** exponent
+
+
+class ReinforceStrategy:
+    """REINFORCE on the alphas: grad = -(1/B) sum_b (R_b - baseline) grad log p(arch_b)."""
+
+    name = "reinforce"
+
+    def __init__(self, supernet: SuperNet, objective: LatencyObjective, optimizer: torch.optim.Optimizer,
+                 samples: int = 10, reward_exponent: float = 0.1, baseline_decay: float = 0.9) -> None:
+        self.supernet = supernet
+        self.objective = objective
+        self.optimizer = optimizer
+        self.samples = samples
+        self.reward_exponent = reward_exponent
+        self.baseline_decay = baseline_decay
+        self.baseline: float | None = None
+        self._norms = batch_norms(supernet)
+
+    @torch.no_grad()
+    def _accuracy(self, indices: list[int], images: Tensor, labels: Tensor) -> float:
+        self.supernet.set_path(indices)
+        with batch_statistics_only(self._norms):  # batch statistics, running ones untouched
+            logits = self.supernet(images)
+        return float((logits.argmax(1) == labels).float().mean())
+
+    def arch_step(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> dict[str, float]:
+        supernet, objective = self.supernet, self.objective
+        archs = [supernet.sample_arch(generator) for _ in range(self.samples)]
+        accuracies = [self._accuracy(a, images, labels) for a in archs]
+        latencies = [objective.cost_of(a) for a in archs]
+        rewards = torch.tensor([reinforce_reward(acc, lat, objective.target, self.reward_exponent)
+                                for acc, lat in zip(accuracies, latencies)], dtype=torch.float64)
+        advantages, self.baseline = reinforce_advantages(rewards, self.baseline, self.baseline_decay)
+        log_probs = torch.stack([supernet.log_prob(a) for a in archs])
+        loss = -(advantages.to(log_probs.dtype).to(log_probs.device) * log_probs).mean()
+        check_finite("REINFORCE loss", loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            expected = float(objective.expected([p.detach() for p in supernet.probs()]))
+        return {"loss": float(loss.detach()), "reward": float(rewards.mean()), "baseline": self.baseline,
+                "arch_accuracy": sum(accuracies) / len(accuracies), "expected_latency": expected,
+                "sampled_latency": sum(latencies) / len(latencies), "target": objective.target}
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "baseline": self.baseline}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.baseline = state.get("baseline")
+
+
+def make_strategy(name: str, supernet: SuperNet, objective: LatencyObjective,
+                  optimizer: torch.optim.Optimizer, *, binary_mode: str = "full_v2", samples: int = 10,
+                  reward_exponent: float = 0.1, baseline_decay: float = 0.9):
+    """The strategy registered under ``name`` (gradient | reinforce)."""
+    if name == "gradient":
+        return GradientStrategy(supernet, objective, optimizer, binary_mode)
+    if name == "reinforce":
+        return ReinforceStrategy(supernet, objective, optimizer, samples, reward_exponent, baseline_decay)
+    raise ProxylessError(f"unknown strategy '{name}'", "--strategy", "use gradient or reinforce")
