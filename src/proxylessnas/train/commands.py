@@ -12,9 +12,10 @@ from proxylessnas.errors import ProxylessError
 
 TRAIN_EXAMPLE = """examples:
   proxyless train mobilenet_v2 --dataset cifar10:../shared/data/cifar10 --epochs 30 --out runs/mbv2
-  proxyless train runs/search/arch.json --dataset cifar10:DIR --init-from runs/search ema_decay=0.999
+  proxyless train runs/search/arch.json ema_decay=0.999 --dataset cifar10:DIR --init-from runs/search
   proxyless train mobilenet_v2 --dataset cifar10:DIR --out runs/mbv2 --resume
-zoo names train their CIFAR-size variant on datasets of 64 pixels or less."""
+key=value recipe overrides go right after the target. Zoo names train their CIFAR-size
+variant (stride-1 stem, proxyless-cifar space) on datasets of 64 pixels or less."""
 
 EVAL_EXAMPLE = """example:
   proxyless eval runs/mbv2/best.pt --dataset cifar10:../shared/data/cifar10"""

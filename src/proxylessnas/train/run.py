@@ -86,11 +86,13 @@ def checkpoint_state(model: nn.Module, deploy: nn.Module, optimizer, ema: ModelE
     }
 
 
-def _read_metrics(path: Path, below_epoch: int) -> list[str]:
+def _read_metrics(path: Path, completed_epochs: int) -> list[str]:
+    """The metric lines of the epochs a checkpoint has completed (a crash between writing the
+    line and the checkpoint would otherwise leave a duplicate)."""
     if not path.exists():
         return []
     lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return [line for line in lines if json.loads(line).get("epoch", 0) < below_epoch]
+    return [line for line in lines if json.loads(line).get("epoch", 0) <= completed_epochs]
 
 
 def train_model(
