@@ -144,6 +144,7 @@ class RunSection:
     out: str = "runs/search"
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto
+    threads: int | None = None  # torch CPU threads for the search (None: torch's default)
     progress: bool = True
     plots: bool = True
     eval_batches: int = 10  # validation batches for the per-epoch accuracy of the argmax arch

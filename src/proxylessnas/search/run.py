@@ -1,0 +1,617 @@
+"""``run_search``: the whole ProxylessNAS search, one loop read top to bottom.
+
+    warm-up epochs:  weight steps only, one random path per layer (p is ~uniform), cosine LR
+                     from ``weights.warmup_lr``
+    search epochs:   weight step (one sampled path, CE with label smoothing, SGD Nesterov)
+                     and every ``arch.update_every`` weight steps one architecture step of the
+                     strategy on a batch of the architecture-validation split (none in the
+                     first search epoch when ``arch.skip_first_epoch``), cosine LR from
+                     ``weights.lr``
+    each epoch end:  metrics.jsonl row, arch.json (+ arches/epoch_NNN.json), checkpoint.pt,
+                     plots/
+    at the end:      the architecture to derive (argmax, or in a target mode the most
+                     probable one inside the band if the argmax misses it), the derived net
+                     with inherited weights after BatchNorm recalibration, its test accuracy,
+                     predicted and measured latency, summary.json
+
+The run directory (``run.out``) holds everything needed to resume exactly: ``checkpoint.pt``
+(written atomically) has the supernet (weights, alphas, BN statistics), both optimisers, the
+strategy's and controller's state, the path-sampling generator, every global RNG, the
+validation iterator's position, the running epoch sums and (epoch, step). Learning rates are
+a pure function of (epoch, step), so there is no scheduler state to lose. SIGINT and SIGTERM
+finish the current step, write the checkpoint and raise :class:`SearchInterrupted`; a NaN or
+infinite loss raises :class:`~proxylessnas.errors.ProxylessError` and leaves the last good
+checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from proxylessnas.data import BatchIterator, Dataset, load_dataset, split_validation
+from proxylessnas.errors import ProxylessError
+from proxylessnas.search.config import SearchConfig
+from proxylessnas.search.strategies import (
+    LatencyObjective,
+    NonFiniteLoss,
+    batch_norms,
+    check_finite,
+    make_arch_optimizer,
+    make_strategy,
+)
+from proxylessnas.space import Arch, SearchSpace, get_space
+from proxylessnas.supernet import SuperNet, batch_statistics_only
+from proxylessnas.train.bn_recalibration import recalibrate_bn
+from proxylessnas.train.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+CHECKPOINT_FORMAT = "proxylessnas-search"
+CHECKPOINT_VERSION = 1
+MEASURED_HARDWARE = ("cpu", "cuda", "onnxruntime")
+
+
+class SearchInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; the checkpoint was written and the run can be resumed."""
+
+    def __init__(self, signal_number: int, checkpoint: Path, epoch: int, step: int) -> None:
+        self.signal_number = signal_number
+        self.checkpoint = checkpoint
+        self.epoch = epoch
+        self.step = step
+        name = signal.Signals(signal_number).name
+        super().__init__(f"{name} at epoch {epoch} step {step}; checkpoint saved in {checkpoint}")
+
+
+@dataclass
+class SearchResult:
+    """What a run leaves: the derived arch and the numbers of the summary (None until finished)."""
+
+    run_dir: Path
+    arch: Arch
+    finished: bool
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# -- setup -------------------------------------------------------------------------------------------
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ProxylessError("CUDA is not available", "run.device", "use run.device=cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def search_space(config: SearchConfig, dataset: Dataset) -> SearchSpace:
+    """The preset named in the config, sized for the dataset (classes, resolution, channels)."""
+    options = dict(config.space.options)
+    for key in ("num_classes", "resolution", "in_chs"):
+        if key in options:
+            raise ProxylessError(f"space.{key} is set by the dataset", "search config",
+                                 f"remove space.{key} (use data.resolution to resize the images)")
+    return get_space(config.space.name, num_classes=dataset.num_classes, resolution=dataset.resolution,
+                     in_chs=dataset.channels, **options)
+
+
+def make_cost_model(config: SearchConfig, space: SearchSpace, progress: bool):
+    from proxylessnas.hardware.targets import get_cost_model
+
+    hardware = config.hardware
+    return get_cost_model(hardware.target, space, batch_size=hardware.batch_size, threads=hardware.threads,
+                          progress=progress)
+
+
+def make_objective(config: SearchConfig, space: SearchSpace, cost_model) -> LatencyObjective:
+    """The latency objective; refuses an impossible target before any training."""
+    latency = config.latency
+    return LatencyObjective(space, cost_model, mode=latency.mode, target=latency.target,
+                            target_position=latency.target_position, loss_name=latency.loss,
+                            loss_params=latency.loss_params, tolerance=latency.tolerance,
+                            step_size=latency.step_size, initial_weight=latency.initial_weight,
+                            max_weight=latency.max_weight)
+
+
+def weight_optimizer(supernet: SuperNet, config: SearchConfig) -> torch.optim.SGD:
+    """SGD (Nesterov) on the weights; no weight decay on BatchNorm and biases (1-D tensors)."""
+    weights = config.weights
+    params = supernet.weight_parameters()
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weights.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=weights.lr, momentum=weights.momentum, nesterov=weights.nesterov)
+
+
+def cosine_lr(base: float, step: int, total: int) -> float:
+    """lr = base * 0.5 * (1 + cos(pi * step / total))."""
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total))))
+
+
+def prepare_run_dir(run_dir: Path, config: SearchConfig, resume: bool) -> None:
+    """Refuse to overwrite a run, or to resume one with different settings."""
+    checkpoint = run_dir / "checkpoint.pt"
+    if resume:
+        if not checkpoint.is_file():
+            raise ProxylessError("nothing to resume: no checkpoint.pt", str(run_dir),
+                                 "start the search without --resume")
+        saved_path = run_dir / "config.yaml"
+        if saved_path.is_file():
+            try:
+                saved = SearchConfig.from_dict(yaml.safe_load(saved_path.read_text()), str(saved_path))
+            except yaml.YAMLError:
+                raise ProxylessError("malformed config.yaml", str(saved_path), "restore the file") from None
+            changed = config.differences(saved)
+            if changed:
+                raise ProxylessError(f"settings differ from the run being resumed ({', '.join(changed)})",
+                                     str(saved_path), "resume with the same config and overrides")
+    elif checkpoint.exists():
+        raise ProxylessError("the run folder already holds a search", str(run_dir),
+                             "pass --resume to continue it, or choose another --out")
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[dict[str, int | None]]:
+    """Turn the first SIGINT/SIGTERM into a request (``flag["signal"]``); a second one stops at once."""
+    flag: dict[str, int | None] = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(number, frame):
+        if flag["signal"] is not None:
+            raise KeyboardInterrupt
+        flag["signal"] = number
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+class Progress:
+    """One tqdm bar over every weight step of the run (ETA for the whole search)."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit="step", dynamic_ncols=True, leave=True)
+
+    def describe(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(text)
+
+    def step(self, **postfix: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in postfix.items()}, refresh=False)
+            self.bar.update(1)
+
+    def write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# -- per-epoch pieces -------------------------------------------------------------------------------
+
+def entropy(probs: list[torch.Tensor]) -> float:
+    """Mean over layers of H(p_l) = -sum_j p_lj ln p_lj (nats)."""
+    values = [float(-(p * torch.log(p.clamp_min(1e-30))).sum()) for p in probs]
+    return sum(values) / len(values)
+
+
+@torch.no_grad()
+def path_accuracy(supernet: SuperNet, indices: list[int], batches: BatchIterator, max_batches: int) -> float:
+    """Accuracy of one fixed path on up to ``max_batches`` batches (BN on batch statistics,
+    running statistics untouched: they describe the mixture of paths, not this one)."""
+    supernet.set_path(indices)
+    correct = total = 0
+    with batch_statistics_only(batch_norms(supernet)):
+        for number, (images, labels) in enumerate(batches.epoch(0)):
+            if number >= max_batches:
+                break
+            correct += int((supernet(images).argmax(1) == labels).sum())
+            total += len(labels)
+    return correct / max(1, total)
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(tmp, path)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_run_dir(run_dir: Path, progress: Progress) -> str | None:
+    """Draw plots/ with :func:`proxylessnas.viz.plot_run`; returns why not, if it could not."""
+    try:
+        from proxylessnas.viz import plot_run
+    except ImportError:
+        return "plots skipped: proxylessnas.viz.plot_run is not available in this install"
+    try:
+        plot_run(run_dir)
+    except ProxylessError as err:
+        return f"plots skipped: {err.line()}"
+    return None
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+
+def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset | None = None,
+               cost_model: Any = None, stop_after_epoch: int | None = None,
+               on_step: Callable[[int, int], None] | None = None) -> SearchResult:
+    """Run (or resume) the search described by ``config``; see the module docstring.
+
+    ``dataset`` and ``cost_model`` replace the ones the config names (tests, notebooks);
+    ``stop_after_epoch=k`` returns after epoch k's checkpoint (unfinished, resumable);
+    ``on_step(epoch, step)`` is called after every weight step.
+    """
+    run_dir = Path(config.run.out)
+    prepare_run_dir(run_dir, config, resume)
+    device = resolve_device(config.run.device)
+    if config.run.threads is not None:
+        torch.set_num_threads(config.run.threads)
+    seed = config.run.seed
+    seed_everything(seed)
+    progress_enabled = config.run.progress
+
+    # data: weights train on train_part, the architecture on valid_part, the test set only reports
+    if dataset is None:
+        dataset = load_dataset(config.data.dataset, resolution=config.data.resolution,
+                               limit_per_class=config.data.limit_per_class)
+    valid_size = config.data.valid_size
+    valid_size = int(valid_size) if valid_size >= 1 else float(valid_size)
+    train_part, valid_part = split_validation(dataset, valid_size, seed=seed)
+    train_batches = BatchIterator.for_dataset(dataset, train_part, config.data.batch_size,
+                                              augment=config.data.augment, seed=seed, drop_last=True,
+                                              device=device)
+    valid_batches = BatchIterator.for_dataset(dataset, valid_part, config.data.valid_batch_size,
+                                              augment=False, seed=seed + 1, drop_last=True, device=device)
+    valid_eval = BatchIterator.for_dataset(dataset, valid_part, config.data.eval_batch_size, augment=False,
+                                           shuffle=False, device=device)
+    if len(train_batches) == 0 or len(valid_batches) == 0:
+        raise ProxylessError(f"too few images for batch sizes {config.data.batch_size}/"
+                             f"{config.data.valid_batch_size}", dataset.summary(),
+                             "lower data.batch_size / data.valid_batch_size or use more images")
+
+    # space, cost model, target (an impossible target stops here, before training)
+    space = search_space(config, dataset)
+    if cost_model is None:
+        cost_model = make_cost_model(config, space, progress_enabled)
+    objective = make_objective(config, space, cost_model)
+
+    supernet = SuperNet(space, dataset.num_classes).to(device)
+    with torch.no_grad():
+        init = torch.Generator().manual_seed(seed)
+        for alpha in supernet.arch_parameters():
+            alpha.copy_(torch.randn(alpha.shape, generator=init) * config.arch.init_std)
+    weights_optimizer = weight_optimizer(supernet, config)
+    arch_optimizer = make_arch_optimizer(supernet, config.arch.lr, (config.arch.beta1, config.arch.beta2),
+                                         config.arch.eps, config.arch.weight_decay)
+    strategy = make_strategy(config.search.strategy, supernet, objective, arch_optimizer,
+                             binary_mode=config.search.binary_mode, samples=config.reinforce.samples,
+                             reward_exponent=config.reinforce.reward_exponent,
+                             baseline_decay=config.reinforce.baseline_decay)
+    sampler = torch.Generator().manual_seed(seed + 2)  # path sampling, saved in the checkpoint
+
+    warmup_epochs, search_epochs = config.search.warmup_epochs, config.search.epochs
+    total_epochs = warmup_epochs + search_epochs
+    steps_per_epoch = len(train_batches)
+    if config.search.steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, config.search.steps_per_epoch)
+    metrics_path = run_dir / "metrics.jsonl"
+    checkpoint_path = run_dir / "checkpoint.pt"
+
+    epoch, start_step = 0, 0
+    sums = new_sums()
+    metrics: list[dict[str, Any]] = []
+    if resume:
+        state = load_checkpoint(checkpoint_path)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
+            raise ProxylessError("not a search checkpoint of this version", str(checkpoint_path),
+                                 "resume only runs written by 'proxyless search'")
+        if state.get("finished"):
+            raise ProxylessError("this search has already finished", str(run_dir),
+                                 "read its arch.json and summary.json, or choose another --out")
+        try:
+            supernet.load_state_dict(state["supernet"])
+            weights_optimizer.load_state_dict(state["weight_optimizer"])
+            strategy.load_state_dict(state["strategy"])
+            objective.load_state_dict(state["objective"])
+            sampler.set_state(state["sampler"])
+            valid_batches.load_state_dict(state["valid_iterator"])
+            restore_rng_state(state["rng"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            reason = str(err).splitlines()[0][:100]
+            raise ProxylessError(f"checkpoint does not fit this search ({reason})", str(checkpoint_path),
+                                 "resume with the settings the run started with") from None
+        epoch, start_step, sums = int(state["epoch"]), int(state["step"]), dict(state["sums"])
+        metrics = [row for row in read_metrics(metrics_path) if row["epoch"] < epoch]
+        write_metrics(metrics_path, metrics)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / "config.yaml")
+        write_metrics(metrics_path, [])
+
+    def checkpoint(at_epoch: int, at_step: int, finished: bool = False, **extra: Any) -> None:
+        save_checkpoint(checkpoint_path, {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "finished": finished,
+            "epoch": at_epoch, "step": at_step, "config": config.to_dict(),
+            "arch": supernet.export().to_dict(), "supernet": supernet.state_dict(),
+            "weight_optimizer": weights_optimizer.state_dict(), "strategy": strategy.state_dict(),
+            "objective": objective.state_dict(), "sampler": sampler.get_state(),
+            "valid_iterator": valid_batches.state_dict(), "rng": capture_rng_state(), "sums": dict(sums),
+            **extra})
+
+    valid_stream = valid_batches.cycle()
+    bar = Progress(total_epochs * steps_per_epoch, epoch * steps_per_epoch + start_step, progress_enabled)
+    notes: list[str] = []
+    step = start_step
+    started = time.perf_counter()
+    try:
+        with stop_on_signals() as stop:
+            while epoch < total_epochs:
+                warming_up = epoch < warmup_epochs
+                phase_epoch = epoch if warming_up else epoch - warmup_epochs
+                phase_steps = (warmup_epochs if warming_up else search_epochs) * steps_per_epoch
+                base_lr = config.weights.warmup_lr if warming_up else config.weights.lr
+                arch_steps_on = not warming_up and not (config.arch.skip_first_epoch and phase_epoch == 0
+                                                        and search_epochs > 1)
+                bar.describe(f"{'warm-up' if warming_up else 'search'} epoch {epoch + 1}/{total_epochs}")
+                supernet.train()
+                # logged lr: the epoch's last step
+                lr = cosine_lr(base_lr, (phase_epoch + 1) * steps_per_epoch - 1, phase_steps)
+                batches = train_batches.epoch(epoch, start_step)
+                for step in range(start_step, steps_per_epoch):
+                    images, labels = next(batches)
+                    step_lr = cosine_lr(base_lr, phase_epoch * steps_per_epoch + step, phase_steps)
+                    for group in weights_optimizer.param_groups:
+                        group["lr"] = step_lr
+                    # weight step: one path per layer sampled from p, CE with label smoothing
+                    supernet.sample_weight_step(sampler)
+                    logits = supernet(images)
+                    loss = F.cross_entropy(logits, labels, label_smoothing=config.weights.label_smoothing)
+                    loss_value = check_finite("weight loss", loss)
+                    weights_optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.weights.grad_clip_norm > 0:
+                        torch.nn.utils.clip_grad_norm_(
+                            [p for p in supernet.weight_parameters() if p.grad is not None],
+                            config.weights.grad_clip_norm)
+                    weights_optimizer.step()
+                    sums["weight_loss"] += loss_value
+                    sums["weight_correct"] += int((logits.argmax(1) == labels).sum())
+                    sums["weight_seen"] += len(labels)
+                    sums["weight_steps"] += 1
+                    # architecture step every update_every weight steps, on the validation split
+                    if arch_steps_on and (step + 1) % config.arch.update_every == 0:
+                        valid_images, valid_labels = next(valid_stream)
+                        details = strategy.arch_step(valid_images, valid_labels, sampler)
+                        sums["arch_steps"] += 1
+                        for key, value in details.items():
+                            sums[f"arch_{key}"] = sums.get(f"arch_{key}", 0.0) + float(value)
+                    bar.step(loss=loss_value, lr=step_lr)
+                    if on_step is not None:
+                        on_step(epoch, step)
+                    if stop["signal"] is not None:
+                        checkpoint(epoch, step + 1)
+                        raise SearchInterrupted(stop["signal"], checkpoint_path, epoch, step + 1)
+                del batches
+                row = epoch_record(epoch, warming_up, supernet, objective, sums, valid_eval,
+                                   config.run.eval_batches, lr)
+                row["seconds"] = round(time.perf_counter() - started, 3)
+                metrics.append(row)
+                write_metrics(metrics_path, metrics)
+                write_epoch_arch(run_dir, supernet, objective, epoch)
+                epoch, start_step, sums = epoch + 1, 0, new_sums()
+                checkpoint(epoch, 0)
+                bar.write(epoch_line(row, objective.unit))
+                if config.run.plots:
+                    note = plot_run_dir(run_dir, bar)
+                    if note and note not in notes:
+                        notes.append(note)
+                        bar.write(note)
+                if stop_after_epoch is not None and epoch > stop_after_epoch:
+                    return SearchResult(run_dir, supernet.export(), False, metrics)
+                if stop["signal"] is not None:
+                    raise SearchInterrupted(stop["signal"], checkpoint_path, epoch, 0)
+    except NonFiniteLoss as err:
+        kept = f"the last good checkpoint ({checkpoint_path}) is kept" if checkpoint_path.exists() else \
+            "no checkpoint was written yet"
+        raise ProxylessError(f"{err.what} became {err.value} at epoch {epoch} step {step}", str(run_dir),
+                             f"{kept}; lower weights.lr or arch.lr, then rerun (--resume continues "
+                             "from the checkpoint)") from None
+    finally:
+        bar.close()
+
+    summary = finish_search(run_dir, config, dataset, train_part, supernet, objective, device, metrics)
+    checkpoint(epoch, 0, finished=True, arch=Arch.from_dict(summary["arch"]).to_dict(),
+               child_state_dict=summary.pop("_child_state_dict"), summary=json.loads(json.dumps(summary)))
+    if config.run.plots:
+        note = plot_run_dir(run_dir, bar)
+        if note and note not in notes:
+            notes.append(note)
+    summary["notes"] = notes
+    summary["files"] = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
+                              if p.is_file() and not p.name.startswith("."))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return SearchResult(run_dir, Arch.from_dict(summary["arch"]), True, metrics, summary)
+
+
+def new_sums() -> dict[str, float]:
+    return {"weight_loss": 0.0, "weight_correct": 0, "weight_seen": 0, "weight_steps": 0, "arch_steps": 0}
+
+
+def epoch_record(epoch: int, warming_up: bool, supernet: SuperNet, objective: LatencyObjective,
+                 sums: dict[str, float], valid_eval: BatchIterator, eval_batches: int, lr: float) -> dict:
+    """One metrics.jsonl row: losses, accuracies, latencies, lambda, entropy, probabilities."""
+    probs = [p.detach().cpu().double() for p in supernet.probs()]
+    argmax = [int(p.argmax()) for p in probs]
+    arch_steps = max(1, sums["arch_steps"])
+    row: dict[str, Any] = {
+        "epoch": epoch, "phase": "warmup" if warming_up else "search", "lr": lr,
+        "train_loss": sums["weight_loss"] / max(1, sums["weight_steps"]),
+        "train_accuracy": sums["weight_correct"] / max(1, sums["weight_seen"]),
+        "arch_steps": int(sums["arch_steps"]),
+        "expected_latency": float(objective.expected(probs)),
+        "argmax_latency": objective.cost_of(argmax), "target_latency": objective.target,
+        "unit": objective.unit, "lambda": objective.weight, "entropy": entropy(probs),
+        "valid_accuracy": path_accuracy(supernet, argmax, valid_eval, eval_batches),
+        "probabilities": {layer.label: [round(float(v), 6) for v in p]
+                          for layer, p in zip(supernet.space.searched_layers, probs)},
+    }
+    for key, value in sums.items():
+        if key.startswith("arch_") and key != "arch_steps":
+            row[key] = value / arch_steps if sums["arch_steps"] else None
+    if objective.controller is not None and not warming_up:
+        check = objective.controller.check_epoch(epoch, row["argmax_latency"])
+        row["target_accepted"] = check.accepted
+    return row
+
+
+def epoch_line(row: dict[str, Any], unit: str) -> str:
+    text = (f"epoch {row['epoch'] + 1} ({row['phase']}): train loss {row['train_loss']:.3f} "
+            f"acc {row['train_accuracy']:.3f}, valid acc (argmax) {row['valid_accuracy']:.3f}, "
+            f"E[lat] {row['expected_latency']:.4g} {unit}, argmax {row['argmax_latency']:.4g} {unit} "
+            f"(target {row['target_latency']:.4g})")
+    if row.get("lambda") is not None:
+        text += f", lambda {row['lambda']:.3g}"
+    return text + f", entropy {row['entropy']:.3f}"
+
+
+def write_epoch_arch(run_dir: Path, supernet: SuperNet, objective: LatencyObjective, epoch: int) -> Arch:
+    """arch.json (latest) and arches/epoch_NNN.json: the argmax architecture after ``epoch``."""
+    arch = supernet.export()
+    cost = objective.cost_of(arch.indices(supernet.space))
+    arch = Arch(arch.space, arch.choices, arch.space_overrides,
+                {**arch.metadata, "epoch": epoch, "predicted_latency": cost, "unit": objective.unit})
+    arch.save(run_dir / "arches" / f"epoch_{epoch:03d}.json")
+    arch.save(run_dir / "arch.json")
+    return arch
+
+
+def measure_net_latency(net: torch.nn.Module, config: SearchConfig, space: SearchSpace) -> float | None:
+    """Median latency (ms) of the whole derived net on the measured hardware; None for tables / MACs."""
+    hardware = config.hardware
+    if hardware.target not in MEASURED_HARDWARE:
+        return None
+    from proxylessnas.hardware.measure import measure_interleaved, prepare_runner
+    from proxylessnas.hardware.targets import backend_for
+
+    backend = backend_for(hardware.target, hardware.batch_size, hardware.threads)
+    shape = (hardware.batch_size, space.stem.in_chs, space.resolution, space.resolution)
+    runner = prepare_runner(net, shape, backend)
+    rounds = max(1, hardware.measure_runs // 5)
+    stats = measure_interleaved([runner], warmup=10, rounds=rounds, per_round=5, threads=backend.threads)
+    return float(stats[0].median)
+
+
+def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_part, supernet: SuperNet,
+                  objective: LatencyObjective, device: torch.device, metrics: list[dict]) -> dict[str, Any]:
+    """Derive, recalibrate BN, test, measure; write the final arch.json; return the summary."""
+    from proxylessnas.train.loops import evaluate
+
+    space = supernet.space
+    indices, selection = objective.select(supernet.arch_parameters())
+    layers = space.searched_layers
+    probs = [p.detach().cpu() for p in supernet.probs()]
+    predicted = objective.cost_of(indices)
+    chosen = Arch.from_ops(space, [layer.candidates[i] for layer, i in zip(layers, indices)])
+    derived = supernet.derive(chosen, inherit=True)
+    recalibration = BatchIterator.for_dataset(dataset, train_part, config.data.batch_size, augment=False,
+                                              seed=config.run.seed + 3, device=device)
+    recalibrate_bn(derived, recalibration.epoch(0), config.run.bn_recalibration_batches)
+    test = BatchIterator.for_dataset(dataset, dataset.test, config.data.eval_batch_size, augment=False,
+                                     shuffle=False, device=device)
+    result = evaluate(derived, test, dataset.num_classes)
+    test_accuracy = result.top1 / 100.0
+    derived_cpu = derived.to("cpu") if config.hardware.target != "cuda" else derived
+    measured = measure_net_latency(derived_cpu, config, space)
+    choices = {layer.label: layer.candidates[i].token for layer, i in zip(layers, indices)}
+    metadata = {
+        "predicted_latency": predicted, "measured_latency": measured, "unit": objective.unit,
+        "target_latency": objective.target, "latency_mode": objective.mode,
+        "target_accepted": objective.accepts(predicted), "selection": selection,
+        "test_accuracy": test_accuracy, "hardware": config.hardware.target,
+        "dataset": config.data.dataset, "strategy": config.search.strategy,
+        "probabilities": {layer.label: [round(float(v), 6) for v in p] for layer, p in zip(layers, probs)},
+    }
+    arch = Arch.from_ops(space, list(choices.values()), metadata)
+    arch.save(run_dir / "arch.json")
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir), "arch": arch.to_dict(), "choices": choices,
+        "predicted_latency": predicted, "measured_latency": measured, "unit": objective.unit,
+        "target_latency": objective.target, "latency_mode": objective.mode,
+        "cheapest_latency": objective.cheapest, "most_expensive_latency": objective.most_expensive,
+        "target_accepted": objective.accepts(predicted), "selection": selection,
+        "measured_within_tolerance": (
+            None if measured is None or objective.mode == "penalty"
+            else abs(measured / objective.target - 1) <= objective.target_config.tolerance),
+        "test_accuracy": test_accuracy, "bn_recalibration_batches": config.run.bn_recalibration_batches,
+        "epochs": len(metrics),
+        "_child_state_dict": {k: v.detach().cpu() for k, v in derived.state_dict().items()},
+    }
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The end-of-run report: op per layer, latencies, accuracy, files."""
+    unit = summary["unit"]
+    lines = ["", "chosen architecture:"]
+    width = max(len(label) for label in summary["choices"])
+    for label, op in summary["choices"].items():
+        lines.append(f"  {label:<{width}}  {op}")
+    measured = summary["measured_latency"]
+    lines.append(f"latency: predicted {summary['predicted_latency']:.4g} {unit}, measured "
+                 + (f"{measured:.4g} ms" if measured is not None else "n/a (no measurement on this target)")
+                 + f"; target {summary['target_latency']:.4g} {unit} ({summary['latency_mode']}), "
+                 f"space spans {summary['cheapest_latency']:.4g}-"
+                 f"{summary['most_expensive_latency']:.4g} {unit}")
+    if summary["selection"] != "argmax":
+        lines.append(f"selection: {summary['selection']}")
+    lines.append(f"test accuracy with inherited weights after BN recalibration: "
+                 f"{100 * summary['test_accuracy']:.2f}%")
+    for note in summary.get("notes", []):
+        lines.append(note)
+    lines.append(f"run directory {summary['run_dir']}: {', '.join(summary.get('files', []))}")
+    return "\n".join(lines)
