@@ -95,7 +95,8 @@ def run_train(args) -> int:
     out = Path(args.out or f"runs/train-{Path(args.target).stem}")
     seed_everything(recipe.seed)
     shape = (dataset.num_classes, dataset.resolution, dataset.channels)
-    run_info = {"dataset_spec": args.dataset, "target": args.target}
+    run_info = {"dataset_spec": args.dataset, "target": args.target,
+                "normalisation": {"mean": list(dataset.mean), "std": list(dataset.std)}}
     if args.init_from:
         model, arch = load_search_init(args.init_from, *shape, dropout=recipe.dropout)
         used = 0

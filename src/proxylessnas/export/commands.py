@@ -1,0 +1,141 @@
+"""``proxyless export``: ONNX or TorchScript plus safetensors weights and a model card."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from proxylessnas.errors import ProxylessError
+
+EXAMPLE = """examples:
+  proxyless export runs/mbv2/best.pt --format onnx --out exported/mbv2.onnx --latency
+  proxyless export mobilenet_v2 --format torchscript --num-classes 10 --resolution 32
+  proxyless export runs/search/arch.json --format onnx --dataset cifar10:DIR
+writes FILE, FILE's stem + .safetensors (weights, net config in the metadata) and + .card.json.
+The file is written only if its outputs match eager PyTorch within --tolerance (1e-4)."""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a checkpoint, arch or zoo net to ONNX or TorchScript",
+        description="Export with an output-parity check on random inputs (max abs diff reported; "
+                    "refused above the tolerance), safetensors weights and a model card JSON.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", metavar="CHECKPOINT|ARCH_JSON|ZOO_NAME",
+                        help="train checkpoint (.pt), exported weights (.safetensors), arch JSON or zoo name")
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    parser.add_argument("--out", metavar="FILE",
+                        help="output file (default: exported/<name>.onnx|.torchscript.pt)")
+    parser.add_argument("--dataset", metavar="SPEC", help="size an arch/zoo net for this dataset")
+    parser.add_argument("--num-classes", type=int, help="classes of an arch/zoo net (default: 1000 for zoo)")
+    parser.add_argument("--resolution", type=int, help="input size of an arch/zoo net (default: 224 for zoo)")
+    parser.add_argument("--in-chs", type=int, default=None, help="input channels of an arch/zoo net (3)")
+    parser.add_argument("--weights", metavar="FILE", help="weights for an arch/zoo net (safetensors or .pt)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed output difference")
+    parser.add_argument("--latency", action="store_true",
+                        help="measure latency for the card (torch, TorchScript, ONNX Runtime on CPU; CUDA)")
+    parser.set_defaults(func=run_export)
+
+
+def _source_model(args):
+    """(model, info) where info has name, dataset, accuracy, arch, normalisation when known."""
+    from proxylessnas.nets.weights import load_weights
+    from proxylessnas.train.checkpoint import load_checkpoint
+    from proxylessnas.train.commands import load_trained_model
+    from proxylessnas.train.target import build_target
+
+    source = Path(args.source)
+    if source.suffix in (".pt", ".pth", ".safetensors") and source.exists():
+        model = load_trained_model(source)
+        info: dict = {"name": model.net_config.name or source.stem}
+        if source.suffix != ".safetensors":
+            state = load_checkpoint(source)
+            run = state.get("run", {})
+            info.update(dataset=run.get("dataset_spec") or run.get("dataset"), arch=run.get("arch"),
+                        normalisation=run.get("normalisation"),
+                        accuracy={"test_top1": state.get("best_top1"), "epochs_trained": state.get("epoch")}
+                        if state.get("best_top1") is not None and state.get("best_top1") > float("-inf")
+                        else None)
+        return model, info
+    num_classes, resolution, in_chs = args.num_classes, args.resolution, args.in_chs
+    dataset_info = {}
+    if args.dataset:
+        from proxylessnas.data import load_dataset
+
+        dataset = load_dataset(args.dataset)
+        num_classes = num_classes or dataset.num_classes
+        resolution = resolution or dataset.resolution
+        in_chs = in_chs or dataset.channels
+        dataset_info = {"dataset": args.dataset,
+                        "normalisation": {"mean": list(dataset.mean), "std": list(dataset.std)}}
+    from proxylessnas.nets.zoo import ZOO
+
+    if args.source not in ZOO and source.exists() and (num_classes is None or resolution is None):
+        from proxylessnas.space.arch import Arch
+
+        space = Arch.load(source).resolve_space()
+        num_classes = num_classes or space.head.num_classes
+        resolution = resolution or space.resolution
+    model, description = build_target(args.source, num_classes or 1000, resolution or 224, in_chs or 3)
+    if args.weights:
+        load_weights(model, args.weights)
+    return model, {"name": model.net_config.name or source.stem, "arch": description.get("arch"),
+                   **dataset_info}
+
+
+def run_export(args) -> int:
+    from proxylessnas.export.card import measure_latency, model_card
+    from proxylessnas.export.formats import SUFFIXES, export_model
+    from proxylessnas.export.weights import save_exported_weights
+    from proxylessnas.space.arch import write_json_atomic
+
+    if args.tolerance <= 0:
+        raise ProxylessError(f"tolerance {args.tolerance} must be positive", "--tolerance", "use e.g. 1e-4")
+    model, info = _source_model(args)
+    model = model.cpu().eval()
+    default_suffix = ".onnx" if args.format == "onnx" else ".torchscript" + SUFFIXES["torchscript"]
+    out = Path(args.out) if args.out else Path("exported") / f"{info['name']}{default_suffix}"
+    base = out.with_name(out.name.split(".")[0])
+    config = model.net_config
+    result = export_model(model, out, args.format, in_chs=config.in_chs, resolution=config.resolution,
+                          tolerance=args.tolerance)
+    weights = save_exported_weights(model, base.with_suffix(".safetensors"))
+    latency = None
+    if args.latency:
+        import torch
+
+        backends = ["torch-cpu", "torchscript-cpu", "onnxruntime-cpu"]
+        if torch.cuda.is_available():
+            backends.append("torch-cuda")
+        latency = measure_latency(model, backends)
+    card = model_card(model, source=str(args.source), exports={args.format: {
+        "file": out.name, "max_abs_diff": result.parity.max_abs_diff, **result.parity.to_dict()}},
+        weights_file=weights.name, dataset=info.get("dataset"), accuracy=info.get("accuracy"),
+        latency=latency, arch=info.get("arch"), normalisation=info.get("normalisation"))
+    card_path = base.with_name(base.name + ".card.json")
+    card = _merge_with_existing(card, card_path)
+    write_json_atomic(card_path, card)
+    print(f"wrote {out} ({args.format}; max abs diff vs eager {result.parity.max_abs_diff:.3g} "
+          f"on batches {list(result.parity.batch_sizes)}), {weights}, {card_path}")
+    if latency:
+        for label, entry in latency.items():
+            print(f"  latency {label}: {entry['median_ms']:.3f} ms (median, batch 1)")
+    return 0
+
+
+def _merge_with_existing(card: dict, card_path: Path) -> dict:
+    """Keep the other format's entry (and an earlier latency) when the card describes the same net."""
+    from proxylessnas.space.arch import read_json
+
+    if not card_path.is_file():
+        return card
+    try:
+        old = read_json(card_path, "model card")
+    except ProxylessError:
+        return card
+    if not isinstance(old, dict) or old.get("net_config") != card["net_config"]:
+        return card
+    card["exports"] = {**old.get("exports", {}), **card["exports"]}
+    if not isinstance(card["latency"], dict) and isinstance(old.get("latency"), dict):
+        card["latency"] = old["latency"]
+    return card

@@ -1,0 +1,117 @@
+"""ONNX (dynamic batch axis) and TorchScript export, each written only after a parity check.
+
+Both write to a temporary file beside the target, reload that file, compare its outputs with
+the eager model's (:mod:`proxylessnas.export.parity`) and move it into place with
+``os.replace`` only when the check passes; otherwise the temporary file is deleted and a
+:class:`ProxylessError` reports the difference.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.export.parity import PARITY_TOLERANCE, ParityReport, check_parity, random_inputs
+
+FORMATS = ("onnx", "torchscript")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    parity: ParityReport
+
+
+def _write_checked(model: nn.Module, path: Path, fmt: str, write: Callable[[Path], None],
+                   load: Callable[[Path], Callable], in_chs: int, resolution: int,
+                   tolerance: float) -> ExportResult:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=SUFFIXES[fmt], dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        parity = check_parity(model, load(tmp), random_inputs(in_chs, resolution), tolerance)
+        if not parity.passed:
+            raise ProxylessError(
+                f"{fmt} output differs from eager by {parity.max_abs_diff:.3g} (> {tolerance:g})",
+                str(path), "not written; report the model config, or try another opset/format")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(path, fmt, parity)
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, *, in_chs: int, resolution: int,
+                tolerance: float = PARITY_TOLERANCE, opset: int = ONNX_OPSET) -> ExportResult:
+    """ONNX with input ``input`` (batch, C, H, W), output ``logits``, dynamic batch axis; checked
+    with ONNX Runtime (CPU) on batches of 1 and 3.
+
+    The TorchScript-based exporter (``dynamo=False``) is used: it handles these static
+    conv nets directly and its ``dynamic_axes`` gives a symbolic batch dimension.
+    """
+    model = model.eval()
+    example = torch.randn(2, in_chs, resolution, resolution)
+
+    def write(target: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(target), dynamo=False, input_names=["input"],
+                              output_names=["logits"], opset_version=opset, do_constant_folding=True,
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+    def load(target: Path) -> Callable:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ProxylessError("onnxruntime is not installed", "export onnx",
+                                 "pip install onnxruntime (needed for the parity check)") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+        return lambda x: session.run(["logits"], {"input": x.numpy()})[0]
+
+    return _write_checked(model, Path(path), "onnx", write, load, in_chs, resolution, tolerance)
+
+
+def export_torchscript(model: nn.Module, path: str | os.PathLike, *, in_chs: int, resolution: int,
+                       tolerance: float = PARITY_TOLERANCE) -> ExportResult:
+    """TorchScript by tracing (the net has no data-dependent control flow), checked after
+    ``torch.jit.load`` of the written file on batches of 1 and 3."""
+    model = model.eval()
+    example = torch.randn(2, in_chs, resolution, resolution)
+
+    def write(target: Path) -> None:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(model, (example,))
+            torch.jit.save(traced, str(target))
+
+    def load(target: Path) -> Callable:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = torch.jit.load(str(target), map_location="cpu").eval()
+        return loaded
+
+    return _write_checked(model, Path(path), "torchscript", write, load, in_chs, resolution, tolerance)
+
+
+def export_model(model: nn.Module, path: str | os.PathLike, format: str, *, in_chs: int, resolution: int,
+                 tolerance: float = PARITY_TOLERANCE) -> ExportResult:
+    """Export ``model`` as ``format`` (onnx | torchscript) with the parity check."""
+    if format not in FORMATS:
+        raise ProxylessError(f"unknown export format '{format}'", "--format",
+                             f"use one of {', '.join(FORMATS)}")
+    exporter = export_onnx if format == "onnx" else export_torchscript
+    return exporter(model.cpu().float(), path, in_chs=in_chs, resolution=resolution, tolerance=tolerance)
