@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "proxylessnas.space.commands",
     "proxylessnas.nets.commands",
     "proxylessnas.train.commands",
+    "proxylessnas.export.commands",
 )
 
 EPILOG = """examples:
