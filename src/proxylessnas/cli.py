@@ -17,6 +17,7 @@ from proxylessnas.errors import ProxylessError
 COMMAND_MODULES = (
     "proxylessnas.space.commands",
     "proxylessnas.nets.commands",
+    "proxylessnas.hardware.commands",
     "proxylessnas.train.commands",
     "proxylessnas.export.commands",
 )

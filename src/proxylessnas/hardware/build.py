@@ -27,7 +27,7 @@ from proxylessnas.hardware.measure import (
 )
 from proxylessnas.space.spec import SearchSpace
 
-PROVENANCE_MATCH = ("backend", "device", "device_type", "batch_size", "threads", "dtype")
+PROVENANCE_MATCH = ("backend", "device", "device_type", "batch_size", "threads", "dtype", "clock")
 
 
 def _compatible(existing: LatencyTable, target: TableTarget, backend: Backend) -> str | None:
@@ -43,7 +43,7 @@ def _compatible(existing: LatencyTable, target: TableTarget, backend: Backend) -
 
 def build_lut(space: SearchSpace, backend: Backend, out: str | os.PathLike | None = None, *,
               resolution: int | None = None, seconds_per_key: float = 1.0, min_samples: int = 40,
-              rounds: int = 8, chunk_size: int = 8, progress: bool = True,
+              rounds: int = 24, chunk_size: int = 8, progress: bool = True,
               overwrite: bool = False, keys: list[LayerKey] | None = None) -> LatencyTable:
     """Measure every unique key of ``space`` (or ``keys``) on ``backend``; save to ``out``.
 

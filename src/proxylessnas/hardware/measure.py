@@ -2,9 +2,13 @@
 
 A :class:`Backend` names where a table is measured; :func:`prepare_runner` turns a module into a
 :class:`Runner` whose ``time_once()`` returns one latency in ms: ``time.perf_counter`` around the
-call on CPU, CUDA events with synchronisation on a GPU. :func:`measure_interleaved` times several
-runners in rounds (each round visits every runner once, in shuffled order), so that load from
-other processes spreads over all of them instead of biasing whichever ran during the spike.
+call on CPU, CUDA events with synchronisation on a GPU. With one CPU thread the default clock
+is the calling thread's CPU time (``time.thread_time``): the work is done on that thread, and
+unlike wall time it does not count the time slices other processes take on a shared machine
+(``clock="wall"`` measures wall time instead; with several threads wall time is always used).
+:func:`measure_interleaved` times several runners in rounds (each round visits every runner
+once, in shuffled order), so that load from other processes spreads over all of them instead
+of biasing whichever ran during the spike.
 Outliers (beyond 3 inter-quartile ranges from the quartiles) are dropped before the statistics.
 """
 
@@ -42,8 +46,14 @@ class Backend:
     device: str = "cpu"
     batch_size: int = 1
     threads: int = 1
+    clock: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.clock not in ("auto", "thread", "wall"):
+            raise ProxylessError(f"unknown clock '{self.clock}'", "backend", "use auto, thread or wall")
+        if self.clock == "thread" and (self.device != "cpu" or self.threads != 1):
+            raise ProxylessError("the thread clock needs one CPU thread", "backend",
+                                 "use --threads 1 or --clock wall")
         if self.name not in BACKENDS:
             raise ProxylessError(f"unknown backend '{self.name}'", "backend",
                                  f"use one of {', '.join(BACKENDS)}")
@@ -69,6 +79,15 @@ class Backend:
                                      ONNX_EXTRA) from None
 
     @property
+    def resolved_clock(self) -> str:
+        """``cuda`` (events), ``thread`` (CPU time of the calling thread) or ``wall``."""
+        if self.device == "cuda":
+            return "cuda"
+        if self.clock == "auto":
+            return "thread" if self.threads == 1 else "wall"
+        return self.clock
+
+    @property
     def label(self) -> str:
         """Short name for files and logs, e.g. ``torch-cpu-t1`` or ``onnxruntime-cpu-t2``."""
         return f"{self.name}-{self.device}" + (f"-t{self.threads}" if self.device == "cpu" else "")
@@ -78,7 +97,7 @@ class Backend:
             "device": device_name(self.device), "backend": self.name,
             "backend_version": backend_version(self.name), "device_type": self.device,
             "dtype": "float32", "batch_size": self.batch_size,
-            "threads": self.threads if self.device == "cpu" else None,
+            "threads": self.threads if self.device == "cpu" else None, "clock": self.resolved_clock,
             "torch_version": torch.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "hostname": platform.node(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -157,10 +176,11 @@ def export_onnx_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
 class Runner:
     """One prepared module on one backend; ``time_once()`` returns one latency in ms."""
 
-    def __init__(self, call: Callable[[], Any], device: str) -> None:
+    def __init__(self, call: Callable[[], Any], clock: str) -> None:
         self._call = call
-        self._device = device
-        if device == "cuda":
+        self._clock = clock
+        self._timer = time.thread_time if clock == "thread" else time.perf_counter
+        if clock == "cuda":
             self._start = torch.cuda.Event(enable_timing=True)
             self._end = torch.cuda.Event(enable_timing=True)
 
@@ -168,15 +188,15 @@ class Runner:
         self._call()
 
     def time_once(self) -> float:
-        if self._device == "cuda":
+        if self._clock == "cuda":
             self._start.record()
             self._call()
             self._end.record()
             self._end.synchronize()
             return float(self._start.elapsed_time(self._end))
-        start = time.perf_counter()
+        start = self._timer()
         self._call()
-        return (time.perf_counter() - start) * 1e3
+        return (self._timer() - start) * 1e3
 
 
 def prepare_runner(module: nn.Module, input_shape: Sequence[int], backend: Backend,
@@ -197,7 +217,7 @@ def prepare_runner(module: nn.Module, input_shape: Sequence[int], backend: Backe
         session = ort.InferenceSession(export_onnx_bytes(module, example), options,
                                        providers=["CPUExecutionProvider"])
         feed = {"input": example.numpy()}
-        return Runner(lambda: session.run(None, feed), "cpu")
+        return Runner(lambda: session.run(None, feed), backend.resolved_clock)
     device = torch.device(backend.device)
     module = module.to(device)
     x = example.to(device)
@@ -208,7 +228,7 @@ def prepare_runner(module: nn.Module, input_shape: Sequence[int], backend: Backe
     def call() -> torch.Tensor:
         with torch.inference_mode():
             return module(x)
-    return Runner(call, backend.device)
+    return Runner(call, backend.resolved_clock)
 
 
 def drop_outliers(samples: Sequence[float], iqr_factor: float = 3.0) -> list[float]:

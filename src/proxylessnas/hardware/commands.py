@@ -1,0 +1,289 @@
+"""``proxyless latency ...``: build, predict, validate, export-ops, import, measure."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from proxylessnas.errors import ProxylessError
+
+EXAMPLES = {
+    "build": "proxyless latency build --space proxyless-cifar --backend torch --threads 1 --out lut.json",
+    "predict": "proxyless latency predict proxyless_mobile --hardware mobile_trim.yaml",
+    "validate": "proxyless latency validate --hardware cpu --space proxyless-cifar --samples 100 --fit 200 "
+                "--json report.json --plot scatter.png",
+    "export-ops": "proxyless latency export-ops --space proxyless-cifar --out ops/",
+    "import": "proxyless latency import timings.csv --manifest ops/manifest.json --out phone.json",
+    "measure": "proxyless latency measure proxyless_cpu --backend torch --threads 1",
+}
+
+
+def _parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=help_text,
+                          epilog=f"example:\n  {EXAMPLES[name]}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _space_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--space", default=None if required else "proxyless-cifar", required=required,
+                   help="search space name (default: %(default)s)")
+    p.add_argument("--resolution", type=int, default=None, help="input resolution (default: the space's)")
+
+
+def _backend_args(p: argparse.ArgumentParser, hardware: bool = False) -> None:
+    if not hardware:
+        p.add_argument("--backend", default="torch",
+                       help="torch | torchscript | onnxruntime (default: torch)")
+        p.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size (default: 1)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    p.add_argument("--clock", default="auto",
+                   help="auto | thread | wall: auto uses the thread's CPU time with one CPU thread")
+
+
+def register(subparsers) -> None:
+    latency = subparsers.add_parser("latency", help="hardware cost: latency tables, predictor, validation",
+                                    description="Measure, predict and validate network latency.")
+    sub = latency.add_subparsers(dest="latency_command", metavar="ACTION", parser_class=type(latency))
+    latency.set_defaults(func=lambda args: (latency.print_help(), 0)[1])
+
+    p = _parser(sub, "build", "time every unique block of a space and save a latency table")
+    _space_args(p)
+    _backend_args(p)
+    p.add_argument("--out", default=None, help="table path (default: the cache used by --hardware)")
+    p.add_argument("--seconds-per-key", type=float, default=1.0, help="timing budget per block")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing table for another target")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_build)
+
+    p = _parser(sub, "predict", "predicted latency (or MACs) of one architecture")
+    p.add_argument("arch", metavar="ARCH_JSON|ZOO_NAME")
+    p.add_argument("--hardware", required=True, help="cpu | cuda | onnxruntime | flops | params | TABLE")
+    _backend_args(p, hardware=True)
+    p.add_argument("--per-layer", action="store_true", help="print the cost of every block")
+    p.add_argument("--json", default=None, help="write the prediction to this JSON file")
+    p.set_defaults(func=cmd_predict)
+
+    p = _parser(sub, "validate", "measure random architectures end to end and compare with predictions")
+    p.add_argument("--hardware", required=True, help="cpu | cuda | onnxruntime | TABLE (a JSON table)")
+    _space_args(p)
+    _backend_args(p, hardware=True)
+    p.add_argument("--samples", type=int, default=100, help="architectures to validate on (default: 100)")
+    p.add_argument("--fit", type=int, default=0,
+                   help="first fit the predictor on this many other architectures and save it in the table")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the report here")
+    p.add_argument("--plot", default=None, help="write a predicted-vs-measured scatter plot here")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    p = _parser(sub, "export-ops", "write each unique block as ONNX plus a manifest, to time on a device")
+    _space_args(p)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=cmd_export_ops)
+
+    p = _parser(sub, "import", "turn device timings (CSV/JSON) or the reference YAML into a table")
+    p.add_argument("measurements", metavar="CSV|JSON|YAML")
+    p.add_argument("--manifest", default=None, help="manifest.json from export-ops (CSV/JSON input)")
+    p.add_argument("--device-name", default="unknown device", help="recorded in the provenance")
+    p.add_argument("--out", required=True, help="table path")
+    p.set_defaults(func=cmd_import)
+
+    p = _parser(sub, "measure", "measure one network end to end")
+    p.add_argument("model", metavar="MODEL_OR_ARCH", help="zoo name, arch JSON or net config JSON")
+    p.add_argument("--backend", default="torch", help="torch | torchscript | onnxruntime | cuda")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clock", default="auto")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per round")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_measure)
+
+
+def _space(args: argparse.Namespace):
+    from proxylessnas.space import get_space
+
+    overrides = {"resolution": args.resolution} if args.resolution else {}
+    return get_space(args.space, **overrides)
+
+
+def _write_json(path: str, data: Any) -> None:
+    from proxylessnas.space.arch import write_json_atomic
+
+    write_json_atomic(path, data)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from proxylessnas.hardware.build import build_lut
+    from proxylessnas.hardware.measure import Backend
+    from proxylessnas.hardware.targets import cached_table_path
+
+    space = _space(args)
+    backend = Backend(args.backend, args.device, args.batch_size, args.threads, args.clock)
+    out = Path(args.out) if args.out else cached_table_path(space, backend)
+    table = build_lut(space, backend, out, seconds_per_key=args.seconds_per_key,
+                      progress=not args.no_progress, overwrite=args.overwrite)
+    print(f"{len(table.entries)} blocks measured on {table.provenance['device']} "
+          f"({backend.label}, batch {backend.batch_size}): {out}")
+    return 0
+
+
+def _load_arch(text: str):
+    """(space, arch) from a zoo name or an arch JSON file."""
+    from proxylessnas.nets.zoo import ZOO
+    from proxylessnas.space.arch import Arch
+
+    if text in ZOO:
+        entry = ZOO[text]
+        return entry.space(), entry.arch()
+    if not Path(text).exists():
+        raise ProxylessError(f"'{text}' is neither a zoo model nor a file", "arch",
+                             f"give an arch JSON or one of {', '.join(ZOO)}")
+    arch = Arch.load(text)
+    return arch.resolve_space(), arch
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from proxylessnas.hardware.keys import arch_keys
+    from proxylessnas.hardware.targets import get_cost_model
+
+    space, arch = _load_arch(args.arch)
+    model = get_cost_model(args.hardware, space, batch_size=args.batch_size, threads=args.threads)
+    total = model.arch_cost(space, arch)
+    result: dict[str, Any] = {"arch": args.arch, "hardware": args.hardware, "unit": model.unit,
+                              "cost": total, "model": type(model).__name__}
+    table = getattr(model, "table", None)
+    if table is not None and hasattr(model, "predictor"):
+        from proxylessnas.hardware.cost import TableCostModel
+
+        result["table_sum"] = TableCostModel(table, args.batch_size).arch_cost(space, arch)
+    keys = arch_keys(space, arch)
+    if args.per_layer:
+        for key in keys:
+            print(f"{model.cost(key):10.4f} {model.unit}  {key}")
+    extra = f" (table sum {result['table_sum']:.4f})" if "table_sum" in result else ""
+    print(f"{args.arch}: {total:.4f} {model.unit} on {args.hardware}{extra}")
+    if args.json:
+        result["layers"] = [{"key": str(k), "cost": model.cost(k)} for k in keys]
+        _write_json(args.json, result)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from proxylessnas.hardware.targets import MEASURED_TARGETS, backend_for, cached_table_path, get_table
+    from proxylessnas.hardware.validate import (
+        backend_of_table,
+        fit_table_predictor,
+        plot_scatter,
+        table_models,
+        validate_models,
+    )
+    from proxylessnas.space import get_space
+
+    if args.samples < 2:
+        raise ProxylessError("--samples must be at least 2", "validate", "give --samples N with N >= 2")
+    if args.hardware in MEASURED_TARGETS:
+        space = _space(args)
+        backend = backend_for(args.hardware, args.batch_size, args.threads)
+        backend = type(backend)(backend.name, backend.device, backend.batch_size, backend.threads, args.clock)
+        table = get_table(args.hardware, space, batch_size=args.batch_size, threads=args.threads,
+                          progress=not args.no_progress)
+        table_path = cached_table_path(space, backend)
+    else:
+        from proxylessnas.hardware.targets import load_table
+
+        table_path = Path(args.hardware)
+        table = load_table(table_path)
+        if table.target.space is None:
+            raise ProxylessError("table names no space", str(table_path), "validate a table built here")
+        space = get_space(table.target.space, **table.target.space_overrides)
+        table.check_target(space)
+        backend = backend_of_table(table)
+    if args.fit:
+        fit_table_predictor(space, table, backend, args.fit, seed=args.seed + 1_000_000,
+                            progress=not args.no_progress)
+        table.save(table_path)
+        print(f"predictor fitted on {args.fit} architectures, saved in {table_path}")
+    report, rows = validate_models(space, table_models(table), backend, args.samples, seed=args.seed,
+                                   progress=not args.no_progress)
+    report["provenance"] = {**table.provenance, "table": str(table_path), "space": space.name,
+                            "resolution": space.resolution, "validation_backend": backend.label}
+    for name in ("lut", "predictor"):
+        if name in report:
+            m = report[name]
+            print(f"{name:9s} MAPE {m['mape']:.2f}%  within 5% {m['within_5']:.0%}  "
+                  f"within 10% {m['within_10']:.0%}  RMSE {m['rmse']:.3f} ms  tau {m['kendall_tau']:.3f}")
+    if "predictor" not in report:
+        print("no predictor in the table: pass --fit N to fit one")
+    if args.json:
+        _write_json(args.json, {**report, "rows": rows})
+    if args.plot:
+        plot_scatter(rows, [n for n in ("lut", "predictor") if n in report], args.plot,
+                     f"{space.name} on {backend.label}, n={args.samples}")
+    return 0
+
+
+def cmd_export_ops(args: argparse.Namespace) -> int:
+    from proxylessnas.hardware.exchange import export_ops
+
+    manifest = export_ops(_space(args), args.out, args.batch_size)
+    print(f"wrote {manifest}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    path = Path(args.measurements)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        from proxylessnas.hardware.legacy import import_legacy_yaml
+
+        table = import_legacy_yaml(path)
+    else:
+        if not args.manifest:
+            raise ProxylessError("CSV/JSON measurements need the manifest they were measured from",
+                                 str(path), "pass --manifest DIR/manifest.json from export-ops")
+        from proxylessnas.hardware.exchange import import_measurements
+
+        table = import_measurements(path, args.manifest, {"device": args.device_name})
+    table.save(args.out)
+    print(f"{len(table.entries)} entries for {table.target.describe()}: {args.out}")
+    return 0
+
+
+def _load_module(text: str):
+    """(module, input shape without batch) from a zoo name, an arch JSON or a net config JSON."""
+    from proxylessnas.nets.net import ProxylessNet, build_net
+    from proxylessnas.space.arch import read_json
+
+    path = Path(text)
+    if path.is_file():
+        data = read_json(path, "model file")
+        if isinstance(data, dict) and data.get("kind") == "proxylessnas.net":
+            net = ProxylessNet.from_config(data)
+            cfg = net.net_config
+            return net, (cfg.in_chs, cfg.resolution, cfg.resolution)
+    space, arch = _load_arch(text)
+    return build_net(space, arch), (space.stem.in_chs, space.resolution, space.resolution)
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from proxylessnas.hardware.measure import Backend, measure_interleaved, prepare_runner
+
+    names = {"torch": ("torch", "cpu"), "torchscript": ("torchscript", "cpu"),
+             "onnxruntime": ("onnxruntime", "cpu"), "cuda": ("torch", "cuda")}
+    if args.backend not in names:
+        raise ProxylessError(f"unknown backend '{args.backend}'", "--backend",
+                             f"use one of {', '.join(names)}")
+    name, device = names[args.backend]
+    backend = Backend(name, device, args.batch_size, args.threads, args.clock)
+    module, shape = _load_module(args.model)
+    runner = prepare_runner(module, (args.batch_size, *shape), backend)
+    stats = measure_interleaved([runner], rounds=args.rounds, per_round=args.repeats, threads=args.threads)[0]
+    print(f"{args.model}: median {stats.median:.3f} ms (p10 {stats.p10:.3f}, p90 {stats.p90:.3f}, "
+          f"n={stats.count}) on {backend.label} ({backend.resolved_clock} clock), batch {args.batch_size}")
+    if args.json:
+        _write_json(args.json, {"model": args.model, **stats.to_dict(), "unit": "ms",
+                                "provenance": backend.provenance()})
+    return 0

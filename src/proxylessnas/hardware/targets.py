@@ -1,0 +1,122 @@
+"""``get_cost_model(hardware, space)``: one entry point from a ``--hardware`` value to a cost model.
+
+``hardware`` is ``cpu`` (torch eager), ``cuda`` (torch, CUDA events), ``onnxruntime`` (CPU),
+``flops`` (MMACs), ``params`` (Mparams), or a path to a table (our JSON, or the reference
+release's YAML). Measured targets use a cached table, one per (machine, backend, space,
+resolution, batch size, threads), in ``$PROXYLESS_CACHE/latency/`` or
+``~/.cache/proxylessnas/latency/``: built on first use (resumable), reused afterwards. A table
+with a fitted predictor yields the predictor-corrected model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.hardware.cost import FlopsCostModel, KeyCostModel, TableCostModel
+from proxylessnas.hardware.keys import space_keys
+from proxylessnas.hardware.lut import LatencyTable
+from proxylessnas.hardware.measure import Backend, device_name
+from proxylessnas.space.spec import SearchSpace
+
+MEASURED_TARGETS = {"cpu": ("torch", "cpu"), "cuda": ("torch", "cuda"),
+                    "onnxruntime": ("onnxruntime", "cpu")}
+ANALYTIC_TARGETS = ("flops", "params")
+
+
+def cache_root() -> Path:
+    """``$PROXYLESS_CACHE/latency`` or ``~/.cache/proxylessnas/latency``."""
+    base = os.environ.get("PROXYLESS_CACHE")
+    root = Path(base) if base else Path.home() / ".cache" / "proxylessnas"
+    return root / "latency"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40] or "unknown"
+
+
+def space_fingerprint(space: SearchSpace) -> str:
+    text = json.dumps(space.to_dict(), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def cached_table_path(space: SearchSpace, backend: Backend, resolution: int | None = None) -> Path:
+    """Where the table for this machine, backend, space, resolution and batch size lives."""
+    resolution = resolution or space.resolution
+    name = (f"{_slug(device_name(backend.device))}-{backend.label}-{space.name}-"
+            f"{space_fingerprint(space)}-r{resolution}-b{backend.batch_size}.json")
+    return cache_root() / name
+
+
+def backend_for(hardware: str, batch_size: int = 1, threads: int | None = None) -> Backend:
+    if hardware not in MEASURED_TARGETS:
+        raise ProxylessError(f"unknown hardware '{hardware}'", "--hardware",
+                             f"use one of {', '.join([*MEASURED_TARGETS, *ANALYTIC_TARGETS])} "
+                             "or a path to a latency table")
+    name, device = MEASURED_TARGETS[hardware]
+    return Backend(name, device, batch_size, threads or 1)
+
+
+def load_table(path: str | os.PathLike) -> LatencyTable:
+    """Our JSON table, or the reference release's YAML (by extension)."""
+    path = Path(path)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        from proxylessnas.hardware.legacy import import_legacy_yaml
+
+        return import_legacy_yaml(path)
+    return LatencyTable.load(path)
+
+
+def table_model(table: LatencyTable, batch_size: int | None = None,
+                use_predictor: bool = True) -> TableCostModel:
+    if use_predictor and table.predictor is not None:
+        from proxylessnas.hardware.predictor import PredictedCostModel
+
+        return PredictedCostModel(table, batch_size=batch_size)
+    return TableCostModel(table, batch_size)
+
+
+def get_table(hardware: str, space: SearchSpace, *, batch_size: int = 1, threads: int | None = None,
+              progress: bool = True, build: bool = True) -> LatencyTable:
+    """The table behind a measured target or a path, checked against ``space`` and batch size."""
+    if hardware in MEASURED_TARGETS:
+        backend = backend_for(hardware, batch_size, threads)
+        path = cached_table_path(space, backend)
+        table = LatencyTable.load(path) if path.exists() else None
+        keys = space_keys(space).unique()
+        if table is None or table.missing(keys):
+            if not build:
+                raise ProxylessError("no cached latency table", str(path),
+                                     f"build it: proxyless latency build --space {space.name} "
+                                     f"--backend {backend.name} --device {backend.device}")
+            from proxylessnas.hardware.build import build_lut
+
+            table = build_lut(space, backend, path, progress=progress)
+    elif hardware in ANALYTIC_TARGETS:
+        raise ProxylessError(f"'{hardware}' has no latency table", "--hardware",
+                             "use cpu, cuda, onnxruntime or a table path")
+    else:
+        path = Path(hardware)
+        if not path.exists():
+            raise ProxylessError(f"unknown hardware '{hardware}'", "--hardware",
+                                 f"use one of {', '.join([*MEASURED_TARGETS, *ANALYTIC_TARGETS])} "
+                                 "or a path to an existing latency table")
+        table = load_table(path)
+    table.check_target(space, batch_size=batch_size)
+    table.require(space_keys(space).unique())
+    return table
+
+
+def get_cost_model(hardware: str, space: SearchSpace, *, batch_size: int = 1, threads: int | None = None,
+                   progress: bool = True) -> KeyCostModel:
+    """A cost model for ``space`` on ``hardware`` (see module docstring); strict about keys."""
+    if hardware == "flops":
+        return FlopsCostModel("macs")
+    if hardware == "params":
+        return FlopsCostModel("params")
+    table = get_table(hardware, space, batch_size=batch_size, threads=threads, progress=progress)
+    return table_model(table, batch_size)

@@ -1,0 +1,175 @@
+"""Predicted versus measured latency of whole networks: fitting the predictor and the report.
+
+Networks are measured end to end in interleaved rounds (:func:`measure_interleaved`), a chunk
+of networks at a time. Metrics, for predictions p_i and measurements y_i (ms)::
+
+    MAE = mean |p - y|, MAPE = 100 mean |p - y| / y, RMSE = sqrt(mean (p - y)^2),
+    within_x = share of networks with |p - y| / y <= x %, Kendall tau-b of (p, y).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.hardware.cost import KeyCostModel, TableCostModel
+from proxylessnas.hardware.keys import arch_keys
+from proxylessnas.hardware.lut import LatencyStats, LatencyTable
+from proxylessnas.hardware.measure import Backend, measure_interleaved, prepare_runner
+from proxylessnas.nets.net import build_net
+from proxylessnas.space.arch import Arch
+from proxylessnas.space.spec import SearchSpace
+
+
+def sample_archs(space: SearchSpace, count: int, seed: int = 0) -> list[Arch]:
+    """``count`` architectures, each layer's op drawn uniformly from its candidates."""
+    rng = random.Random(seed)
+    return [Arch.from_ops(space, [rng.choice(layer.candidates) for layer in space.searched_layers])
+            for _ in range(count)]
+
+
+def measure_networks(space: SearchSpace, archs: Sequence[Arch], backend: Backend, *, rounds: int = 10,
+                     per_round: int = 3, chunk_size: int = 16, seed: int = 0,
+                     progress: bool = False) -> list[LatencyStats]:
+    """End-to-end latency of each arch's standalone net on ``backend`` (batch from the backend)."""
+    shape = (backend.batch_size, space.stem.in_chs, space.resolution, space.resolution)
+    results: list[LatencyStats] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(archs), desc=f"networks {backend.label}", unit="net", leave=False)
+    for start in range(0, len(archs), chunk_size):
+        chunk = archs[start:start + chunk_size]
+        runners = [prepare_runner(build_net(space, arch), shape, backend, seed=start + i)
+                   for i, arch in enumerate(chunk)]
+        results.extend(measure_interleaved(runners, warmup=5, rounds=rounds, per_round=per_round,
+                                           threads=backend.threads, seed=seed + start))
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall tau-b (ties counted in the denominator), O(n^2)."""
+    n = len(x)
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
+    return (concordant - discordant) / denominator if denominator else 0.0
+
+
+def accuracy_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """MAE, MAPE (%), RMSE, within_5 and within_10 (shares in [0, 1]), Kendall tau."""
+    if len(predicted) != len(measured) or not measured:
+        raise ProxylessError("need as many predictions as measurements (at least one)",
+                             "latency validation", "measure at least one network")
+    errors = [p - y for p, y in zip(predicted, measured)]
+    relative = [abs(e) / y for e, y in zip(errors, measured)]
+    n = len(errors)
+    return {"mae": sum(abs(e) for e in errors) / n, "mape": 100 * sum(relative) / n,
+            "rmse": math.sqrt(sum(e * e for e in errors) / n),
+            "within_5": sum(r <= 0.05 for r in relative) / n,
+            "within_10": sum(r <= 0.10 for r in relative) / n,
+            "kendall_tau": kendall_tau(predicted, measured)}
+
+
+def backend_of_table(table: LatencyTable) -> Backend:
+    """The backend a table was measured on (to measure whole networks the same way)."""
+    p = table.provenance
+    if p.get("backend") not in ("torch", "torchscript", "onnxruntime"):
+        raise ProxylessError(f"cannot measure on this machine for a '{p.get('backend')}' table",
+                             table.source, "validate on the device the table was measured on")
+    clock = p.get("clock") if p.get("clock") in ("thread", "wall") else "auto"
+    return Backend(p["backend"], p.get("device_type", "cpu"), table.target.batch_size,
+                   int(p.get("threads") or 1), clock)
+
+
+def fit_table_predictor(space: SearchSpace, table: LatencyTable, backend: Backend, samples: int, *,
+                        seed: int = 1000, progress: bool = False, **measure: Any) -> list[float]:
+    """Measure ``samples`` random archs and store a fitted predictor in ``table.predictor``."""
+    from proxylessnas.hardware.predictor import fit_predictor
+
+    archs = sample_archs(space, samples, seed)
+    stats = measure_networks(space, archs, backend, seed=seed, progress=progress, **measure)
+    measured = [s.median for s in stats]
+    predictor = fit_predictor(table, [arch_keys(space, a) for a in archs], measured)
+    table.predictor = {**predictor.to_dict(), "fit": {**predictor.fit, "seed": seed,
+                                                      "backend": backend.label}}
+    return measured
+
+
+def validate_models(space: SearchSpace, models: dict[str, KeyCostModel], backend: Backend,
+                    samples: int, *, seed: int = 0, progress: bool = False,
+                    **measure: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Measure ``samples`` random archs; metrics per model name. Returns (report, rows)."""
+    archs = sample_archs(space, samples, seed)
+    stats = measure_networks(space, archs, backend, seed=seed, progress=progress, **measure)
+    measured = [s.median for s in stats]
+    report: dict[str, Any] = {"n": samples, "unit": "ms", "seed": seed}
+    rows = [{"choices": a.to_dict()["choices"], "measured": m, "measured_p10": s.p10,
+             "measured_p90": s.p90} for a, m, s in zip(archs, measured, stats)]
+    for name, model in models.items():
+        predicted = [model.arch_cost(space, a) for a in archs]
+        report[name] = accuracy_metrics(predicted, measured)
+        for row, p in zip(rows, predicted):
+            row[name] = p
+    return report, rows
+
+
+def plot_scatter(rows: Sequence[dict[str, Any]], names: Sequence[str], path: str | Path,
+                 title: str = "") -> Path:
+    """Predicted-vs-measured scatter, one colour per model, with the +-10 % band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [r["measured"] for r in rows]
+    low, high = min(measured) * 0.85, max(measured) * 1.15
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([low, high], [low, high], "k-", lw=1, label="y = x")
+    ax.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1], color="0.9",
+                    label="+-10 %")
+    for name in names:
+        ax.scatter(measured, [r[name] for r in rows], s=12, label=name)
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def table_models(table: LatencyTable) -> dict[str, KeyCostModel]:
+    """The table sum, and the predictor when the table has one."""
+    models: dict[str, KeyCostModel] = {"lut": TableCostModel(table)}
+    if table.predictor is not None:
+        from proxylessnas.hardware.predictor import PredictedCostModel
+
+        models["predictor"] = PredictedCostModel(table)
+    return models
