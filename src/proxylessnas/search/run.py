@@ -438,7 +438,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
                         raise SearchInterrupted(stop["signal"], checkpoint_path, epoch, step + 1)
                 del batches
                 row = epoch_record(epoch, warming_up, supernet, objective, sums, valid_eval,
-                                   config.run.eval_batches, lr)
+                                   config.run.eval_batches, lr, uses_lambda=strategy.name == "gradient")
                 row["seconds"] = round(time.perf_counter() - started, 3)
                 metrics.append(row)
                 write_metrics(metrics_path, metrics)
@@ -483,7 +483,8 @@ def new_sums() -> dict[str, float]:
 
 
 def epoch_record(epoch: int, warming_up: bool, supernet: SuperNet, objective: LatencyObjective,
-                 sums: dict[str, float], valid_eval: BatchIterator, eval_batches: int, lr: float) -> dict:
+                 sums: dict[str, float], valid_eval: BatchIterator, eval_batches: int, lr: float,
+                 uses_lambda: bool = True) -> dict:
     """One metrics.jsonl row: losses, accuracies, latencies, lambda, entropy, probabilities."""
     probs = [p.detach().cpu().double() for p in supernet.probs()]
     argmax = [int(p.argmax()) for p in probs]
@@ -495,7 +496,8 @@ def epoch_record(epoch: int, warming_up: bool, supernet: SuperNet, objective: La
         "arch_steps": int(sums["arch_steps"]),
         "expected_latency": float(objective.expected(probs)),
         "argmax_latency": objective.cost_of(argmax), "target_latency": objective.target,
-        "unit": objective.unit, "lambda": objective.weight, "entropy": entropy(probs),
+        "unit": objective.unit, "lambda": objective.weight if uses_lambda else None,
+        "entropy": entropy(probs),
         "valid_accuracy": path_accuracy(supernet, argmax, valid_eval, eval_batches),
         "probabilities": {layer.label: [round(float(v), 6) for v in p]
                           for layer, p in zip(supernet.space.searched_layers, probs)},

@@ -1,0 +1,186 @@
+"""run_search on synthetic data and the tiny space: movement, exact resume, signals, NaN, targets."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import signal
+
+import pytest
+import torch
+
+from proxylessnas.data import synthetic_dataset
+from proxylessnas.errors import ProxylessError
+from proxylessnas.hardware.cost import FlopsCostModel
+from proxylessnas.search.config import SearchConfig
+from proxylessnas.search.run import SearchInterrupted, run_search
+from proxylessnas.search.strategies import LatencyObjective, reinforce_advantages
+from proxylessnas.space import get_space
+from proxylessnas.train.checkpoint import load_checkpoint
+
+QUICK = ["space.name=tiny", "search.warmup_epochs=1", "search.epochs=2", "search.steps_per_epoch=4",
+         "data.batch_size=16", "data.valid_batch_size=16", "data.eval_batch_size=64",
+         "arch.update_every=1", "arch.skip_first_epoch=false", "hardware.target=flops",
+         "run.progress=false", "run.plots=false", "run.threads=1", "run.eval_batches=1",
+         "run.bn_recalibration_batches=2"]
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return synthetic_dataset(200, num_classes=4, resolution=16, seed=0)
+
+
+def quick_config(out, *overrides: str) -> SearchConfig:
+    return SearchConfig().with_overrides([*QUICK, f"run.out={out}", *overrides])
+
+
+def final_alphas(run_dir) -> list[torch.Tensor]:
+    state = load_checkpoint(run_dir / "checkpoint.pt")["supernet"]
+    return [state[k] for k in sorted(state) if k.endswith(".alpha")]
+
+
+def test_objective_expected_latency_matches_brute_force():
+    space = get_space("tiny")
+    model = FlopsCostModel()
+    objective = LatencyObjective(space, model, mode="penalty", target=None, loss_name="add_linear")
+    torch.manual_seed(0)
+    probs = [torch.softmax(torch.randn(len(layer.candidates), dtype=torch.float64), 0)
+             for layer in space.searched_layers]
+    brute = 0.0
+    for combo in itertools.product(*[range(len(layer.candidates)) for layer in space.searched_layers]):
+        weight = float(torch.prod(torch.stack([p[i] for p, i in zip(probs, combo)])))
+        brute += weight * objective.cost_of(list(combo))
+    assert float(objective.expected(probs)) == pytest.approx(brute, rel=1e-9)
+    # the target defaults to the middle of the space's span
+    assert objective.target == pytest.approx((objective.cheapest + objective.most_expensive) / 2)
+
+
+def test_band_selection_is_the_most_probable_arch_in_band_by_brute_force():
+    space = get_space("tiny")
+    objective = LatencyObjective(space, FlopsCostModel(), mode="band", target=None, target_position=0.3)
+    torch.manual_seed(1)
+    alphas = [torch.randn(len(layer.candidates), dtype=torch.float64) * 2 for layer in space.searched_layers]
+    indices, how = objective.select(alphas)
+    best, best_logp = None, -float("inf")
+    for combo in itertools.product(*[range(len(a)) for a in alphas]):
+        cost = objective.cost_of(list(combo))
+        if objective.target_config.low <= cost <= objective.target_config.high:
+            logp = sum(float(torch.log_softmax(a, 0)[i]) for a, i in zip(alphas, combo))
+            if logp > best_logp:
+                best, best_logp = list(combo), logp
+    argmax = [int(a.argmax()) for a in alphas]
+    expected = argmax if objective.accepts(objective.cost_of(argmax)) else best
+    assert indices == expected
+    assert objective.accepts(objective.cost_of(indices))
+    assert how.startswith("argmax") == (expected == argmax)
+
+
+def test_reinforce_advantages_use_the_old_baseline():
+    rewards = torch.tensor([0.2, 0.4, 0.9], dtype=torch.float64)
+    first, baseline = reinforce_advantages(rewards, None, 0.9)
+    assert torch.allclose(first, rewards - rewards.mean()) and baseline == pytest.approx(0.5)
+    second, new = reinforce_advantages(rewards, 0.3, 0.9)
+    assert torch.allclose(second, rewards - 0.3)
+    assert new == pytest.approx(0.9 * 0.3 + 0.1 * 0.5)
+
+
+def test_high_latency_weight_moves_alphas_to_cheaper_ops(tmp_path, dataset):
+    config = quick_config(tmp_path / "run", "latency.mode=penalty", "latency.loss=add_linear",
+                          "latency.loss_params={weight: 50.0}", "arch.lr=0.1", "search.warmup_epochs=0",
+                          "search.epochs=1", "search.steps_per_epoch=10")
+    space = get_space("tiny", num_classes=4)
+    result = run_search(config, dataset=dataset)
+    objective = LatencyObjective(space, FlopsCostModel(), mode="penalty", target=None, loss_name="add_linear")
+    first = result.metrics[0]
+    probs = [torch.tensor(p, dtype=torch.float64) for p in first["probabilities"].values()]
+    uniform = [torch.full_like(p, 1 / len(p)) for p in probs]
+    assert float(objective.expected(probs)) < 0.75 * float(objective.expected(uniform))
+    for p, costs in zip(probs, objective.candidate_costs):
+        assert float(p[int(costs.argmin())]) > 1.0 / len(p)  # the cheapest op gained probability
+    assert result.summary["predicted_latency"] == pytest.approx(objective.cheapest)
+
+
+@pytest.mark.parametrize("mode", ["full_v2", "two"])
+def test_resume_after_stop_equals_uninterrupted_run(tmp_path, dataset, mode):
+    straight = run_search(quick_config(tmp_path / "a", f"search.binary_mode={mode}"), dataset=dataset)
+    partial = run_search(quick_config(tmp_path / "b", f"search.binary_mode={mode}"), dataset=dataset,
+                         stop_after_epoch=1)
+    assert not partial.finished and len(partial.metrics) == 2
+    resumed = run_search(quick_config(tmp_path / "b", f"search.binary_mode={mode}"), dataset=dataset,
+                         resume=True)
+    for a, b in zip(final_alphas(tmp_path / "a"), final_alphas(tmp_path / "b")):
+        assert torch.equal(a, b)
+    assert resumed.arch.choices == straight.arch.choices
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed.metrics] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in straight.metrics]
+    files = set(resumed.summary["files"])
+    assert {"arch.json", "config.yaml", "metrics.jsonl", "checkpoint.pt", "arches/epoch_002.json"} <= files
+
+
+def test_sigterm_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, dataset):
+    run_search(quick_config(tmp_path / "a"), dataset=dataset)
+
+    def kill(epoch, step):
+        if (epoch, step) == (1, 1):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(SearchInterrupted) as caught:
+        run_search(quick_config(tmp_path / "b"), dataset=dataset, on_step=kill)
+    assert caught.value.signal_number == signal.SIGTERM
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert (state["epoch"], state["step"], state["finished"]) == (1, 2, False)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers put back
+    run_search(quick_config(tmp_path / "b"), dataset=dataset, resume=True)
+    for a, b in zip(final_alphas(tmp_path / "a"), final_alphas(tmp_path / "b")):
+        assert torch.equal(a, b)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path, dataset):
+    run_search(quick_config(tmp_path / "r"), dataset=dataset, stop_after_epoch=0)
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    poisoned = dataclasses.replace(dataset, std=(0.0,) * dataset.channels)  # images become inf
+    with pytest.raises(ProxylessError) as caught:
+        run_search(quick_config(tmp_path / "r"), dataset=poisoned, resume=True)
+    assert "nan" in str(caught.value) and "last good checkpoint" in str(caught.value)
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
+    state = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    assert (state["epoch"], state["step"]) == (1, 0)
+
+
+def test_corrupt_or_truncated_checkpoint_is_refused_on_resume(tmp_path, dataset):
+    run_search(quick_config(tmp_path / "r"), dataset=dataset, stop_after_epoch=0)
+    path = tmp_path / "r" / "checkpoint.pt"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ProxylessError, match="corrupt or truncated"):
+        run_search(quick_config(tmp_path / "r"), dataset=dataset, resume=True)
+
+
+def test_run_folder_is_not_overwritten_and_resume_needs_same_settings(tmp_path, dataset):
+    run_search(quick_config(tmp_path / "r"), dataset=dataset, stop_after_epoch=0)
+    with pytest.raises(ProxylessError, match="already holds a search"):
+        run_search(quick_config(tmp_path / "r"), dataset=dataset)
+    with pytest.raises(ProxylessError, match="arch.lr"):
+        run_search(quick_config(tmp_path / "r", "arch.lr=0.5"), dataset=dataset, resume=True)
+    with pytest.raises(ProxylessError, match="nothing to resume"):
+        run_search(quick_config(tmp_path / "other"), dataset=dataset, resume=True)
+
+
+def test_target_below_cheapest_arch_fails_before_anything_is_written(tmp_path, dataset):
+    with pytest.raises(ProxylessError, match="below the cheapest"):
+        run_search(quick_config(tmp_path / "r", "latency.target=0.001"), dataset=dataset)
+    assert not (tmp_path / "r").exists()
+
+
+def test_reinforce_strategy_runs_and_lands_in_band_selection(tmp_path, dataset):
+    result = run_search(quick_config(tmp_path / "r", "search.strategy=reinforce", "reinforce.samples=3"),
+                        dataset=dataset)
+    assert result.finished
+    rewards = [r["arch_reward"] for r in result.metrics if r["arch_steps"]]
+    assert len(rewards) == 2 and all(reward > 0 for reward in rewards)
+    assert all(r["lambda"] is None for r in result.metrics)  # REINFORCE has no dual variable
+    assert result.metrics[-1]["arch_steps"] == 4
+    # in band mode the derived arch is in the band, whatever the argmax did
+    assert result.summary["target_accepted"]
