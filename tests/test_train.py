@@ -260,3 +260,22 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "neither a zoo name" in capsys.readouterr().err
     assert main(["train", "mobilenet_v2", "learning_rate=1", "--dataset", SPEC]) == 2
     assert "unknown recipe key" in capsys.readouterr().err
+
+
+def test_init_from_supernet_checkpoint_and_cli(tmp_path):
+    supernet_module = pytest.importorskip("proxylessnas.supernet")
+    seed_everything(4)
+    space = get_space("tiny", num_classes=10)
+    supernet = supernet_module.SuperNet(space)
+    arch = Arch.from_ops(space, [layer.candidates[-1].token for layer in space.searched_layers])
+    save_checkpoint(tmp_path / "checkpoint.pt", {"arch": arch.to_dict(), "supernet": supernet.state_dict()})
+    net, loaded_arch = load_search_init(tmp_path, num_classes=10, resolution=16)
+    expected = supernet.derive(arch, inherit=True).eval()
+    x = torch.randn(3, 3, 16, 16)
+    torch.testing.assert_close(net.eval()(x), expected(x), rtol=0, atol=0)
+    out = tmp_path / "run"
+    assert main(["train", "ignored", "warmup_epochs=0.5", "--init-from", str(tmp_path), "--dataset", SPEC,
+                 "--epochs", "1", "--batch-size", "16", "--bn-batches", "3", "--out", str(out),
+                 "--no-progress"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["bn_recalibration_batches"] == 3 and run["init_from"] == str(tmp_path)
