@@ -1,0 +1,79 @@
+"""Curves over epochs (latency, accuracy) and the accuracy-vs-latency scatter for reports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from proxylessnas.viz.style import new_figure, save
+
+
+def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    pairs = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def plot_latency_curve(records: Sequence[dict[str, Any]], path: str | os.PathLike,
+                       tolerance: float = 0.05) -> Path:
+    """Expected and argmax latency per epoch, the target with its +-tolerance band, and lambda."""
+    figure = new_figure(6.5, 3.6)
+    ax = figure.add_subplot()
+    unit = next((r["latency_unit"] for r in records if r.get("latency_unit")), "")
+    for key, style in (("expected_latency", "-"), ("argmax_latency", "--")):
+        epochs, values = _series(records, key)
+        if values:
+            ax.plot(epochs, values, style, marker=".", label=key.replace("_", " "))
+    epochs, targets = _series(records, "target_latency")
+    if targets:
+        target = targets[-1]
+        ax.axhline(target, color="black", lw=1, label=f"target {target:.3g}")
+        ax.axhspan(target * (1 - tolerance), target * (1 + tolerance), color="0.85", zorder=0,
+                   label=f"+-{tolerance:.0%}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"latency ({unit})" if unit else "latency")
+    epochs, lambdas = _series(records, "lambda")
+    if lambdas:
+        twin = ax.twinx()
+        twin.plot(epochs, lambdas, ":", color="tab:purple", label="lambda")
+        twin.set_ylabel("lambda", color="tab:purple")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title("latency during the search", fontsize=9)
+    return save(figure, path)
+
+
+def plot_accuracy_curves(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Train and validation accuracy (left) and losses (right) per epoch."""
+    figure = new_figure(9, 3.4)
+    left, right = figure.subplots(1, 2)
+    for ax, keys, label in ((left, ("train_acc", "valid_acc"), "accuracy"),
+                            (right, ("train_loss", "valid_loss"), "loss")):
+        for key in keys:
+            epochs, values = _series(records, key)
+            if values:
+                ax.plot(epochs, values, marker=".", label=key.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    figure.suptitle("training during the search", fontsize=9)
+    return save(figure, path)
+
+
+def plot_accuracy_vs_latency(points: Sequence[tuple[str, float, float]], path: str | os.PathLike,
+                             unit: str = "ms", target: float | None = None,
+                             title: str = "accuracy vs latency") -> Path:
+    """Scatter of (name, latency, accuracy) points, labelled; an optional target line."""
+    figure = new_figure(5.5, 4.0)
+    ax = figure.add_subplot()
+    for name, latency, accuracy in points:
+        ax.scatter([latency], [accuracy], s=25)
+        ax.annotate(name, (latency, accuracy), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if target is not None:
+        ax.axvline(target, color="black", ls="--", lw=1, label=f"target {target:.3g} {unit}")
+        ax.legend(fontsize=7)
+    ax.set_xlabel(f"latency ({unit})")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    return save(figure, path)

@@ -1,0 +1,101 @@
+"""The architecture diagram, as in the paper's figure: one box per block along the chain.
+
+Box width grows with the expand ratio (MB1 narrow, MB6 wide), the colour gives the kernel size,
+a skipped (zero) block is a dashed, empty box; dotted lines mark stage boundaries, annotated
+above with the stage's width and below with its output feature-map size (from infer_shapes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from matplotlib.axes import Axes
+from matplotlib.patches import Patch, Rectangle
+
+from proxylessnas.space import Arch, SearchSpace, shapes_by_label
+from proxylessnas.viz.style import KERNEL_COLOURS, new_figure, op_colour, op_label, save
+
+BOX_HEIGHT = 2.0
+GAP = 0.12
+
+
+def box_width(expand_ratio: int | None) -> float:
+    """Width along the chain: 0.35 + 0.15 * expand ratio (zero blocks: as MB1)."""
+    return 0.35 + 0.15 * (expand_ratio or 1)
+
+
+def _stage(label: str) -> str:
+    return label.split(".")[0]
+
+
+def draw_architecture(ax: Axes, space: SearchSpace, arch: Arch,
+                      probabilities: Mapping[str, float] | None = None) -> None:
+    """Draw ``arch`` on ``ax``; ``probabilities`` (label -> p of the chosen op) are written below."""
+    shapes = shapes_by_label(space)
+    x = 0.0
+
+    def fixed_box(text: str, width: float, colour: str) -> None:
+        nonlocal x
+        ax.add_patch(Rectangle((x, 0), width, BOX_HEIGHT, facecolor=colour, edgecolor="black", lw=1))
+        ax.text(x + width / 2, BOX_HEIGHT / 2, text, rotation=90, ha="center", va="center", fontsize=8)
+        x += width + GAP
+
+    stem = space.stem
+    fixed_box(f"Conv {stem.kernel_size}x{stem.kernel_size}", 0.7, "#eeeeee")
+    stage = None
+    stage_count = 0
+    for layer in space.layers:
+        op = arch.op(space, layer.label)
+        if _stage(layer.label) != stage:
+            stage = _stage(layer.label)
+            edge = x - GAP / 2
+            lift = 0.45 * (stage_count % 2)  # stagger: neighbouring short stages do not overlap
+            stage_count += 1
+            ax.plot([edge, edge], [-0.3 - lift, BOX_HEIGHT + 0.25 + lift], ls=":", color="0.4", lw=1)
+            ax.text(edge + 0.05, BOX_HEIGHT + 0.25 + lift, f"{stage}: {layer.out_chs}ch", fontsize=7,
+                    va="bottom")
+            out = shapes[layer.label].output
+            ax.text(edge + 0.05, -0.3 - lift, f"{out.height}x{out.width}", fontsize=7, va="top", color="0.25")
+        width = box_width(None if op.is_zero else op.expand_ratio)
+        if op.is_zero:
+            ax.add_patch(Rectangle((x, 0), width, BOX_HEIGHT, facecolor="white", edgecolor="0.45",
+                                   lw=1, ls="--"))
+            ax.text(x + width / 2, BOX_HEIGHT / 2, "skip", rotation=90, ha="center", va="center",
+                    fontsize=7, color="0.4")
+        else:
+            hatch = "//" if not layer.searchable else None
+            ax.add_patch(Rectangle((x, 0), width, BOX_HEIGHT, facecolor=op_colour(op), edgecolor="black",
+                                   lw=1, hatch=hatch))
+            ax.text(x + width / 2, BOX_HEIGHT / 2, op_label(op), rotation=90, ha="center", va="center",
+                    fontsize=7)
+        if probabilities and layer.label in probabilities:
+            ax.text(x + width / 2, -1.25, f"{probabilities[layer.label]:.2f}", rotation=90, ha="center",
+                    va="top", fontsize=6, color="0.2")
+        x += width + GAP
+    fixed_box(f"Conv 1x1 {space.head.out_chs}", 0.7, "#eeeeee")
+    fixed_box(f"Pool FC {space.head.num_classes}", 0.7, "#eeeeee")
+    ax.set_xlim(-0.2, x)
+    ax.set_ylim(-2.2 if probabilities else -1.2, BOX_HEIGHT + 1.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    kernels = sorted({op.kernel_size for layer in space.layers for op in layer.candidates if not op.is_zero})
+    handles = [Patch(facecolor=KERNEL_COLOURS.get(k, "#5aa469"), edgecolor="black", label=f"{k}x{k}")
+               for k in kernels]
+    handles.append(Patch(facecolor="white", edgecolor="0.45", ls="--", label="skip"))
+    ax.legend(handles=handles, loc="upper right", bbox_to_anchor=(1.0, 0.0), ncol=len(handles),
+              fontsize=7, frameon=False, title="kernel (width ~ expand ratio; hatched: fixed)",
+              title_fontsize=7)
+
+
+def plot_architecture(space: SearchSpace, arch: Arch, path: str | os.PathLike, title: str | None = None,
+                      probabilities: Mapping[str, float] | None = None) -> Path:
+    """Write the diagram of ``arch`` to ``path`` (PNG, SVG, PDF by extension)."""
+    total = 2.0 + sum(box_width(None if op.is_zero else op.expand_ratio) + GAP for op in arch.ops(space))
+    figure = new_figure(max(6.0, total * 0.42), 2.6)
+    ax = figure.add_subplot()
+    draw_architecture(ax, space, arch, probabilities)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return save(figure, path)

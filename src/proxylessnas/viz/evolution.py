@@ -1,0 +1,113 @@
+"""How the architecture distribution moves during the search: heatmap and animated GIF."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.animation import PillowWriter
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.space import Arch, SearchSpace, parse_op
+from proxylessnas.viz.diagram import draw_architecture
+from proxylessnas.viz.style import new_figure, op_colour, save
+
+
+def _with_probs(records: Sequence[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    kept = [record for record in records if record.get("probs")]
+    if not kept:
+        raise ProxylessError("no metrics record has 'probs'", where,
+                             "plot after at least one architecture epoch")
+    return kept
+
+
+def probability_matrix(records: Sequence[dict[str, Any]], space: SearchSpace) -> tuple[np.ndarray, list[str]]:
+    """Rows (layer, candidate) in space order, columns epochs; row names 'label op'."""
+    records = _with_probs(records, "metrics")
+    rows, names = [], []
+    for layer in space.searched_layers:
+        for j, op in enumerate(layer.candidates):
+            rows.append([record["probs"][layer.label][j] if layer.label in record["probs"] else np.nan
+                         for record in records])
+            names.append(f"{layer.label} {op.token}")
+    return np.asarray(rows, dtype=float), names
+
+
+def plot_probability_heatmap(records: Sequence[dict[str, Any]], space: SearchSpace,
+                             path: str | os.PathLike) -> Path:
+    """Per-layer candidate probabilities over epochs; lines separate the layers."""
+    matrix, names = probability_matrix(records, space)
+    epochs = [record["epoch"] for record in _with_probs(records, "metrics")]
+    figure = new_figure(max(5.0, 2.5 + 0.25 * len(epochs)), 1.2 + 0.16 * len(names))
+    ax = figure.add_subplot()
+    image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_yticks(range(len(names)), names, fontsize=6)
+    step = max(1, len(epochs) // 12)
+    ax.set_xticks(range(0, len(epochs), step), [str(e) for e in epochs[::step]], fontsize=7)
+    ax.set_xlabel("epoch")
+    boundary = -0.5
+    for layer in space.searched_layers[:-1]:
+        boundary += len(layer.candidates)
+        ax.axhline(boundary, color="white", lw=1.2)
+    figure.colorbar(image, ax=ax, label="probability", fraction=0.04)
+    ax.set_title("architecture probabilities per layer", fontsize=9)
+    return save(figure, path)
+
+
+def _argmax_arch(space: SearchSpace, probs: dict[str, list[float]]) -> tuple[Arch, dict[str, float]]:
+    ops, chosen = [], {}
+    for layer in space.searched_layers:
+        p = probs[layer.label]
+        j = int(np.argmax(p))
+        ops.append(layer.candidates[j])
+        chosen[layer.label] = float(p[j])
+    return Arch.from_ops(space, ops), chosen
+
+
+def _stacked_bars(ax, space: SearchSpace, probs: dict[str, list[float]]) -> None:
+    for x, layer in enumerate(space.searched_layers):
+        bottom = 0.0
+        for op, p in zip(layer.candidates, probs[layer.label]):
+            ax.bar(x, p, bottom=bottom, color=op_colour(op), edgecolor="white", lw=0.4,
+                   hatch="xx" if op.is_zero else None)
+            bottom += p
+    ax.set_xticks(range(len(space.searched_layers)), [layer.label for layer in space.searched_layers],
+                  rotation=90, fontsize=6)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("p", fontsize=8)
+
+
+def animate_search(records: Sequence[dict[str, Any]], space: SearchSpace, path: str | os.PathLike,
+                   fps: float = 2.0) -> Path:
+    """GIF, one frame per epoch: the argmax architecture (with each choice's probability) above
+    the per-layer probabilities as stacked bars (colour = kernel, lighter = smaller expand,
+    hatched = skip)."""
+    records = _with_probs(records, "metrics")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = new_figure(11, 5.2)
+    top = figure.add_axes((0.02, 0.45, 0.96, 0.5))
+    bottom = figure.add_axes((0.06, 0.12, 0.92, 0.28))
+    writer = PillowWriter(fps=fps)
+    with writer.saving(figure, str(path), dpi=80):
+        for record in records:
+            top.clear()
+            bottom.clear()
+            arch, chosen = _argmax_arch(space, record["probs"])
+            draw_architecture(top, space, arch, chosen)
+            latency = record.get("expected_latency")
+            text = f"epoch {record['epoch']}"
+            if latency is not None:
+                text += f"   E[latency] {latency:.3g} {record.get('latency_unit', '')}"
+            top.set_title(text, fontsize=9)
+            _stacked_bars(bottom, space, record["probs"])
+            writer.grab_frame()
+    return path
+
+
+def arch_from_record(space: SearchSpace, record: dict[str, Any]) -> Arch:
+    """The record's 'arch' ({label: op}) as an Arch of ``space``."""
+    return Arch.from_ops(space, [parse_op(record["arch"][layer.label]) for layer in space.searched_layers])
