@@ -151,7 +151,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from proxylessnas.hardware.targets import get_cost_model
 
     space, arch = _load_arch(args.arch)
-    model = get_cost_model(args.hardware, space, batch_size=args.batch_size, threads=args.threads)
+    model = get_cost_model(args.hardware, space, batch_size=args.batch_size, threads=args.threads,
+                           require_all_keys=False)
     total = model.arch_cost(space, arch)
     result: dict[str, Any] = {"arch": args.arch, "hardware": args.hardware, "unit": model.unit,
                               "cost": total, "model": type(model).__name__}

@@ -81,8 +81,9 @@ def table_model(table: LatencyTable, batch_size: int | None = None,
 
 
 def get_table(hardware: str, space: SearchSpace, *, batch_size: int = 1, threads: int | None = None,
-              progress: bool = True, build: bool = True) -> LatencyTable:
-    """The table behind a measured target or a path, checked against ``space`` and batch size."""
+              progress: bool = True, build: bool = True, require_all_keys: bool = True) -> LatencyTable:
+    """The table behind a measured target or a path, checked against ``space`` and batch size
+    (and, with ``require_all_keys``, holding every key of the space)."""
     if hardware in MEASURED_TARGETS:
         backend = backend_for(hardware, batch_size, threads)
         path = cached_table_path(space, backend)
@@ -107,16 +108,21 @@ def get_table(hardware: str, space: SearchSpace, *, batch_size: int = 1, threads
                                  "or a path to an existing latency table")
         table = load_table(path)
     table.check_target(space, batch_size=batch_size)
-    table.require(space_keys(space).unique())
+    if require_all_keys:
+        table.require(space_keys(space).unique())
     return table
 
 
 def get_cost_model(hardware: str, space: SearchSpace, *, batch_size: int = 1, threads: int | None = None,
-                   progress: bool = True) -> KeyCostModel:
-    """A cost model for ``space`` on ``hardware`` (see module docstring); strict about keys."""
+                   progress: bool = True, require_all_keys: bool = True) -> KeyCostModel:
+    """A cost model for ``space`` on ``hardware`` (see module docstring); strict about keys.
+
+    ``require_all_keys=False`` accepts a table that prices only some architectures of the space
+    (to predict one arch); a lookup of a missing key is still an error."""
     if hardware == "flops":
         return FlopsCostModel("macs")
     if hardware == "params":
         return FlopsCostModel("params")
-    table = get_table(hardware, space, batch_size=batch_size, threads=threads, progress=progress)
+    table = get_table(hardware, space, batch_size=batch_size, threads=threads, progress=progress,
+                      require_all_keys=require_all_keys)
     return table_model(table, batch_size)

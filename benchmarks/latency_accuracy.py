@@ -1,0 +1,104 @@
+"""Latency accuracy on this machine: table sum and learned predictor versus end-to-end timings.
+
+For each backend (torch eager CPU, ONNX Runtime CPU; batch 1, one thread, the CIFAR-size space):
+build a fresh table, fit the predictor on ``--fit`` random architectures, then measure
+``--samples`` other random architectures (a different seed: not used for fitting) and report
+MAPE, share within +-5 / +-10 %, RMSE and Kendall tau for the table sum and the predictor.
+Measurement noise: the same test networks measured a second time (another interleaving order),
+scored like a predictor against the first pass; and one network measured in ``--noise-repeats``
+separate sessions (spread of its medians).
+
+    python benchmarks/latency_accuracy.py [--samples 100] [--fit 150] [--backends torch onnxruntime]
+
+Writes benchmarks/results/latency_accuracy.json and latency_scatter_<backend>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from proxylessnas.hardware.build import build_lut
+from proxylessnas.hardware.lut import LatencyTable
+from proxylessnas.hardware.measure import Backend, device_name
+from proxylessnas.hardware.validate import (
+    accuracy_metrics,
+    fit_table_predictor,
+    measure_networks,
+    plot_scatter,
+    sample_archs,
+    table_models,
+    validate_models,
+)
+from proxylessnas.space import get_space
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def run_backend(name: str, args: argparse.Namespace) -> dict:
+    space = get_space(args.space)
+    backend = Backend(name, "cpu", 1, 1)
+    table_path = RESULTS / f"latency_table_{name}.json"
+    start = time.perf_counter()
+    if args.reuse_table and table_path.exists():
+        table = LatencyTable.load(table_path)
+    else:
+        table = build_lut(space, backend, table_path, overwrite=True, progress=False,
+                          seconds_per_key=args.seconds_per_key)
+    build_s = time.perf_counter() - start
+    start = time.perf_counter()
+    fit_table_predictor(space, table, backend, args.fit, seed=1000)
+    fit_s = time.perf_counter() - start
+    table.save(table_path)
+    start = time.perf_counter()
+    report, rows = validate_models(space, table_models(table), backend, args.samples, seed=0)
+    validate_s = time.perf_counter() - start
+    # noise 1: a second pass over the same test networks, scored against the first
+    second = measure_networks(space, sample_archs(space, args.samples, 0), backend, seed=77)
+    repeat = accuracy_metrics([s.median for s in second], [r["measured"] for r in rows])
+    # noise 2: one network, separate sessions
+    arch = sample_archs(space, 1, 12345)
+    sessions = [measure_networks(space, arch, backend, seed=i)[0].median for i in range(args.noise_repeats)]
+    spread = statistics.pstdev(sessions) / statistics.mean(sessions)
+    plot_scatter(rows, ["lut", "predictor"], RESULTS / f"latency_scatter_{name}.png",
+                 f"{space.name}, {backend.label}, n={args.samples} held-out archs")
+    return {"backend": backend.label, "clock": backend.resolved_clock, "keys": len(table.entries),
+            "build_seconds": build_s, "fit_seconds": fit_s, "validate_seconds": validate_s,
+            "fit_n": args.fit, "predictor_fit": table.predictor["fit"], **report,
+            "noise": {"second_pass_vs_first": repeat,
+                      "same_net_sessions_ms": sessions, "same_net_cv": spread},
+            "measured_ms": {"min": min(r["measured"] for r in rows), "max": max(r["measured"] for r in rows),
+                            "median": statistics.median(r["measured"] for r in rows)}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="proxyless-cifar")
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--fit", type=int, default=150)
+    parser.add_argument("--noise-repeats", type=int, default=10)
+    parser.add_argument("--seconds-per-key", type=float, default=1.0)
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
+    parser.add_argument("--reuse-table", action="store_true", help="keep an existing table (skip the build)")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = {"device": device_name("cpu"), "space": args.space, "batch_size": 1, "threads": 1,
+               "date": time.strftime("%Y-%m-%d %H:%M"), "backends": {}}
+    for name in args.backends:
+        results["backends"][name] = run_backend(name, args)
+        r = results["backends"][name]
+        for model in ("lut", "predictor"):
+            m = r[model]
+            print(f"{name:12s} {model:9s} MAPE {m['mape']:5.2f}%  within5 {m['within_5']:.0%}  "
+                  f"within10 {m['within_10']:.0%}  tau {m['kendall_tau']:.3f}")
+        n = r["noise"]["second_pass_vs_first"]
+        print(f"{name:12s} noise     MAPE {n['mape']:5.2f}%  within5 {n['within_5']:.0%}  "
+              f"same-net CV {r['noise']['same_net_cv']:.2%}  build {r['build_seconds']:.0f}s")
+        (RESULTS / "latency_accuracy.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
