@@ -22,10 +22,10 @@ def test_kendall_tau_b_with_ties():
 
 
 def test_accuracy_metrics_by_hand():
-    m = accuracy_metrics([1.04, 2.2, 2.7, 4.0], [1.0, 2.0, 3.0, 4.0])
-    assert m["mae"] == pytest.approx((0.04 + 0.2 + 0.3 + 0.0) / 4)
-    assert m["mape"] == pytest.approx(100 * (0.04 + 0.1 + 0.1 + 0.0) / 4)
-    assert m["rmse"] == pytest.approx(math.sqrt((0.04**2 + 0.2**2 + 0.3**2) / 4))
+    m = accuracy_metrics([1.04, 2.18, 2.73, 4.0], [1.0, 2.0, 3.0, 4.0])
+    assert m["mae"] == pytest.approx((0.04 + 0.18 + 0.27 + 0.0) / 4)
+    assert m["mape"] == pytest.approx(100 * (0.04 + 0.09 + 0.09 + 0.0) / 4)
+    assert m["rmse"] == pytest.approx(math.sqrt((0.04**2 + 0.18**2 + 0.27**2) / 4))
     assert m["within_5"] == 0.5 and m["within_10"] == 1.0
 
 
