@@ -89,8 +89,8 @@ def animate_search(records: Sequence[dict[str, Any]], space: SearchSpace, path: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure = new_figure(11, 5.2)
-    top = figure.add_axes((0.02, 0.45, 0.96, 0.5))
-    bottom = figure.add_axes((0.06, 0.12, 0.92, 0.28))
+    top = figure.add_axes((0.02, 0.5, 0.96, 0.48))
+    bottom = figure.add_axes((0.06, 0.1, 0.92, 0.24))
     writer = PillowWriter(fps=fps)
     with writer.saving(figure, str(path), dpi=80):
         for record in records:
