@@ -1,0 +1,134 @@
+"""``proxyless search`` and ``proxyless plot RUN_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.search.config import SearchConfig, config_names, load_config
+
+SEARCH_EPILOG = """examples:
+  proxyless search                      # the demo: bundled Fashion-MNIST subset, this machine's CPU
+  proxyless search --config cifar10 --dataset cifar10:~/data/cifar10 --target-latency 12
+  proxyless search --dataset synthetic:500 --space tiny --hardware flops search.epochs=2
+  proxyless search --out runs/demo --resume
+overrides are section.field=value, e.g. arch.lr=3e-4 latency.mode=under data.batch_size=128;
+shipped recipes: {names}"""
+
+FLAG_FIELDS = {
+    "dataset": "data.dataset", "space": "space.name", "hardware": "hardware.target",
+    "target_latency": "latency.target", "strategy": "search.strategy", "binary_mode": "search.binary_mode",
+    "epochs": "search.epochs", "warmup_epochs": "search.warmup_epochs", "out": "run.out",
+}
+
+
+def register(subparsers) -> None:
+    search = subparsers.add_parser(
+        "search", help="search an architecture for your data and hardware",
+        description="Run the ProxylessNAS search. With no arguments: the demo recipe on the bundled "
+                    "Fashion-MNIST subset for this machine's CPU (latency table measured once, cached).",
+        epilog=SEARCH_EPILOG.format(names=", ".join(config_names())),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    search.add_argument("--config", metavar="FILE", help="a YAML recipe or a shipped name (default: demo)")
+    search.add_argument("--dataset", metavar="SPEC",
+                        help="cifar10:DIR, fashion-mnist[:DIR], mnist:DIR, imagefolder:DIR, demo, "
+                             "synthetic[:N]")
+    search.add_argument("--space", metavar="NAME", help="search space preset (proxyless-cifar, tiny, ...)")
+    search.add_argument("--hardware", metavar="TARGET",
+                        help="cpu, cuda, onnxruntime, flops, params, or a latency table file")
+    search.add_argument("--target-latency", metavar="MS", type=float,
+                        help="latency target in the cost model's unit (ms for measured hardware)")
+    search.add_argument("--strategy", choices=("gradient", "reinforce"))
+    search.add_argument("--binary-mode", choices=("full", "full_v2", "two"))
+    search.add_argument("--epochs", type=int, metavar="N", help="search epochs after the warm-up")
+    search.add_argument("--warmup-epochs", type=int, metavar="N", help="weights-only warm-up epochs")
+    search.add_argument("--out", metavar="DIR", help="run directory (default from the recipe)")
+    search.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    search.add_argument("--no-progress", action="store_true", help="no progress bars")
+    search.add_argument("overrides", nargs="*", metavar="key=value", help="section.field=value overrides")
+    search.set_defaults(func=search_command)
+
+    plot = subparsers.add_parser(
+        "plot", help="redraw the plots of a search run",
+        description="Redraw RUN_DIR/plots/ (architecture diagram, probability heatmap, search GIF, curves).",
+        epilog="example:\n  proxyless plot runs/demo", formatter_class=argparse.RawDescriptionHelpFormatter)
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a search")
+    plot.set_defaults(func=plot_command)
+
+
+def resolve_config(args) -> SearchConfig:
+    """Recipe (or, on --resume without --config, the run's own config.yaml) + flags + overrides."""
+    flags = {field: getattr(args, name) for name, field in FLAG_FIELDS.items()
+             if getattr(args, name) is not None}
+    overrides = list(args.overrides)
+    if args.resume and args.config is None:
+        out = Path(args.out if args.out is not None else load_config("demo").run.out)
+        saved = out / "config.yaml"
+        if not saved.is_file():
+            raise ProxylessError("nothing to resume: no config.yaml", str(out),
+                                 "give the --out folder of a search, or start one without --resume")
+        try:
+            config = SearchConfig.from_dict(yaml.safe_load(saved.read_text()), str(saved))
+        except yaml.YAMLError:
+            raise ProxylessError("malformed config.yaml", str(saved), "restore the file") from None
+        config = config.with_overrides(overrides) if overrides else config
+    else:
+        config = load_config(args.config or "demo", overrides)
+    if flags:
+        config = config.with_overrides(flags, "command line")
+    if args.no_progress:
+        config = config.with_overrides({"run.progress": False}, "command line")
+    if not args.resume and args.out is None:
+        config = config.with_overrides({"run.out": str(fresh_run_dir(Path(config.run.out)))}, "command line")
+    return config
+
+
+def fresh_run_dir(path: Path) -> Path:
+    """``path`` unless it already holds a search; then ``path-2``, ``path-3``, ..."""
+    candidate, number = path, 1
+    while (candidate / "checkpoint.pt").exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}-{number}")
+    return candidate
+
+
+def search_command(args) -> int:
+    from proxylessnas.search.run import SearchInterrupted, format_summary, run_search
+
+    config = resolve_config(args)
+    print(f"search: {config.data.dataset}, space {config.space.name}, hardware {config.hardware.target}, "
+          f"strategy {config.search.strategy} ({config.search.binary_mode}), {config.search.warmup_epochs} "
+          f"warm-up + {config.search.epochs} search epochs -> {config.run.out}", flush=True)
+    try:
+        result = run_search(config, resume=args.resume)
+    except SearchInterrupted as stop:
+        name = signal.Signals(stop.signal_number).name
+        print(f"error: search stopped by {name} at epoch {stop.epoch + 1} step {stop.step} "
+              f"({stop.checkpoint}): resume with 'proxyless search --out {config.run.out} --resume'",
+              file=sys.stderr)
+        return 128 + stop.signal_number
+    print(format_summary(result.summary))
+    return 0
+
+
+def plot_command(args) -> int:
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ProxylessError("run folder not found", str(run_dir), "give the --out folder of a search")
+    if not (run_dir / "metrics.jsonl").is_file():
+        raise ProxylessError("not a search run (no metrics.jsonl)", str(run_dir),
+                             "give the --out folder of a search")
+    try:
+        from proxylessnas.viz import plot_run
+    except ImportError:
+        raise ProxylessError("plotting is not available in this install", "proxylessnas.viz",
+                             "install the full proxylessnas package") from None
+    written = plot_run(run_dir)
+    for path in written or []:
+        print(path)
+    return 0
