@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "proxylessnas.hardware.commands",
     "proxylessnas.train.commands",
     "proxylessnas.export.commands",
+    "proxylessnas.search.commands",
 )
 
 EPILOG = """examples:
