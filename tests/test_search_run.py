@@ -93,7 +93,7 @@ def test_high_latency_weight_moves_alphas_to_cheaper_ops(tmp_path, dataset):
     result = run_search(config, dataset=dataset)
     objective = LatencyObjective(space, FlopsCostModel(), mode="penalty", target=None, loss_name="add_linear")
     first = result.metrics[0]
-    probs = [torch.tensor(p, dtype=torch.float64) for p in first["probabilities"].values()]
+    probs = [torch.tensor(p, dtype=torch.float64) for p in first["probs"].values()]
     uniform = [torch.full_like(p, 1 / len(p)) for p in probs]
     assert float(objective.expected(probs)) < 0.75 * float(objective.expected(uniform))
     for p, costs in zip(probs, objective.candidate_costs):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
 from proxylessnas.errors import ProxylessError
-from proxylessnas.search.config import SearchConfig, config_names, load_config
+from proxylessnas.search.config import SearchConfig, SpaceSection, config_names, load_config
 
 SEARCH_EPILOG = """examples:
   proxyless search                      # the demo: bundled Fashion-MNIST subset, this machine's CPU
@@ -62,10 +63,12 @@ def register(subparsers) -> None:
 
 
 def resolve_config(args) -> SearchConfig:
-    """Recipe (or, on --resume without --config, the run's own config.yaml) + flags + overrides."""
+    """Recipe (or, on --resume without --config, the run's own config.yaml), then the flags, then
+    the key=value overrides. ``--space`` drops the recipe's options for its own space preset."""
     flags = {field: getattr(args, name) for name, field in FLAG_FIELDS.items()
              if getattr(args, name) is not None}
-    overrides = list(args.overrides)
+    if args.no_progress:
+        flags["run.progress"] = False
     if args.resume and args.config is None:
         out = Path(args.out if args.out is not None else load_config("demo").run.out)
         saved = out / "config.yaml"
@@ -76,13 +79,14 @@ def resolve_config(args) -> SearchConfig:
             config = SearchConfig.from_dict(yaml.safe_load(saved.read_text()), str(saved))
         except yaml.YAMLError:
             raise ProxylessError("malformed config.yaml", str(saved), "restore the file") from None
-        config = config.with_overrides(overrides) if overrides else config
     else:
-        config = load_config(args.config or "demo", overrides)
+        config = load_config(args.config or "demo")
+    if "space.name" in flags and flags["space.name"] != config.space.name:
+        config = replace(config, space=SpaceSection(name=flags["space.name"]))
     if flags:
         config = config.with_overrides(flags, "command line")
-    if args.no_progress:
-        config = config.with_overrides({"run.progress": False}, "command line")
+    if args.overrides:
+        config = config.with_overrides(list(args.overrides))
     if not args.resume and args.out is None:
         config = config.with_overrides({"run.out": str(fresh_run_dir(Path(config.run.out)))}, "command line")
     return config

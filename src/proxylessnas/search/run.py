@@ -230,9 +230,8 @@ class Progress:
 # -- per-epoch pieces -------------------------------------------------------------------------------
 
 def entropy(probs: list[torch.Tensor]) -> float:
-    """Mean over layers of H(p_l) = -sum_j p_lj ln p_lj (nats)."""
-    values = [float(-(p * torch.log(p.clamp_min(1e-30))).sum()) for p in probs]
-    return sum(values) / len(values)
+    """Sum over layers of H(p_l) = -sum_j p_lj ln p_lj (nats)."""
+    return sum(float(-(p * torch.log(p.clamp_min(1e-30))).sum()) for p in probs)
 
 
 @torch.no_grad()
@@ -492,15 +491,17 @@ def epoch_record(epoch: int, warming_up: bool, supernet: SuperNet, objective: La
     row: dict[str, Any] = {
         "epoch": epoch, "phase": "warmup" if warming_up else "search", "lr": lr,
         "train_loss": sums["weight_loss"] / max(1, sums["weight_steps"]),
-        "train_accuracy": sums["weight_correct"] / max(1, sums["weight_seen"]),
+        "train_acc": sums["weight_correct"] / max(1, sums["weight_seen"]),
         "arch_steps": int(sums["arch_steps"]),
         "expected_latency": float(objective.expected(probs)),
         "argmax_latency": objective.cost_of(argmax), "target_latency": objective.target,
-        "unit": objective.unit, "lambda": objective.weight if uses_lambda else None,
+        "latency_unit": objective.unit, "lambda": objective.weight if uses_lambda else None,
         "entropy": entropy(probs),
-        "valid_accuracy": path_accuracy(supernet, argmax, valid_eval, eval_batches),
-        "probabilities": {layer.label: [round(float(v), 6) for v in p]
-                          for layer, p in zip(supernet.space.searched_layers, probs)},
+        "valid_acc": path_accuracy(supernet, argmax, valid_eval, eval_batches),
+        "probs": {layer.label: [round(float(v), 6) for v in p]
+                  for layer, p in zip(supernet.space.searched_layers, probs)},
+        "arch": {layer.label: layer.candidates[i].token
+                 for layer, i in zip(supernet.space.searched_layers, argmax)},
     }
     for key, value in sums.items():
         if key.startswith("arch_") and key != "arch_steps":
@@ -513,7 +514,7 @@ def epoch_record(epoch: int, warming_up: bool, supernet: SuperNet, objective: La
 
 def epoch_line(row: dict[str, Any], unit: str) -> str:
     text = (f"epoch {row['epoch'] + 1} ({row['phase']}): train loss {row['train_loss']:.3f} "
-            f"acc {row['train_accuracy']:.3f}, valid acc (argmax) {row['valid_accuracy']:.3f}, "
+            f"acc {row['train_acc']:.3f}, valid acc (argmax) {row['valid_acc']:.3f}, "
             f"E[lat] {row['expected_latency']:.4g} {unit}, argmax {row['argmax_latency']:.4g} {unit} "
             f"(target {row['target_latency']:.4g})")
     if row.get("lambda") is not None:
