@@ -1,0 +1,233 @@
+"""Memory and time of supernet steps against the standalone child network, on CPU.
+
+Every row runs in a fresh process (peak memory is a per-process high-water mark):
+
+- ``child``: the training step of the standalone net of the path (the physical limit);
+- ``binary/weight``: sample one path, forward/backward it, SGD step;
+- ``binary/full|full_v2|two``: architecture step (sample, forward, backward to the alphas only,
+  Adam step, ``finish_arch_step``);
+- ``darts|gumbel/weight|arch``: the weighted-sum baselines.
+
+The path is fixed so that every method runs the same child: its logits are set to +30 on one
+candidate per layer (sampling still runs, p is ~1 on that candidate; in mode ``two`` the second
+member of the pair is then uniform among the others). ``peak_mem_mb`` is the growth of the
+process's peak resident memory (VmHWM, reset after the model and optimiser are built) over the
+measured steps: activations, gradients, optimiser state, allocator slack. ``saved_mb`` is the
+size of the tensors autograd saved for backward in one step (allocator-independent).
+``median_step_s`` is the median step time; ``child_ratio`` the median of per-step ratios against
+the child's step, measured alternately in the same process, after the memory measurement.
+
+    python benchmarks/supernet_cost.py [--quick] [--out benchmarks/results/supernet_cost.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SWEEP_OPS = ("mb_k5_e3", "mb_k3_e3", "mb_k7_e3", "mb_k3_e6", "mb_k5_e6", "mb_k7_e6", "mb_k9_e3",
+             "mb_k9_e6", "mb_k3_e4", "mb_k5_e4", "mb_k7_e4", "mb_k9_e4")
+METHODS = (("child", "-"), ("binary", "weight"), ("binary", "full"), ("binary", "full_v2"),
+           ("binary", "two"), ("darts", "weight"), ("darts", "arch"), ("gumbel", "weight"),
+           ("gumbel", "arch"))
+SWEEP_METHODS = (("binary", "weight"), ("binary", "full_v2"), ("binary", "two"), ("darts", "arch"))
+
+
+def memory_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def run_worker(spec: dict) -> dict:
+    import torch
+    from torch import nn
+
+    from proxylessnas import Arch, build_net, get_space
+    from proxylessnas.supernet import SuperNet
+
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(0)
+    overrides = {"resolution": spec["resolution"], "num_classes": 1000}
+    if spec["n_candidates"] is not None:
+        overrides["candidates"] = list(SWEEP_OPS[: spec["n_candidates"] - 1])
+    space = get_space("proxyless-imagenet", **overrides)
+    if spec["n_candidates"] is None:  # a path drawn uniformly with a fixed seed
+        generator = torch.Generator().manual_seed(0)
+        path = [int(torch.randint(len(l.candidates), (1,), generator=generator))
+                for l in space.searched_layers]
+    else:  # the same op everywhere, so the child is the same for every N
+        path = [0] * len(space.searched_layers)
+    arch = Arch.from_ops(space, [l.candidates[i] for l, i in zip(space.searched_layers, path)])
+    images = torch.randn(spec["batch"], 3, spec["resolution"], spec["resolution"])
+    labels = torch.randint(0, 1000, (spec["batch"],))
+    generator = torch.Generator().manual_seed(1)
+
+    def sgd(params):
+        return torch.optim.SGD(params, lr=0.025, momentum=0.9, nesterov=True, weight_decay=4e-5)
+
+    def child_step_fn(net, optimizer):
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(net(images), labels).backward()
+            optimizer.step()
+        return step
+
+    method, mode = spec["method"], spec["mode"]
+    if method == "child":
+        net = build_net(space, arch)
+        step = child_step_fn(net, sgd(net.parameters()))
+    else:
+        supernet = SuperNet(space, mixed_op=method)
+        with torch.no_grad():
+            for alpha, index in zip(supernet.arch_parameters(), path):
+                alpha.zero_()
+                alpha[index] = 30.0
+        weight_optimizer = sgd(supernet.weight_parameters())
+        arch_optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=1e-3, betas=(0.0, 0.999))
+        alphas = supernet.arch_parameters()
+        if mode == "weight":
+            def step():
+                supernet.sample_weight_step(generator)
+                weight_optimizer.zero_grad(set_to_none=True)
+                nn.functional.cross_entropy(supernet(images), labels).backward()
+                weight_optimizer.step()
+        else:
+            arch_mode = "full" if method != "binary" else mode
+
+            def step():
+                supernet.sample_arch_step(arch_mode, generator)
+                arch_optimizer.zero_grad(set_to_none=True)
+                nn.functional.cross_entropy(supernet(images), labels).backward(inputs=alphas)
+                arch_optimizer.step()
+                supernet.finish_arch_step()
+
+    # Memory: first steps only, peak reset after everything is built; the tensors autograd
+    # saves are recorded during the last of them.
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    Path("/proc/self/clear_refs").write_text("5")
+    base_kb = memory_kb("VmRSS")
+    for index in range(spec["memory_steps"]):
+        if index == spec["memory_steps"] - 1:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                step()
+        else:
+            step()
+    peak_mb = (memory_kb("VmHWM") - base_kb) / 1024
+    saved_mb = sum(saved.values()) / 2**20
+
+    # Time: alternate with the child's step in the same process.
+    child = build_net(space, arch)
+    child_step = child_step_fn(child, sgd(child.parameters()))
+    child_step()
+    times, ratios = [], []
+    for _ in range(spec["time_steps"]):
+        start = time.perf_counter()
+        step()
+        elapsed = time.perf_counter() - start
+        start = time.perf_counter()
+        child_step()
+        reference = time.perf_counter() - start
+        times.append(elapsed)
+        ratios.append(elapsed / reference)
+    return {"method": method, "mode": mode,
+            "n_candidates": max(len(l.candidates) for l in space.searched_layers),
+            "resolution": spec["resolution"], "batch": spec["batch"],
+            "peak_mem_mb": round(peak_mb, 1), "saved_mb": round(saved_mb, 1),
+            "median_step_s": round(statistics.median(times), 4),
+            "child_ratio": round(statistics.median(ratios), 3)}
+
+
+def run_row(spec: dict) -> dict:
+    command = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker failed for {spec}:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep = [r for r in rows if r.get("sweep")]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, mode in SWEEP_METHODS:
+        points = sorted((r["n_candidates"], r["peak_mem_mb"]) for r in sweep
+                        if r["method"] == method and r["mode"] == mode)
+        if points:
+            ax.plot(*zip(*points), marker="o", label=f"{method} {mode}")
+    child = [r["peak_mem_mb"] for r in sweep if r["method"] == "child"]
+    if child:
+        ax.axhline(child[0], color="black", linestyle="--", label="child (standalone)")
+    if sweep:
+        ax.set_title(f"peak memory vs candidates ({sweep[0]['resolution']}px, batch {sweep[0]['batch']})")
+    ax.set_xlabel("candidates per layer N")
+    ax.set_ylabel("peak memory growth of a step (MB)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one size, a 3-point sweep, few steps")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "supernet_cost.json"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_worker(json.loads(args.worker))))
+        return
+    if args.quick:
+        sizes, sweep_size, sweep_ns, memory_steps, time_steps = [(64, 8)], (64, 8), (2, 13), 1, 2
+    else:
+        sizes, sweep_size = [(64, 32), (224, 8)], (64, 32)
+        sweep_ns, memory_steps, time_steps = (2, 3, 5, 7, 9, 11, 13), 2, 5
+    base = {"threads": args.threads, "memory_steps": memory_steps, "time_steps": time_steps}
+    rows = []
+    started = time.time()
+    jobs = [dict(base, resolution=r, batch=b, n_candidates=None, method=m, mode=mode)
+            for r, b in sizes for m, mode in METHODS]
+    jobs.append(dict(base, resolution=sweep_size[0], batch=sweep_size[1], n_candidates=2,
+                     method="child", mode="-", sweep=True))
+    jobs += [dict(base, resolution=sweep_size[0], batch=sweep_size[1], n_candidates=n, method=m,
+                  mode=mode, sweep=True, time_steps=1) for n in sweep_ns for m, mode in SWEEP_METHODS]
+    for job in jobs:
+        row = run_row(job)
+        row["sweep"] = bool(job.get("sweep"))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    import torch
+
+    machine = {"platform": platform.platform(), "processor": platform.processor(),
+               "python": platform.python_version(), "torch": torch.__version__,
+               "threads": args.threads, "cpu_count": os.cpu_count(),
+               "load_average_at_end": os.getloadavg(), "quick": args.quick,
+               "memory_steps": memory_steps, "time_steps": time_steps,
+               "wall_s": round(time.time() - started, 1)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": rows, "machine": machine}, indent=1) + "\n")
+    plot(rows, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')} in {machine['wall_s']} s")
+
+
+if __name__ == "__main__":
+    main()
