@@ -184,3 +184,27 @@ def test_reinforce_strategy_runs_and_lands_in_band_selection(tmp_path, dataset):
     assert result.metrics[-1]["arch_steps"] == 4
     # in band mode the derived arch is in the band, whatever the argmax did
     assert result.summary["target_accepted"]
+
+
+def test_calibration_moves_target_into_table_units_and_survives_state_round_trip():
+    space = get_space("tiny")
+    objective = LatencyObjective(space, FlopsCostModel(), mode="band", target=None)
+    requested = objective.target
+    objective.calibrate(1.5, 0.02)
+    assert objective.target == pytest.approx((requested - 0.02) / 1.5)
+    assert objective.controller.config.target == objective.target
+    assert objective.requested_target == requested
+    restored = LatencyObjective(space, FlopsCostModel(), mode="band", target=None)
+    restored.load_state_dict(objective.state_dict())
+    assert restored.target == objective.target and restored.calibration == (1.5, 0.02)
+    with pytest.raises(ProxylessError, match="below the cheapest"):
+        LatencyObjective(space, FlopsCostModel(), mode="band", target=None).calibrate(100.0, 0.0)
+
+
+def test_spread_architectures_cover_the_cost_range():
+    from proxylessnas.search.run import spread_architectures
+
+    objective = LatencyObjective(get_space("tiny"), FlopsCostModel(), mode="band", target=None)
+    costs = [objective.cost_of(a) for a in spread_architectures(objective, 8, seed=0)]
+    span = objective.most_expensive - objective.cheapest
+    assert min(costs) < objective.cheapest + 0.3 * span and max(costs) > objective.most_expensive - 0.3 * span

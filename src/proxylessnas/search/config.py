@@ -102,6 +102,9 @@ class LatencySection:
     ``mode``: ``penalty`` adds the soft loss ``loss`` (mul_log, add_linear, paper, absolute,
     hinge) with reference latency T; ``band`` lands the derived architecture within
     ``tolerance`` of T and ``under`` at or below T, both by dual ascent on lambda.
+    ``calibrate=N`` (band / under on measured hardware) times N whole architectures spread over
+    the space's latency range before the search and aims the controller at the table value
+    that corresponds to the measured T (fit ``measured = slope * predicted + intercept``).
     T is ``target`` (in the cost model's unit) or, when None, the point ``target_position``
     of the way from the cheapest (0) to the most expensive (1) architecture of the space.
     """
@@ -112,6 +115,7 @@ class LatencySection:
     loss: str = "mul_log"
     loss_params: dict[str, float] = field(default_factory=dict)
     tolerance: float = 0.05
+    calibrate: int = 0  # band/under on measured hardware: whole nets timed to map table sums to latency
     step_size: float = 0.1
     initial_weight: float = 0.1
     max_weight: float = 100.0
@@ -327,6 +331,7 @@ def _validate(config: SearchConfig) -> None:
         ("latency.target", latency.target is None or latency.target > 0, "give a positive latency"),
         ("latency.target_position", 0.0 <= latency.target_position <= 1.0, "give a value in [0, 1]"),
         ("latency.tolerance", 0.0 < latency.tolerance < 1.0, "give a fraction such as 0.05"),
+        ("latency.calibrate", latency.calibrate == 0 or latency.calibrate >= 2, "give 0 or at least 2"),
         ("data.batch_size", data.batch_size >= 1, "give a positive batch size"),
         ("data.valid_batch_size", data.valid_batch_size >= 1, "give a positive batch size"),
         ("data.eval_batch_size", data.eval_batch_size >= 1, "give a positive batch size"),

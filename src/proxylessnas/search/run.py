@@ -384,6 +384,10 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
 
     valid_stream = valid_batches.cycle()
     bar = Progress(total_epochs * steps_per_epoch, epoch * steps_per_epoch + start_step, progress_enabled)
+    calibrating = (config.latency.calibrate and config.latency.mode != "penalty"
+                   and config.hardware.target in MEASURED_HARDWARE)
+    if calibrating and not resume:
+        calibrate_objective(objective, space, config, bar)  # resumed runs restore it from the checkpoint
     notes: list[str] = []
     step = start_step
     started = time.perf_counter()
@@ -533,6 +537,52 @@ def write_epoch_arch(run_dir: Path, supernet: SuperNet, objective: LatencyObject
     return arch
 
 
+def spread_architectures(objective: LatencyObjective, count: int, seed: int) -> list[list[int]]:
+    """``count`` architectures whose costs spread from the cheapest to the most expensive: for the
+    i-th, every layer takes the candidate at rank ~ q_i * (N - 1) of its costs (q_i evenly from 0
+    to 1), jittered by one rank at random."""
+    rng = np.random.default_rng(seed)
+    archs = []
+    for q in np.linspace(0.0, 1.0, count):
+        indices = []
+        for costs in objective.candidate_costs:
+            order = torch.argsort(costs).tolist()
+            rank = int(np.clip(round(q * (len(order) - 1) + rng.integers(-1, 2)), 0, len(order) - 1))
+            indices.append(order[rank])
+        archs.append(indices)
+    return archs
+
+
+def calibrate_objective(objective: LatencyObjective, space: SearchSpace, config: SearchConfig,
+                        progress: Progress) -> dict[str, Any]:
+    """Time ``latency.calibrate`` whole nets, fit measured = slope * predicted + intercept (least
+    squares), and move the objective's target into table units (see ``LatencyObjective.calibrate``)."""
+    from proxylessnas.hardware.measure import measure_interleaved, prepare_runner
+    from proxylessnas.hardware.targets import backend_for
+    from proxylessnas.nets import build_net
+
+    hardware = config.hardware
+    backend = backend_for(hardware.target, hardware.batch_size, hardware.threads)
+    shape = (hardware.batch_size, space.stem.in_chs, space.resolution, space.resolution)
+    archs = spread_architectures(objective, config.latency.calibrate, config.run.seed)
+    runners = []
+    for indices in archs:
+        arch = Arch.from_ops(space, [layer.candidates[i] for layer, i in zip(space.searched_layers, indices)])
+        runners.append(prepare_runner(build_net(space, arch), shape, backend))
+    rounds = max(2, hardware.measure_runs // 5)
+    stats = measure_interleaved(runners, warmup=5, rounds=rounds, per_round=5, threads=backend.threads)
+    predicted = np.array([objective.cost_of(a) for a in archs])
+    measured = np.array([float(s.median) for s in stats])
+    slope, intercept = np.polyfit(predicted, measured, 1)
+    objective.calibrate(float(slope), float(intercept))
+    residual = measured - (slope * predicted + intercept)
+    progress.write(f"latency calibration on {len(archs)} nets: measured = {slope:.3f} * table + "
+                   f"{intercept:.3f} ms (residual RMS {float(np.sqrt(np.mean(residual ** 2))):.3f} ms); "
+                   f"target {objective.requested_target:.4g} ms = {objective.target:.4g} in table units")
+    return {"slope": float(slope), "intercept": float(intercept), "predicted": predicted.tolist(),
+            "measured": measured.tolist()}
+
+
 def measure_net_latency(net: torch.nn.Module, config: SearchConfig, space: SearchSpace) -> float | None:
     """Median latency (ms) of the whole derived net on the measured hardware; None for tables / MACs."""
     hardware = config.hardware
@@ -573,8 +623,9 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
     choices = {layer.label: layer.candidates[i].token for layer, i in zip(layers, indices)}
     metadata = {
         "predicted_latency": predicted, "measured_latency": measured, "unit": objective.unit,
-        "target_latency": objective.target, "latency_mode": objective.mode,
-        "target_accepted": objective.accepts(predicted), "selection": selection,
+        "target_latency": objective.requested_target, "target_in_model_units": objective.target,
+        "latency_mode": objective.mode, "target_accepted": objective.accepts(predicted),
+        "selection": selection,
         "test_accuracy": test_accuracy, "hardware": config.hardware.target,
         "dataset": config.data.dataset, "strategy": config.search.strategy,
         "probabilities": {layer.label: [round(float(v), 6) for v in p] for layer, p in zip(layers, probs)},
@@ -584,12 +635,14 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
     summary: dict[str, Any] = {
         "run_dir": str(run_dir), "arch": arch.to_dict(), "choices": choices,
         "predicted_latency": predicted, "measured_latency": measured, "unit": objective.unit,
-        "target_latency": objective.target, "latency_mode": objective.mode,
-        "cheapest_latency": objective.cheapest, "most_expensive_latency": objective.most_expensive,
+        "target_latency": objective.requested_target, "target_in_model_units": objective.target,
+        "calibration": None if objective.calibration is None else list(objective.calibration),
+        "latency_mode": objective.mode, "cheapest_latency": objective.cheapest,
+        "most_expensive_latency": objective.most_expensive,
         "target_accepted": objective.accepts(predicted), "selection": selection,
         "measured_within_tolerance": (
             None if measured is None or objective.mode == "penalty"
-            else abs(measured / objective.target - 1) <= objective.target_config.tolerance),
+            else abs(measured / objective.requested_target - 1) <= objective.target_config.tolerance),
         "test_accuracy": test_accuracy, "bn_recalibration_batches": config.run.bn_recalibration_batches,
         "epochs": len(metrics),
         "_child_state_dict": {k: v.detach().cpu() for k, v in derived.state_dict().items()},
@@ -610,6 +663,13 @@ def format_summary(summary: dict[str, Any]) -> str:
                  + f"; target {summary['target_latency']:.4g} {unit} ({summary['latency_mode']}), "
                  f"space spans {summary['cheapest_latency']:.4g}-"
                  f"{summary['most_expensive_latency']:.4g} {unit}")
+    if summary.get("calibration"):
+        slope, intercept = summary["calibration"]
+        lines.append(f"calibration: measured = {slope:.3f} * table + {intercept:.3f} ms; "
+                     f"target in table units {summary['target_in_model_units']:.4g}")
+    if summary.get("measured_within_tolerance") is not None:
+        verdict = "within" if summary["measured_within_tolerance"] else "NOT within"
+        lines.append(f"measured latency is {verdict} the tolerance of the target")
     if summary["selection"] != "argmax":
         lines.append(f"selection: {summary['selection']}")
     lines.append(f"test accuracy with inherited weights after BN recalibration: "

@@ -15,6 +15,7 @@ modes ``band`` / ``under``, the dual-ascent :class:`~proxylessnas.search.control
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -83,6 +84,8 @@ class LatencyObjective:
             # T = cheapest + position * (most expensive - cheapest)
             target = self.cheapest + target_position * (self.most_expensive - self.cheapest)
         self.target = float(target)
+        self.requested_target = self.target  # in measured units; ``target`` is in the model's
+        self.calibration: tuple[float, float] | None = None
         self.loss_name = loss_name
         self.loss_params = dict(loss_params or {})
         self.controller: LatencyController | None = None
@@ -100,6 +103,25 @@ class LatencyObjective:
         else:
             check_target(target_config, self.fixed, self.candidate_costs, self.unit)
             self.controller = LatencyController(target_config)
+
+    def calibrate(self, slope: float, intercept: float) -> None:
+        """Move T into the cost model's units from a fit ``measured = slope * predicted + intercept``
+        over whole measured networks: ``T_model = (T - intercept) / slope``.
+
+        A per-layer table misses what only a whole network shows (framework overhead per
+        module, cache effects); the band is about the measured latency, so the controller
+        aims at the model-unit value that corresponds to it. The requested T is kept for the report.
+        """
+        if not (math.isfinite(slope) and slope > 0 and math.isfinite(intercept)):
+            raise ProxylessError(f"latency calibration failed (slope {slope:.3g}, intercept {intercept:.3g})",
+                                 "latency.calibrate",
+                                 "set latency.calibrate=0 or measure on a quieter machine")
+        self.calibration = (float(slope), float(intercept))
+        self.target = (self.requested_target - intercept) / slope
+        self.target_config = dataclasses.replace(self.target_config, target=self.target)
+        check_target(self.target_config, self.fixed, self.candidate_costs, self.unit)
+        if self.controller is not None:
+            self.controller.config = self.target_config
 
     @property
     def weight(self) -> float | None:
@@ -143,9 +165,12 @@ class LatencyObjective:
         return inside, "most probable inside the band (argmax missed it)"
 
     def state_dict(self) -> dict:
-        return {"controller": None if self.controller is None else self.controller.state_dict()}
+        return {"controller": None if self.controller is None else self.controller.state_dict(),
+                "calibration": None if self.calibration is None else list(self.calibration)}
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("calibration") is not None:
+            self.calibrate(*state["calibration"])
         if self.controller is not None and state.get("controller") is not None:
             self.controller.load_state_dict(state["controller"])
 
