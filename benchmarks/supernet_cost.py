@@ -14,8 +14,10 @@ member of the pair is then uniform among the others). ``peak_mem_mb`` is the gro
 process's peak resident memory (VmHWM, reset after the model and optimiser are built) over the
 measured steps: activations, gradients, optimiser state, allocator slack. ``saved_mb`` is the
 size of the tensors autograd saved for backward in one step (allocator-independent).
-``median_step_s`` is the median step time; ``child_ratio`` the median of per-step ratios against
-the child's step, measured alternately in the same process, after the memory measurement.
+``median_step_s`` is the median wall time of a step, ``median_cpu_s`` its median process CPU
+time (all threads; less sensitive to other processes on a shared machine); ``child_ratio`` and
+``child_cpu_ratio`` are the medians of per-step ratios against the child's step, measured
+alternately in the same process, after the memory measurement.
 
     python benchmarks/supernet_cost.py [--quick] [--out benchmarks/results/supernet_cost.json]
 """
@@ -134,22 +136,26 @@ def run_worker(spec: dict) -> dict:
     child = build_net(space, arch)
     child_step = child_step_fn(child, sgd(child.parameters()))
     child_step()
-    times, ratios = [], []
+    times, ratios, cpu_times, cpu_ratios = [], [], [], []
     for _ in range(spec["time_steps"]):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         step()
-        elapsed = time.perf_counter() - start
-        start = time.perf_counter()
+        elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        start, start_cpu = time.perf_counter(), time.process_time()
         child_step()
-        reference = time.perf_counter() - start
+        reference, reference_cpu = time.perf_counter() - start, time.process_time() - start_cpu
         times.append(elapsed)
         ratios.append(elapsed / reference)
+        cpu_times.append(elapsed_cpu)
+        cpu_ratios.append(elapsed_cpu / reference_cpu)
     return {"method": method, "mode": mode,
             "n_candidates": max(len(l.candidates) for l in space.searched_layers),
             "resolution": spec["resolution"], "batch": spec["batch"],
             "peak_mem_mb": round(peak_mb, 1), "saved_mb": round(saved_mb, 1),
             "median_step_s": round(statistics.median(times), 4),
-            "child_ratio": round(statistics.median(ratios), 3)}
+            "child_ratio": round(statistics.median(ratios), 3),
+            "median_cpu_s": round(statistics.median(cpu_times), 4),
+            "child_cpu_ratio": round(statistics.median(cpu_ratios), 3)}
 
 
 def run_row(spec: dict) -> dict:
@@ -190,6 +196,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one size, a 3-point sweep, few steps")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "supernet_cost.json"))
+    parser.add_argument("--sizes", help="main-table sizes as RESxBATCH,... (default 64x32,224x8)")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the sweep over N")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -200,13 +208,18 @@ def main() -> None:
     else:
         sizes, sweep_size = [(64, 32), (224, 8)], (64, 32)
         sweep_ns, memory_steps, time_steps = (2, 3, 5, 7, 9, 11, 13), 2, 5
+    if args.sizes:
+        sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
+    if args.no_sweep:
+        sweep_ns = ()
     base = {"threads": args.threads, "memory_steps": memory_steps, "time_steps": time_steps}
     rows = []
     started = time.time()
     jobs = [dict(base, resolution=r, batch=b, n_candidates=None, method=m, mode=mode)
             for r, b in sizes for m, mode in METHODS]
-    jobs.append(dict(base, resolution=sweep_size[0], batch=sweep_size[1], n_candidates=2,
-                     method="child", mode="-", sweep=True))
+    if sweep_ns:
+        jobs.append(dict(base, resolution=sweep_size[0], batch=sweep_size[1], n_candidates=2,
+                         method="child", mode="-", sweep=True))
     jobs += [dict(base, resolution=sweep_size[0], batch=sweep_size[1], n_candidates=n, method=m,
                   mode=mode, sweep=True, time_steps=1) for n in sweep_ns for m, mode in SWEEP_METHODS]
     for job in jobs:
