@@ -56,7 +56,8 @@ def batch_statistics_only(batch_norms: Sequence[nn.modules.batchnorm._BatchNorm]
 
 
 def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.dot(a.reshape(-1), b.reshape(-1))
+    # Recomputed outputs may differ in dtype from the incoming gradient (mixed precision).
+    return torch.dot(a.reshape(-1), b.reshape(-1).to(a.dtype))
 
 
 class BinaryGate(torch.autograd.Function):
