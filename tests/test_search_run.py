@@ -188,17 +188,22 @@ def test_reinforce_strategy_runs_and_lands_in_band_selection(tmp_path, dataset):
 
 def test_calibration_moves_target_into_table_units_and_survives_state_round_trip():
     space = get_space("tiny")
-    objective = LatencyObjective(space, FlopsCostModel(), mode="band", target=None)
+    objective = LatencyObjective(space, FlopsCostModel(), mode="band", target=0.2)
     requested = objective.target
     objective.calibrate(1.5, 0.02)
     assert objective.target == pytest.approx((requested - 0.02) / 1.5)
     assert objective.controller.config.target == objective.target
     assert objective.requested_target == requested
-    restored = LatencyObjective(space, FlopsCostModel(), mode="band", target=None)
+    restored = LatencyObjective(space, FlopsCostModel(), mode="band", target=0.2)
     restored.load_state_dict(objective.state_dict())
     assert restored.target == objective.target and restored.calibration == (1.5, 0.02)
     with pytest.raises(ProxylessError, match="below the cheapest"):
-        LatencyObjective(space, FlopsCostModel(), mode="band", target=None).calibrate(100.0, 0.0)
+        LatencyObjective(space, FlopsCostModel(), mode="band", target=0.2).calibrate(100.0, 0.0)
+    positioned = LatencyObjective(space, FlopsCostModel(), mode="band", target=None, target_position=0.25)
+    in_table_units = positioned.target
+    positioned.calibrate(2.0, 0.5)
+    assert positioned.target == pytest.approx(in_table_units)
+    assert positioned.requested_target == pytest.approx(2.0 * in_table_units + 0.5)
 
 
 def test_spread_architectures_cover_the_cost_range():

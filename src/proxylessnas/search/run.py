@@ -665,8 +665,10 @@ def format_summary(summary: dict[str, Any]) -> str:
                  f"{summary['most_expensive_latency']:.4g} {unit}")
     if summary.get("calibration"):
         slope, intercept = summary["calibration"]
-        lines.append(f"calibration: measured = {slope:.3f} * table + {intercept:.3f} ms; "
-                     f"target in table units {summary['target_in_model_units']:.4g}")
+        low = slope * summary["cheapest_latency"] + intercept
+        high = slope * summary["most_expensive_latency"] + intercept
+        lines.append(f"calibration: measured = {slope:.3f} * table + {intercept:.3f} ms (space ~{low:.4g}-"
+                     f"{high:.4g} ms measured); target in table units {summary['target_in_model_units']:.4g}")
     if summary.get("measured_within_tolerance") is not None:
         verdict = "within" if summary["measured_within_tolerance"] else "NOT within"
         lines.append(f"measured latency is {verdict} the tolerance of the target")

@@ -80,6 +80,7 @@ class LatencyObjective:
         self.fixed, self.candidate_costs = cost_model.candidate_costs(space)
         self.cheapest = cheapest_cost(self.fixed, self.candidate_costs)
         self.most_expensive = most_expensive_cost(self.fixed, self.candidate_costs)
+        self.target_from_position = target is None
         if target is None:
             # T = cheapest + position * (most expensive - cheapest)
             target = self.cheapest + target_position * (self.most_expensive - self.cheapest)
@@ -110,13 +111,18 @@ class LatencyObjective:
 
         A per-layer table misses what only a whole network shows (framework overhead per
         module, cache effects); the band is about the measured latency, so the controller
-        aims at the model-unit value that corresponds to it. The requested T is kept for the report.
+        aims at the model-unit value that corresponds to it. The requested T is kept for the
+        report; a T given as a position in the space's range keeps its position.
         """
         if not (math.isfinite(slope) and slope > 0 and math.isfinite(intercept)):
             raise ProxylessError(f"latency calibration failed (slope {slope:.3g}, intercept {intercept:.3g})",
                                  "latency.calibrate",
                                  "set latency.calibrate=0 or measure on a quieter machine")
         self.calibration = (float(slope), float(intercept))
+        if self.target_from_position:
+            # the position is kept: the map is linear, so T in table units is unchanged and the
+            # requested T becomes the measured latency at that position
+            self.requested_target = slope * self.target + intercept
         self.target = (self.requested_target - intercept) / slope
         self.target_config = dataclasses.replace(self.target_config, target=self.target)
         check_target(self.target_config, self.fixed, self.candidate_costs, self.unit)
