@@ -44,3 +44,16 @@ def test_console_entry_point_no_traceback():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_overrides_may_stand_between_options():
+    from proxylessnas.cli import build_parser
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(["train", "mobilenet_v2", "lr=0.1", "--epochs", "2", "batch_size=4"])
+    assert extra == ["batch_size=4"]  # argparse alone drops it; main() appends it to the overrides
+
+
+def test_unknown_flag_after_command_is_one_line(capsys):
+    assert main(["zoo", "list", "--nope"]) == 2
+    assert "unrecognized arguments: --nope" in capsys.readouterr().err

@@ -24,7 +24,10 @@ COMMAND_MODULES = (
 )
 
 EPILOG = """examples:
-  proxyless zoo list
+  proxyless search                               # the demo: bundled data, this machine's CPU
+  proxyless search --config cifar10 --dataset cifar10:DIR --target-latency 12
+  proxyless train runs/demo/arch.json --dataset demo
+  proxyless latency predict proxyless_cpu --hardware flops
   proxyless zoo show proxyless_mobile
 run 'proxyless COMMAND --help' for the options and an example of each command."""
 
@@ -56,7 +59,12 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # key=value overrides may stand anywhere on the line, between options too
+            if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+                args.overrides = list(args.overrides or []) + extra
+            else:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if not getattr(args, "func", None):
             parser.print_help()
             return 0

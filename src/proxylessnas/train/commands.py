@@ -14,7 +14,7 @@ TRAIN_EXAMPLE = """examples:
   proxyless train mobilenet_v2 --dataset cifar10:../shared/data/cifar10 --epochs 30 --out runs/mbv2
   proxyless train runs/search/arch.json ema_decay=0.999 --dataset cifar10:DIR --init-from runs/search
   proxyless train mobilenet_v2 --dataset cifar10:DIR --out runs/mbv2 --resume
-key=value recipe overrides go right after the target. Zoo names train their CIFAR-size
+key=value recipe overrides may stand anywhere on the line. Zoo names train their CIFAR-size
 variant (stride-1 stem, proxyless-cifar space) on datasets of 64 pixels or less."""
 
 EVAL_EXAMPLE = """example:
