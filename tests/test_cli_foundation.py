@@ -46,12 +46,12 @@ def test_console_entry_point_no_traceback():
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
-def test_overrides_may_stand_between_options():
-    from proxylessnas.cli import build_parser
-
-    parser = build_parser()
-    args, extra = parser.parse_known_args(["train", "mobilenet_v2", "lr=0.1", "--epochs", "2", "batch_size=4"])
-    assert extra == ["batch_size=4"]  # argparse alone drops it; main() appends it to the overrides
+def test_overrides_may_stand_between_options(capsys):
+    # the override after --epochs reaches the recipe (argparse alone would drop it)
+    assert main(["train", "mobilenet_v2", "--epochs", "1", "nosuchfield=1", "--dataset", "synthetic:64"]) == 2
+    assert "unknown recipe key 'nosuchfield'" in capsys.readouterr().err
+    assert main(["zoo", "list", "a=b"]) == 2  # a command without overrides refuses them
+    assert "unrecognized arguments: a=b" in capsys.readouterr().err
 
 
 def test_unknown_flag_after_command_is_one_line(capsys):
