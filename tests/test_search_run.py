@@ -65,12 +65,13 @@ def test_band_selection_is_the_most_probable_arch_in_band_by_brute_force():
     best, best_logp = None, -float("inf")
     for combo in itertools.product(*[range(len(a)) for a in alphas]):
         cost = objective.cost_of(list(combo))
-        if objective.target_config.low <= cost <= objective.target_config.high:
+        if objective.target_config.inner_low <= cost <= objective.target_config.inner_high:
             logp = sum(float(torch.log_softmax(a, 0)[i]) for a, i in zip(alphas, combo))
             if logp > best_logp:
                 best, best_logp = list(combo), logp
     argmax = [int(a.argmax()) for a in alphas]
-    expected = argmax if objective.accepts(objective.cost_of(argmax)) else best
+    config = objective.target_config
+    expected = argmax if config.inner_low <= objective.cost_of(argmax) <= config.inner_high else best
     assert indices == expected
     assert objective.accepts(objective.cost_of(indices))
     assert how.startswith("argmax") == (expected == argmax)
@@ -204,6 +205,9 @@ def test_calibration_moves_target_into_table_units_and_survives_state_round_trip
     positioned.calibrate(2.0, 0.5)
     assert positioned.target == pytest.approx(in_table_units)
     assert positioned.requested_target == pytest.approx(2.0 * in_table_units + 0.5)
+    # the band stays +-5 % of the measured target: its half-width in table units is 0.05 T / slope
+    half_width = positioned.target_config.tolerance * positioned.target
+    assert half_width == pytest.approx(0.05 * positioned.requested_target / 2.0)
 
 
 def test_spread_architectures_cover_the_cost_range():

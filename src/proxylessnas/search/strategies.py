@@ -124,7 +124,10 @@ class LatencyObjective:
             # requested T becomes the measured latency at that position
             self.requested_target = slope * self.target + intercept
         self.target = (self.requested_target - intercept) / slope
-        self.target_config = dataclasses.replace(self.target_config, target=self.target)
+        # the band is +-tolerance of the measured T: half-width tolerance * T / slope in table units
+        tolerance = self.target_config.tolerance * self.requested_target / (slope * self.target)
+        self.target_config = dataclasses.replace(self.target_config, target=self.target,
+                                                 tolerance=min(tolerance, 0.99))
         check_target(self.target_config, self.fixed, self.candidate_costs, self.unit)
         if self.controller is not None:
             self.controller.config = self.target_config
@@ -158,17 +161,20 @@ class LatencyObjective:
         return self.controller is None or self.target_config.accepts(cost)
 
     def select(self, alphas: Sequence[Tensor]) -> tuple[list[int], str]:
-        """The architecture to derive: the argmax, or, in a target mode where the argmax misses
-        the band, the most probable architecture inside it (reported as such)."""
+        """The architecture to derive: the argmax if it lies in the inner half of the band (room
+        for prediction error), else the most probable architecture inside the inner half, else
+        inside the band (reported as such). Penalty mode: the argmax."""
         indices = argmax_indices(alphas)
-        if self.accepts(self.cost_of(indices)):
+        config = self.target_config
+        if self.controller is None or config.inner_low <= self.cost_of(indices) <= config.inner_high:
             return indices, "argmax"
         log_probs = [torch.log_softmax(a.detach().double().cpu(), dim=0) for a in alphas]
-        inside = constrained_argmax(log_probs, self.candidate_costs, self.fixed,
-                                    self.target_config.low, self.target_config.high)
-        if inside is None:
-            return indices, "argmax (no architecture inside the band)"
-        return inside, "most probable inside the band (argmax missed it)"
+        for low, high, where in ((config.inner_low, config.inner_high, "the inner half of the band"),
+                                 (config.low, config.high, "the band")):
+            inside = constrained_argmax(log_probs, self.candidate_costs, self.fixed, low, high)
+            if inside is not None:
+                return inside, f"most probable inside {where} (argmax at {self.cost_of(indices):.4g})"
+        return indices, "argmax (no architecture inside the band)"
 
     def state_dict(self) -> dict:
         return {"controller": None if self.controller is None else self.controller.state_dict(),
