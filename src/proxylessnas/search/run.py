@@ -637,6 +637,8 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
         "predicted_latency": predicted, "measured_latency": measured, "unit": objective.unit,
         "target_latency": objective.requested_target, "target_in_model_units": objective.target,
         "calibration": None if objective.calibration is None else list(objective.calibration),
+        "predicted_latency_calibrated": (None if objective.calibration is None else
+                                         objective.calibration[0] * predicted + objective.calibration[1]),
         "latency_mode": objective.mode, "cheapest_latency": objective.cheapest,
         "most_expensive_latency": objective.most_expensive,
         "target_accepted": objective.accepts(predicted), "selection": selection,
@@ -668,7 +670,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         low = slope * summary["cheapest_latency"] + intercept
         high = slope * summary["most_expensive_latency"] + intercept
         lines.append(f"calibration: measured = {slope:.3f} * table + {intercept:.3f} ms (space ~{low:.4g}-"
-                     f"{high:.4g} ms measured); target in table units {summary['target_in_model_units']:.4g}")
+                     f"{high:.4g} ms measured); target in table units "
+                     f"{summary['target_in_model_units']:.4g}; calibrated prediction "
+                     f"{summary['predicted_latency_calibrated']:.4g} ms")
     if summary.get("measured_within_tolerance") is not None:
         verdict = "within" if summary["measured_within_tolerance"] else "NOT within"
         lines.append(f"measured latency is {verdict} the tolerance of the target")
