@@ -120,19 +120,21 @@ def test_resume_after_stop_equals_uninterrupted_run(tmp_path, dataset, mode):
     assert {"arch.json", "config.yaml", "metrics.jsonl", "checkpoint.pt", "arches/epoch_002.json"} <= files
 
 
-def test_sigterm_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, dataset):
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, dataset, signal_number):
     run_search(quick_config(tmp_path / "a"), dataset=dataset)
+    before = signal.getsignal(signal_number)
 
     def kill(epoch, step):
         if (epoch, step) == (1, 1):
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal_number)
 
     with pytest.raises(SearchInterrupted) as caught:
         run_search(quick_config(tmp_path / "b"), dataset=dataset, on_step=kill)
-    assert caught.value.signal_number == signal.SIGTERM
+    assert caught.value.signal_number == signal_number
     state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert (state["epoch"], state["step"], state["finished"]) == (1, 2, False)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers put back
+    assert signal.getsignal(signal_number) is before  # handlers put back
     run_search(quick_config(tmp_path / "b"), dataset=dataset, resume=True)
     for a, b in zip(final_alphas(tmp_path / "a"), final_alphas(tmp_path / "b")):
         assert torch.equal(a, b)
@@ -217,3 +219,23 @@ def test_spread_architectures_cover_the_cost_range():
     costs = [objective.cost_of(a) for a in spread_architectures(objective, 8, seed=0)]
     span = objective.most_expensive - objective.cheapest
     assert min(costs) < objective.cheapest + 0.3 * span and max(costs) > objective.most_expensive - 0.3 * span
+
+
+def test_reinforce_estimator_is_unbiased_by_enumeration_in_float64():
+    """sum_a p(a) (R(a) - b) grad log p(a) equals grad E_p[R] for any constant baseline b."""
+    from proxylessnas.supernet import SuperNet
+
+    space = get_space("tiny")
+    supernet = SuperNet(space).double()
+    with torch.no_grad():
+        for alpha in supernet.arch_parameters():
+            alpha.copy_(torch.randn(alpha.shape, dtype=torch.float64))
+    archs = list(itertools.product(*[range(len(layer.candidates)) for layer in space.searched_layers]))
+    rewards = torch.rand(len(archs), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    log_probs = torch.stack([supernet.log_prob(list(a)) for a in archs])
+    exact = torch.autograd.grad((log_probs.exp() * rewards).sum(), supernet.arch_parameters(),
+                                retain_graph=True)
+    weights = log_probs.detach().exp() * (rewards - 0.37)
+    estimated = torch.autograd.grad((weights * log_probs).sum(), supernet.arch_parameters())
+    for e, g in zip(exact, estimated):
+        assert torch.allclose(e, g, atol=1e-12)
