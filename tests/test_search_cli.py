@@ -59,6 +59,7 @@ def test_search_end_to_end_writes_the_run_directory_and_plot_redraws(tmp_path, c
     (["--dataset", "nosuchset"], "unknown dataset"),
     (["--dataset", "cifar10:/nonexistent/folder"], "not found"),
     (["--dataset", "imagefolder:{bad_file}"], ""),
+    (["--dataset", "cifar10:{empty_dir}"], "CIFAR-10 layout"),
     (["search.epochz=3"], "unknown config key 'search.epochz'"),
     (["bogus.key=1"], "unknown config section"),
     (["--target-latency", "0.0001"], "below the cheapest"),
@@ -72,7 +73,10 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, arguments, message):
     bad_yaml.write_text("search: [unclosed\n")
     bad_file = tmp_path / "not_a_folder.txt"
     bad_file.write_text("x")
-    arguments = [a.format(bad_yaml=bad_yaml, bad_file=bad_file) for a in arguments]
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    (empty_dir / "readme.txt").write_text("no images here")
+    arguments = [a.format(bad_yaml=bad_yaml, bad_file=bad_file, empty_dir=empty_dir) for a in arguments]
     flags = [a for a in arguments if "=" not in a or a.startswith("-")]
     overrides = [a for a in arguments if a not in flags]
     if "--dataset" not in flags:
