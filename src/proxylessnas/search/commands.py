@@ -105,9 +105,12 @@ def search_command(args) -> int:
     from proxylessnas.search.run import SearchInterrupted, format_summary, run_search
 
     config = resolve_config(args)
+    strategy = config.search.strategy
+    if strategy == "gradient":
+        strategy += f" ({config.search.binary_mode})"
     print(f"search: {config.data.dataset}, space {config.space.name}, hardware {config.hardware.target}, "
-          f"strategy {config.search.strategy} ({config.search.binary_mode}), {config.search.warmup_epochs} "
-          f"warm-up + {config.search.epochs} search epochs -> {config.run.out}", flush=True)
+          f"strategy {strategy}, {config.search.warmup_epochs} warm-up + {config.search.epochs} search "
+          f"epochs -> {config.run.out}", flush=True)
     try:
         result = run_search(config, resume=args.resume)
     except SearchInterrupted as stop:
