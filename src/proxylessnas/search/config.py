@@ -153,6 +153,10 @@ class RunSection:
     plots: bool = True
     eval_batches: int = 10  # validation batches for the per-epoch accuracy of the argmax arch
     bn_recalibration_batches: int = 20
+    # under torchrun (docs/distributed.md): SyncBatchNorm over all ranks (GPUs) instead of per-rank
+    # statistics, and the seconds a collective may wait for a lost rank before the job stops
+    sync_batchnorm: bool = False
+    distributed_timeout: float = 1800.0
 
 
 SECTIONS: dict[str, type] = {
@@ -346,6 +350,7 @@ def _validate(config: SearchConfig) -> None:
         ("reinforce.baseline_decay", 0 <= config.reinforce.baseline_decay < 1, "give a value in [0, 1)"),
         ("hardware.batch_size", config.hardware.batch_size >= 1, "give a positive batch size"),
         ("run.device", config.run.device in ("cpu", "cuda", "auto"), "use cpu, cuda or auto"),
+        ("run.distributed_timeout", config.run.distributed_timeout > 0, "give a positive number of seconds"),
     ]
     for key, ok, fix in checks:
         if not ok:

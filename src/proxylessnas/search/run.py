@@ -64,6 +64,7 @@ from proxylessnas.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from proxylessnas.train.distributed import DistributedContext, distributed_session, rank_device, rescale_step
 
 CHECKPOINT_FORMAT = "proxylessnas-search"
 CHECKPOINT_VERSION = 1
@@ -200,8 +201,9 @@ def stop_on_signals() -> Iterator[dict[str, int | None]]:
 class Progress:
     """One tqdm bar over every weight step of the run (ETA for the whole search)."""
 
-    def __init__(self, total: int, done: int, enabled: bool) -> None:
+    def __init__(self, total: int, done: int, enabled: bool, visible: bool = True) -> None:
         self.bar = None
+        self.visible = visible  # False on ranks other than 0: they print nothing
         if enabled:
             from tqdm import tqdm
 
@@ -219,7 +221,7 @@ class Progress:
     def write(self, text: str) -> None:
         if self.bar is not None:
             self.bar.write(text)
-        else:
+        elif self.visible:
             print(text, flush=True)
 
     def close(self) -> None:
@@ -283,16 +285,26 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
 
     ``dataset`` and ``cost_model`` replace the ones the config names (tests, notebooks);
     ``stop_after_epoch=k`` returns after epoch k's checkpoint (unfinished, resumable);
-    ``on_step(epoch, step)`` is called after every weight step.
+    ``on_step(epoch, step)`` is called after every weight step. Under torchrun every rank calls
+    this and joins the job (see :mod:`proxylessnas.train.distributed` and docs/distributed.md).
     """
-    run_dir = Path(config.run.out)
-    prepare_run_dir(run_dir, config, resume)
     device = resolve_device(config.run.device)
+    with distributed_session(device, config.run.distributed_timeout) as context:
+        return search_on_rank(config, context, rank_device(device, context), resume=resume, dataset=dataset,
+                              cost_model=cost_model, stop_after_epoch=stop_after_epoch, on_step=on_step)
+
+
+def search_on_rank(config: SearchConfig, context: DistributedContext, device: torch.device, *,
+                   resume: bool, dataset: Dataset | None, cost_model: Any, stop_after_epoch: int | None,
+                   on_step: Callable[[int, int], None] | None) -> SearchResult:
+    """The search loop of one process (one rank of ``context``); rank 0 writes every file."""
+    run_dir = Path(config.run.out)
+    context.on_main(prepare_run_dir, run_dir, config, resume)
     if config.run.threads is not None:
         torch.set_num_threads(config.run.threads)
     seed = config.run.seed
     seed_everything(seed)
-    progress_enabled = config.run.progress
+    progress_enabled = config.run.progress and context.is_main
 
     # data: weights train on train_part, the architecture on valid_part, the test set only reports
     if dataset is None:
@@ -301,11 +313,13 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
     valid_size = config.data.valid_size
     valid_size = int(valid_size) if valid_size >= 1 else float(valid_size)
     train_part, valid_part = split_validation(dataset, valid_size, seed=seed)
-    train_batches = BatchIterator.for_dataset(dataset, train_part, config.data.batch_size,
-                                              augment=config.data.augment, seed=seed, drop_last=True,
-                                              device=device)
-    valid_batches = BatchIterator.for_dataset(dataset, valid_part, config.data.valid_batch_size,
-                                              augment=False, seed=seed + 1, drop_last=True, device=device)
+    # under DDP each rank takes its shard of both splits; the batch sizes are per rank
+    train_batches = context.shard(BatchIterator.for_dataset(
+        dataset, train_part, config.data.batch_size, augment=config.data.augment, seed=seed, drop_last=True,
+        device=device))
+    valid_batches = context.shard(BatchIterator.for_dataset(
+        dataset, valid_part, config.data.valid_batch_size, augment=False, seed=seed + 1, drop_last=True,
+        device=device))
     valid_eval = BatchIterator.for_dataset(dataset, valid_part, config.data.eval_batch_size, augment=False,
                                            shuffle=False, device=device)
     if len(train_batches) == 0 or len(valid_batches) == 0:
@@ -320,6 +334,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
     objective = make_objective(config, space, cost_model)
 
     supernet = SuperNet(space, dataset.num_classes).to(device)
+    supernet = context.sync_batchnorm(supernet, config.run.sync_batchnorm)
     with torch.no_grad():
         init = torch.Generator().manual_seed(seed)
         for alpha in supernet.arch_parameters():
@@ -327,11 +342,13 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
     weights_optimizer = weight_optimizer(supernet, config)
     arch_optimizer = make_arch_optimizer(supernet, config.arch.lr, (config.arch.beta1, config.arch.beta2),
                                          config.arch.eps, config.arch.weight_decay)
+    context.average_gradients_before_step(arch_optimizer)  # identical alphas on every rank
     strategy = make_strategy(config.search.strategy, supernet, objective, arch_optimizer,
                              binary_mode=config.search.binary_mode, samples=config.reinforce.samples,
                              reward_exponent=config.reinforce.reward_exponent,
                              baseline_decay=config.reinforce.baseline_decay)
-    sampler = torch.Generator().manual_seed(seed + 2)  # path sampling, saved in the checkpoint
+    # path sampling, saved in the checkpoint; seeded alike on every rank: every rank runs the same paths
+    sampler = torch.Generator().manual_seed(seed + 2)
 
     warmup_epochs, search_epochs = config.search.warmup_epochs, config.search.epochs
     total_epochs = warmup_epochs + search_epochs
@@ -345,7 +362,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
     sums = new_sums()
     metrics: list[dict[str, Any]] = []
     if resume:
-        state = load_checkpoint(checkpoint_path)
+        state = context.on_main(load_checkpoint, checkpoint_path)
         if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
             raise ProxylessError("not a search checkpoint of this version", str(checkpoint_path),
                                  "resume only runs written by 'proxyless search'")
@@ -364,33 +381,41 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
             reason = str(err).splitlines()[0][:100]
             raise ProxylessError(f"checkpoint does not fit this search ({reason})", str(checkpoint_path),
                                  "resume with the settings the run started with") from None
-        epoch, start_step, sums = int(state["epoch"]), int(state["step"]), dict(state["sums"])
-        metrics = [row for row in read_metrics(metrics_path) if row["epoch"] < epoch]
-        write_metrics(metrics_path, metrics)
+        epoch, sums = int(state["epoch"]), dict(state["sums"])
+        # a step inside the epoch counts per-rank batches: rescaled if the world size changed
+        start_step = rescale_step(int(state["step"]), int(state.get("world_size", 1)), context.world_size)
+        metrics = context.on_main(keep_finished_metrics, metrics_path, epoch)
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.save(run_dir / "config.yaml")
-        write_metrics(metrics_path, [])
+        context.on_main(start_run_dir, run_dir, config)
+        metrics = []
 
-    def checkpoint(at_epoch: int, at_step: int, finished: bool = False, **extra: Any) -> None:
-        save_checkpoint(checkpoint_path, {
+    def checkpoint_state(at_epoch: int, at_step: int, finished: bool = False, **extra: Any) -> dict[str, Any]:
+        return {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "finished": finished,
-            "epoch": at_epoch, "step": at_step, "config": config.to_dict(),
+            "epoch": at_epoch, "step": at_step, "world_size": context.world_size, "config": config.to_dict(),
             "arch": supernet.export().to_dict(), "supernet": supernet.state_dict(),
             "weight_optimizer": weights_optimizer.state_dict(), "strategy": strategy.state_dict(),
             "objective": objective.state_dict(), "sampler": sampler.get_state(),
             "valid_iterator": valid_batches.state_dict(), "rng": capture_rng_state(), "sums": dict(sums),
-            **extra})
+            **extra}
+
+    def checkpoint(at_epoch: int, at_step: int) -> None:
+        context.on_main(save_checkpoint, checkpoint_path, checkpoint_state(at_epoch, at_step))
 
     valid_stream = valid_batches.cycle()
-    bar = Progress(total_epochs * steps_per_epoch, epoch * steps_per_epoch + start_step, progress_enabled)
+    bar = Progress(total_epochs * steps_per_epoch, epoch * steps_per_epoch + start_step, progress_enabled,
+                   visible=context.is_main)
     calibrating = (config.latency.calibrate and config.latency.mode != "penalty"
                    and config.hardware.target in MEASURED_HARDWARE)
     if calibrating and not resume:
-        calibrate_objective(objective, space, config, bar)  # resumed runs restore it from the checkpoint
+        # resumed runs restore it from the checkpoint; rank 0 measures alone (no contention), the
+        # other ranks take its fit
+        context.on_main(calibrate_objective, objective, space, config, bar)
+        context.load_from_main(objective)
     notes: list[str] = []
     step = start_step
     started = time.perf_counter()
+    weight_model = context.wrap(supernet, find_unused_parameters=True, ignore=supernet.arch_parameters())
     try:
         with stop_on_signals() as stop:
             while epoch < total_epochs:
@@ -412,7 +437,7 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
                         group["lr"] = step_lr
                     # weight step: one path per layer sampled from p, CE with label smoothing
                     supernet.sample_weight_step(sampler)
-                    logits = supernet(images)
+                    logits = weight_model(images)
                     loss = F.cross_entropy(logits, labels, label_smoothing=config.weights.label_smoothing)
                     loss_value = check_finite("weight loss", loss)
                     weights_optimizer.zero_grad(set_to_none=True)
@@ -436,28 +461,33 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
                     bar.step(loss=loss_value, lr=step_lr)
                     if on_step is not None:
                         on_step(epoch, step)
-                    if stop["signal"] is not None:
+                    stopped = context.stop_signal(stop["signal"])  # every rank stops at the same step
+                    if stopped is not None:
                         checkpoint(epoch, step + 1)
-                        raise SearchInterrupted(stop["signal"], checkpoint_path, epoch, step + 1)
+                        raise SearchInterrupted(stopped, checkpoint_path, epoch, step + 1)
                 del batches
-                row = epoch_record(epoch, warming_up, supernet, objective, sums, valid_eval,
-                                   config.run.eval_batches, lr, uses_lambda=strategy.name == "gradient")
+                context.check_identical(supernet.arch_parameters(), "architecture logits", f"epoch {epoch}")
+                context.average_attribute(strategy, "baseline")  # REINFORCE: only the mean matters
+                row = epoch_record(epoch, warming_up, supernet, objective, context.average_numbers(sums),
+                                   valid_eval, config.run.eval_batches, lr,
+                                   uses_lambda=strategy.name == "gradient")
                 row["seconds"] = round(time.perf_counter() - started, 3)
                 metrics.append(row)
-                write_metrics(metrics_path, metrics)
-                write_epoch_arch(run_dir, supernet, objective, epoch)
+                context.on_main(write_metrics, metrics_path, metrics)
+                context.on_main(write_epoch_arch, run_dir, supernet, objective, epoch)
                 epoch, start_step, sums = epoch + 1, 0, new_sums()
                 checkpoint(epoch, 0)
                 bar.write(epoch_line(row, objective.unit))
                 if config.run.plots:
-                    note = plot_run_dir(run_dir, bar)
+                    note = context.on_main(plot_run_dir, run_dir, bar)
                     if note and note not in notes:
                         notes.append(note)
                         bar.write(note)
                 if stop_after_epoch is not None and epoch > stop_after_epoch:
                     return SearchResult(run_dir, supernet.export(), False, metrics)
-                if stop["signal"] is not None:
-                    raise SearchInterrupted(stop["signal"], checkpoint_path, epoch, 0)
+                stopped = context.stop_signal(stop["signal"])
+                if stopped is not None:
+                    raise SearchInterrupted(stopped, checkpoint_path, epoch, 0)
     except NonFiniteLoss as err:
         kept = f"the last good checkpoint ({checkpoint_path}) is kept" if checkpoint_path.exists() else \
             "no checkpoint was written yet"
@@ -467,18 +497,37 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
     finally:
         bar.close()
 
-    summary = finish_search(run_dir, config, dataset, train_part, supernet, objective, device, metrics)
-    checkpoint(epoch, 0, finished=True, arch=Arch.from_dict(summary["arch"]).to_dict(),
-               child_state_dict=summary.pop("_child_state_dict"), summary=json.loads(json.dumps(summary)))
-    if config.run.plots:
-        note = plot_run_dir(run_dir, bar)
-        if note and note not in notes:
-            notes.append(note)
-    summary["notes"] = notes
-    summary["files"] = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
-                              if p.is_file() and not p.name.startswith("."))
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    def finish() -> dict[str, Any]:
+        summary = finish_search(run_dir, config, dataset, train_part, supernet, objective, device, metrics)
+        save_checkpoint(checkpoint_path, checkpoint_state(
+            epoch, 0, finished=True, arch=Arch.from_dict(summary["arch"]).to_dict(),
+            child_state_dict=summary.pop("_child_state_dict"), summary=json.loads(json.dumps(summary))))
+        if config.run.plots:
+            note = plot_run_dir(run_dir, bar)
+            if note and note not in notes:
+                notes.append(note)
+        summary["notes"] = notes
+        summary["files"] = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
+                                  if p.is_file() and not p.name.startswith("."))
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    # rank 0 derives, tests and measures alone (no other rank competes for the CPU); all get the summary
+    summary = context.on_main(finish)
     return SearchResult(run_dir, Arch.from_dict(summary["arch"]), True, metrics, summary)
+
+
+def start_run_dir(run_dir: Path, config: SearchConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "config.yaml")
+    write_metrics(run_dir / "metrics.jsonl", [])
+
+
+def keep_finished_metrics(path: Path, epoch: int) -> list[dict[str, Any]]:
+    """The metrics rows of the epochs before ``epoch`` (the ones a resumed checkpoint has finished)."""
+    metrics = [row for row in read_metrics(path) if row["epoch"] < epoch]
+    write_metrics(path, metrics)
+    return metrics
 
 
 def new_sums() -> dict[str, float]:
