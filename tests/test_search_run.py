@@ -15,7 +15,7 @@ from proxylessnas.errors import ProxylessError
 from proxylessnas.hardware.cost import FlopsCostModel
 from proxylessnas.search.config import SearchConfig
 from proxylessnas.search.run import SearchInterrupted, run_search
-from proxylessnas.search.strategies import LatencyObjective, reinforce_advantages
+from proxylessnas.search.strategies import LatencyObjective
 from proxylessnas.space import get_space
 from proxylessnas.train.checkpoint import load_checkpoint
 
@@ -75,15 +75,6 @@ def test_band_selection_is_the_most_probable_arch_in_band_by_brute_force():
     assert indices == expected
     assert objective.accepts(objective.cost_of(indices))
     assert how.startswith("argmax") == (expected == argmax)
-
-
-def test_reinforce_advantages_use_the_old_baseline():
-    rewards = torch.tensor([0.2, 0.4, 0.9], dtype=torch.float64)
-    first, baseline = reinforce_advantages(rewards, None, 0.9)
-    assert torch.allclose(first, rewards - rewards.mean()) and baseline == pytest.approx(0.5)
-    second, new = reinforce_advantages(rewards, 0.3, 0.9)
-    assert torch.allclose(second, rewards - 0.3)
-    assert new == pytest.approx(0.9 * 0.3 + 0.1 * 0.5)
 
 
 def test_high_latency_weight_moves_alphas_to_cheaper_ops(tmp_path, dataset):

@@ -36,6 +36,7 @@ from proxylessnas.search.controller import (
     most_expensive_cost,
 )
 from proxylessnas.search.losses import latency_loss
+from proxylessnas.search.reinforce import MovingAverageBaseline, reinforce_loss, reward
 from proxylessnas.space.spec import SearchSpace
 from proxylessnas.supernet import SuperNet, batch_statistics_only
 
@@ -228,24 +229,6 @@ class GradientStrategy:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def reinforce_advantages(rewards: Tensor, baseline: float | None, decay: float) -> tuple[Tensor, float]:
-    """(advantages R_b - b, new baseline).
-
-    The advantages use the baseline from *before* this batch (so b does not depend on the
-    rewards it is subtracted from); the first batch, having none, uses its own mean. Then
-    ``b <- decay * b + (1 - decay) * mean(R)`` (the old value weighted by ``decay``).
-    """
-    mean = float(rewards.mean())
-    if baseline is None:
-        return rewards - mean, mean
-    return rewards - baseline, decay * baseline + (1.0 - decay) * mean
-
-
-def reinforce_reward(accuracy: float, latency: float, target: float, exponent: float) -> float:
-    """MnasNet-style reward ``R = ACC * (T / LAT)^w``."""
-    return accuracy * (target / latency) ** exponent
-
-
 class ReinforceStrategy:
     """REINFORCE on the alphas: grad = -(1/B) sum_b (R_b - baseline) grad log p(arch_b)."""
 
@@ -258,8 +241,7 @@ class ReinforceStrategy:
         self.optimizer = optimizer
         self.samples = samples
         self.reward_exponent = reward_exponent
-        self.baseline_decay = baseline_decay
-        self.baseline: float | None = None
+        self.baseline = MovingAverageBaseline(baseline_decay)
         self._norms = batch_norms(supernet)
 
     @torch.no_grad()
@@ -274,27 +256,26 @@ class ReinforceStrategy:
         archs = [supernet.sample_arch(generator) for _ in range(self.samples)]
         accuracies = [self._accuracy(a, images, labels) for a in archs]
         latencies = [objective.cost_of(a) for a in archs]
-        rewards = torch.tensor([reinforce_reward(acc, lat, objective.target, self.reward_exponent)
-                                for acc, lat in zip(accuracies, latencies)], dtype=torch.float64)
-        advantages, self.baseline = reinforce_advantages(rewards, self.baseline, self.baseline_decay)
+        rewards = reward(torch.tensor(accuracies), torch.tensor(latencies), objective.target,
+                         self.reward_exponent)
         log_probs = torch.stack([supernet.log_prob(a) for a in archs])
-        loss = -(advantages.to(log_probs.dtype).to(log_probs.device) * log_probs).mean()
+        loss, details = reinforce_loss(rewards.to(log_probs.device), log_probs, self.baseline)
         check_finite("REINFORCE loss", loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():
             expected = float(objective.expected([p.detach() for p in supernet.probs()]))
-        return {"loss": float(loss.detach()), "reward": float(rewards.mean()), "baseline": self.baseline,
+        return {"loss": details["loss"], "reward": details["reward"], "baseline": details["baseline"],
                 "arch_accuracy": sum(accuracies) / len(accuracies), "expected_latency": expected,
                 "sampled_latency": sum(latencies) / len(latencies), "target": objective.target}
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "baseline": self.baseline}
+        return {"optimizer": self.optimizer.state_dict(), "baseline": self.baseline.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.baseline = state.get("baseline")
+        self.baseline.load_state_dict(state["baseline"])
 
 
 def make_strategy(name: str, supernet: SuperNet, objective: LatencyObjective,
