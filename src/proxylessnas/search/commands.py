@@ -12,12 +12,15 @@ import yaml
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.search.config import SearchConfig, SpaceSection, config_names, load_config
+from proxylessnas.train.distributed import add_launch_arguments, launched_rank, relaunch_if_requested
 
 SEARCH_EPILOG = """examples:
   proxyless search                      # the demo: bundled Fashion-MNIST subset, this machine's CPU
   proxyless search --config cifar10 --dataset cifar10:~/data/cifar10 --target-latency 12
   proxyless search --dataset synthetic:500 --space tiny --hardware flops search.epochs=2
   proxyless search --out runs/demo --resume
+  proxyless search --config cifar10 --dataset cifar10:DIR --nproc 4   # 4 processes (GPUs) on this machine
+  torchrun --nproc-per-node 8 -m proxylessnas search --config imagenet-gpu ...   # see docs/distributed.md
 overrides are section.field=value, e.g. arch.lr=3e-4 latency.mode=under data.batch_size=128;
 shipped recipes: {names}"""
 
@@ -51,6 +54,7 @@ def register(subparsers) -> None:
     search.add_argument("--out", metavar="DIR", help="run directory (default from the recipe)")
     search.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     search.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_launch_arguments(search)
     search.add_argument("overrides", nargs="*", metavar="key=value", help="section.field=value overrides")
     search.set_defaults(func=search_command)
 
@@ -104,22 +108,29 @@ def fresh_run_dir(path: Path) -> Path:
 def search_command(args) -> int:
     from proxylessnas.search.run import SearchInterrupted, format_summary, run_search
 
-    config = resolve_config(args)
+    config = resolve_config(args)  # bad options fail here, once, before any process is started
+    launched = relaunch_if_requested(args)
+    if launched is not None:
+        return launched
+    report = launched_rank() == 0  # under torchrun only rank 0 prints
     strategy = config.search.strategy
     if strategy == "gradient":
         strategy += f" ({config.search.binary_mode})"
-    print(f"search: {config.data.dataset}, space {config.space.name}, hardware {config.hardware.target}, "
-          f"strategy {strategy}, {config.search.warmup_epochs} warm-up + {config.search.epochs} search "
-          f"epochs -> {config.run.out}", flush=True)
+    if report:
+        print(f"search: {config.data.dataset}, space {config.space.name}, hardware {config.hardware.target}, "
+              f"strategy {strategy}, {config.search.warmup_epochs} warm-up + {config.search.epochs} search "
+              f"epochs -> {config.run.out}", flush=True)
     try:
         result = run_search(config, resume=args.resume)
     except SearchInterrupted as stop:
         name = signal.Signals(stop.signal_number).name
-        print(f"error: search stopped by {name} at epoch {stop.epoch + 1} step {stop.step} "
-              f"({stop.checkpoint}): resume with 'proxyless search --out {config.run.out} --resume'",
-              file=sys.stderr)
+        if report:
+            print(f"error: search stopped by {name} at epoch {stop.epoch + 1} step {stop.step} "
+                  f"({stop.checkpoint}): resume with 'proxyless search --out {config.run.out} --resume'",
+                  file=sys.stderr)
         return 128 + stop.signal_number
-    print(format_summary(result.summary))
+    if report:
+        print(format_summary(result.summary))
     return 0
 
 

@@ -276,6 +276,11 @@ def launched_world_size() -> int:
                              "launch with torchrun, or unset WORLD_SIZE") from None
 
 
+def launched_rank() -> int:
+    """RANK from torchrun's environment (0 when not launched by it)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def choose_backend(device: torch.device) -> str:
     """``nccl`` for CUDA devices, ``gloo`` for CPUs."""
     return "nccl" if device.type == "cuda" else "gloo"
