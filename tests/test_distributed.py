@@ -249,3 +249,29 @@ def test_search_without_torchrun_is_one_process(tmp_path, monkeypatch):
     result = run_search(config)
     assert result.finished
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["world_size"] == 1
+
+
+def test_train_with_two_processes_then_resume_with_one(tmp_path):
+    from proxylessnas.cli import main
+    from proxylessnas.space import Arch, get_space
+
+    space = get_space("tiny")
+    Arch.from_ops(space, [layer.candidates[1].token for layer in space.searched_layers]).save(
+        tmp_path / "arch.json")
+    out = tmp_path / "run"
+    common = ["train", str(tmp_path / "arch.json"), "warmup_epochs=0.5", "eval_batch_size=32",
+              "--dataset", "synthetic:96?resolution=16&seed=1", "--epochs", "2", "--batch-size", "8",
+              "--out", str(out), "--no-progress", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "proxylessnas", *common, "--nproc", "2", "--max-steps", "3"],
+                         env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("M params") == 1  # rank 0 alone reports
+    cut = load_checkpoint(out / "last.pt")
+    # 96 images -> 48 per rank -> 6 steps of 8 per epoch; stopped at step 3 = 6 steps of one process
+    assert (cut["world_size"], cut["epoch"], cut["step"]) == (2, 0, 3)
+    assert main([*common, "--resume"]) == 0
+    done = load_checkpoint(out / "last.pt")
+    assert (done["world_size"], done["epoch"], done["step"]) == (1, 2, 0)
+    assert done["global_step"] == 2 * 12  # 12 steps per epoch with one process
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2

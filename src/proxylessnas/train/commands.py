@@ -9,11 +9,13 @@ from pathlib import Path
 import torch
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.train.distributed import add_launch_arguments, launched_rank, relaunch_if_requested
 
 TRAIN_EXAMPLE = """examples:
   proxyless train mobilenet_v2 --dataset cifar10:../shared/data/cifar10 --epochs 30 --out runs/mbv2
   proxyless train runs/search/arch.json ema_decay=0.999 --dataset cifar10:DIR --init-from runs/search
   proxyless train mobilenet_v2 --dataset cifar10:DIR --out runs/mbv2 --resume
+  proxyless train runs/search/arch.json --dataset cifar10:DIR --nproc 4 lr=0.2   # 4 GPUs, 4x the batch
 key=value recipe overrides may stand anywhere on the line. Zoo names train their CIFAR-size
 variant (stride-1 stem, proxyless-cifar space) on datasets of 64 pixels or less."""
 
@@ -46,6 +48,11 @@ def register(subparsers) -> None:
     train.add_argument("--max-steps", type=int, help="stop after N optimiser steps (resume later)")
     train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_launch_arguments(train)
+    train.add_argument("--sync-bn", action="store_true",
+                       help="with several processes: SyncBatchNorm over all of them (GPUs only)")
+    train.add_argument("--distributed-timeout", type=float, default=1800.0, metavar="SECONDS",
+                       help="with several processes: how long a collective waits for a lost rank")
     train.set_defaults(func=run_train)
 
     evaluate = subparsers.add_parser(
@@ -81,6 +88,10 @@ def run_train(args) -> int:
     from proxylessnas.train.run import seed_everything, train_batches, train_model
     from proxylessnas.train.target import build_target, load_search_init
 
+    launched = relaunch_if_requested(args)
+    if launched is not None:
+        return launched
+    report = launched_rank() == 0  # under torchrun only rank 0 prints
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset)
     recipe = default_recipe(dataset.resolution)
@@ -107,11 +118,13 @@ def run_train(args) -> int:
     else:
         model, description = build_target(args.target, *shape, dropout=recipe.dropout)
         run_info.update(description)
-    print(f"{dataset.summary()}\nnet {model.net_config.name or args.target}: "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.3f} M params; device {device}; out {out}")
+    if report:
+        print(f"{dataset.summary()}\nnet {model.net_config.name or args.target}: "
+              f"{sum(p.numel() for p in model.parameters()) / 1e6:.3f} M params; device {device}; out {out}")
     record = train_model(model, dataset, recipe, out, resume=args.resume, device=device,
-                         progress=not args.no_progress, max_steps=args.max_steps, run_info=run_info)
-    if record:
+                         progress=not args.no_progress, max_steps=args.max_steps, run_info=run_info,
+                         sync_batchnorm=args.sync_bn, distributed_timeout=args.distributed_timeout)
+    if record and report:
         print(json.dumps(record))
     return 0
 

@@ -37,6 +37,13 @@ from proxylessnas.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from proxylessnas.train.distributed import (
+    DEFAULT_TIMEOUT_SECONDS,
+    DistributedContext,
+    distributed_session,
+    rank_device,
+    rescale_step,
+)
 from proxylessnas.train.ema import ModelEma
 from proxylessnas.train.loops import EpochTotals, evaluate, make_optimizer, needs_grad_scaler, train_one_epoch
 from proxylessnas.train.recipe import TrainRecipe, learning_rate
@@ -64,7 +71,7 @@ def test_batches(dataset: Dataset, batch_size: int, device: torch.device | str) 
 
 def checkpoint_state(model: nn.Module, deploy: nn.Module, optimizer, ema: ModelEma | None, scaler,
                      *, epoch: int, step: int, global_step: int, totals: EpochTotals, best_top1: float,
-                     run_info: dict) -> dict[str, Any]:
+                     run_info: dict, world_size: int = 1) -> dict[str, Any]:
     """Everything a resume needs, plus ``net_config`` and ``weights`` (the deployed weights) for
     ``proxyless eval`` and ``proxyless export``."""
     return {
@@ -78,12 +85,37 @@ def checkpoint_state(model: nn.Module, deploy: nn.Module, optimizer, ema: ModelE
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng_state": capture_rng_state(),
         "epoch": epoch,
-        "step": step,
+        "step": step,  # per-rank steps of a job of ``world_size`` processes
+        "world_size": world_size,
         "global_step": global_step,
         "epoch_totals": asdict(totals),
         "best_top1": best_top1,
         "run": run_info,
     }
+
+
+def _check_fresh(last_path: Path, resume: bool) -> None:
+    if not resume and last_path.exists():
+        raise ProxylessError("output folder already holds a training run", str(last_path.parent),
+                             "pass --resume to continue it, or choose another --out")
+
+
+def _keep_metrics(path: Path, completed_epochs: int) -> list[str]:
+    kept_lines = _read_metrics(path, completed_epochs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in kept_lines))
+    return kept_lines
+
+
+def _append_line(path: Path, record: dict) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _save_epoch(last_path: Path, best_path: Path, state: dict, is_best: bool) -> None:
+    save_checkpoint(last_path, state)
+    if is_best:
+        save_checkpoint(best_path, state)
 
 
 def _read_metrics(path: Path, completed_epochs: int) -> list[str]:
@@ -107,18 +139,36 @@ def train_model(
     max_steps: int | None = None,
     run_info: dict | None = None,
     log: Callable[[str], None] = print,
+    sync_batchnorm: bool = False,
+    distributed_timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """Train ``model`` (a ``ProxylessNet``) on ``dataset`` with ``recipe``; returns the last
     metrics record. ``max_steps`` stops after that many optimiser steps in total (the last
-    checkpoint then holds the position inside the epoch; ``resume=True`` continues)."""
-    out_dir = Path(out_dir)
+    checkpoint then holds the position inside the epoch; ``resume=True`` continues).
+
+    Under torchrun every rank calls this: DDP over the ranks, ``recipe.batch_size`` images per
+    rank, rank 0 writes the files, ``sync_batchnorm`` for SyncBatchNorm (GPUs), collectives
+    time out after ``distributed_timeout`` seconds (docs/distributed.md)."""
     device = torch.device(device)
+    with distributed_session(device, distributed_timeout) as context:
+        return train_on_rank(model, dataset, recipe, Path(out_dir), context, rank_device(device, context),
+                             resume=resume, progress=progress, max_steps=max_steps, run_info=run_info,
+                             log=log if context.is_main else _quiet, sync_batchnorm=sync_batchnorm)
+
+
+def _quiet(text: str) -> None:
+    del text  # ranks other than 0 print nothing
+
+
+def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_dir: Path,
+                  context: DistributedContext, device: torch.device, *, resume: bool, progress: bool,
+                  max_steps: int | None, run_info: dict | None, log: Callable[[str], None],
+                  sync_batchnorm: bool) -> dict[str, Any]:
+    """The training loop of one process (one rank of ``context``); see :func:`train_model`."""
     last_path, best_path, metrics_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
     run_info = {"recipe": recipe.to_dict(), "dataset": dataset.name, **(run_info or {})}
-    if not resume and last_path.exists():
-        raise ProxylessError("output folder already holds a training run", str(out_dir),
-                             "pass --resume to continue it, or choose another --out")
-    train_iter = train_batches(dataset, recipe, device)
+    context.on_main(_check_fresh, last_path, resume)
+    train_iter = context.shard(train_batches(dataset, recipe, device))  # batch_size images per rank
     steps_per_epoch = len(train_iter)
     if steps_per_epoch == 0:
         raise ProxylessError(f"{len(dataset.train)} training images give no full batch of "
@@ -126,17 +176,19 @@ def train_model(
     test_iter = test_batches(dataset, recipe.eval_batch_size, device)
 
     model.to(device)
+    model = context.sync_batchnorm(model, sync_batchnorm)
     if recipe.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, recipe)
     ema = ModelEma(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
     scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, recipe.amp) else None
-    forward = torch.compile(model) if recipe.compile else model
+    forward = context.wrap(model)  # DDP: gradients averaged over ranks in backward
+    forward = torch.compile(forward) if recipe.compile else forward
 
     epoch, step, global_step, best_top1 = 0, 0, 0, float("-inf")
     totals = EpochTotals()
-    if resume and last_path.exists():
-        state = load_checkpoint(last_path, map_location=device)
+    if resume and context.on_main(last_path.exists):
+        state = context.on_main(load_checkpoint, last_path)
         saved = state.get("run", {})
         if state.get("kind") != CHECKPOINT_KIND:
             raise ProxylessError("not a training checkpoint", str(last_path),
@@ -155,17 +207,19 @@ def train_model(
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         epoch, step, global_step = int(state["epoch"]), int(state["step"]), int(state["global_step"])
+        saved_world_size = int(state.get("world_size", 1))
+        if saved_world_size != context.world_size:  # the same images seen, counted in this job's steps
+            step = rescale_step(step, saved_world_size, context.world_size)
+            global_step = epoch * steps_per_epoch + step
         totals = EpochTotals(**state["epoch_totals"])
+        totals.steps = step  # (rescaled) steps of this epoch already done
         best_top1 = float(state["best_top1"])
         restore_rng_state(state["rng_state"])
         log(f"resumed {last_path} at epoch {epoch} step {step}")
     else:
         seed_everything(recipe.seed)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out_dir / "run.json", {**run_info, "net_config": model.config()})
-    kept_lines = _read_metrics(metrics_path, epoch)
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    metrics_path.write_text("".join(line + "\n" for line in kept_lines))
+        context.on_main(write_json_atomic, out_dir / "run.json", {**run_info, "net_config": model.config()})
+    kept_lines = context.on_main(_keep_metrics, metrics_path, epoch)
 
     deploy = ema.module if ema is not None else model
     record: dict[str, Any] = json.loads(kept_lines[-1]) if kept_lines else {}
@@ -174,7 +228,7 @@ def train_model(
             break
         started = time.perf_counter()
         bar = tqdm(total=steps_per_epoch, initial=step, desc=f"epoch {epoch + 1}/{recipe.epochs}",
-                   disable=not progress, leave=False)
+                   disable=not progress or not context.is_main, leave=False)
         totals, global_step = train_one_epoch(
             model, optimizer, train_iter.epoch(epoch, step), recipe, steps_per_epoch=steps_per_epoch,
             global_step=global_step, totals=totals, ema=ema, scaler=scaler, forward=forward,
@@ -182,15 +236,18 @@ def train_model(
         bar.close()
         step = totals.steps
         if step < steps_per_epoch:  # stopped inside the epoch: save the position and leave
-            save_checkpoint(last_path, checkpoint_state(
+            context.on_main(save_checkpoint, last_path, checkpoint_state(
                 model, deploy, optimizer, ema, scaler, epoch=epoch, step=step, global_step=global_step,
-                totals=totals, best_top1=best_top1, run_info=run_info))
+                totals=totals, best_top1=best_top1, run_info=run_info, world_size=context.world_size))
             log(f"stopped at epoch {epoch} step {step}; continue with --resume")
             break
+        context.check_identical(list(model.parameters()), "weights", f"epoch {epoch + 1}")
+        # every rank tests on the whole test set (identical weights: identical results)
         result = evaluate(deploy, test_iter, dataset.num_classes, amp=recipe.amp)
+        all_ranks = EpochTotals(**context.average_numbers(asdict(totals)))  # sums averaged: ratios exact
         record = {"epoch": epoch + 1, "global_step": global_step,
                   "lr": learning_rate(recipe, global_step - 1, steps_per_epoch),
-                  **totals.as_metrics(), **result.as_metrics("test"),
+                  **all_ranks.as_metrics(), **result.as_metrics("test"),
                   "epoch_seconds": round(time.perf_counter() - started, 3)}
         if ema is not None:
             raw = evaluate(model, test_iter, dataset.num_classes, amp=recipe.amp)
@@ -199,14 +256,11 @@ def train_model(
         best_top1 = max(best_top1, result.top1)
         record["best_test_top1"] = best_top1
         epoch, step, totals = epoch + 1, 0, EpochTotals()
-        with metrics_path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        context.on_main(_append_line, metrics_path, record)
         state = checkpoint_state(model, deploy, optimizer, ema, scaler, epoch=epoch, step=0,
                                  global_step=global_step, totals=totals, best_top1=best_top1,
-                                 run_info=run_info)
-        save_checkpoint(last_path, state)
-        if is_best:
-            save_checkpoint(best_path, state)
+                                 run_info=run_info, world_size=context.world_size)
+        context.on_main(_save_epoch, last_path, best_path, state, is_best)
         log(f"epoch {epoch}/{recipe.epochs}: train loss {record['train_loss']:.4f} "
             f"top1 {record['train_top1']:.2f} | test loss {result.loss:.4f} top1 {result.top1:.2f} "
             f"top5 {result.top5:.2f} | {record['epoch_seconds']:.1f}s")
