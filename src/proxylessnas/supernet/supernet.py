@@ -38,6 +38,7 @@ from proxylessnas.ops.blocks import Classifier, ConvBNAct, MBConv, Residual, ini
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.spec import SearchSpace
 from proxylessnas.supernet.gate import MODES
+from proxylessnas.supernet.init import embed_smallest_candidate, zero_init_residual_branches
 from proxylessnas.supernet.mixed_op import MixedOp
 from proxylessnas.supernet.sampling import LayerSampler
 
@@ -46,10 +47,19 @@ ALPHA_INIT_STD = 1e-3
 
 
 class SuperNet(nn.Module):
-    """Every candidate of every searched layer, run one sampled path at a time."""
+    """Every candidate of every searched layer, run one sampled path at a time.
+
+    Initialisation (supernet/init.py, both default True): with ``embed_smallest`` every
+    candidate of a layer starts as the same function as its smallest candidate; with
+    ``zero_init_residual`` candidates behind an identity shortcut start as the identity. Random
+    paths then learn in the first epochs of a short search instead of staying near chance
+    (docs/supernet.md, "Training the supernet in short searches"). Both False: every candidate
+    independently initialised as in the paper's release.
+    """
 
     def __init__(self, space: SearchSpace, num_classes: int | None = None,
-                 mixed_op: str = "binary") -> None:
+                 mixed_op: str = "binary", embed_smallest: bool = True,
+                 zero_init_residual: bool = True) -> None:
         super().__init__()
         if mixed_op not in MIXED_OPS:
             raise ProxylessError(f"unknown mixed op '{mixed_op}'", "supernet",
@@ -80,6 +90,10 @@ class SuperNet(nn.Module):
         self.classifier = Classifier(space.head.out_chs, self.num_classes, space.head.dropout)
         init_weights(self)
         self.mixed_ops: list[MixedOp] = [b for b in blocks if isinstance(b, MixedOp)]
+        if embed_smallest:
+            embed_smallest_candidate(self.mixed_ops)
+        if zero_init_residual:
+            zero_init_residual_branches(self.mixed_ops)
         with torch.no_grad():
             for mixed in self.mixed_ops:
                 mixed.alpha.normal_(0.0, ALPHA_INIT_STD)
