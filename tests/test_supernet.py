@@ -21,13 +21,13 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_supernet(mixed_op: str = "binary", seed: int = 0, zero_init_residual: bool = False,
-                  **overrides) -> SuperNet:
-    """Default without the zero init: every candidate computes something and every weight of a
-    sampled path gets a gradient from the first step, so the isolation checks are not vacuous."""
+def tiny_supernet(mixed_op: str = "binary", seed: int = 0, **overrides) -> SuperNet:
+    """The paper's independent init (test_supernet_init.py covers the default one): every
+    candidate computes its own function and every weight of a sampled path gets a gradient from
+    the first step, so the isolation and baseline checks are not vacuous."""
     torch.manual_seed(seed)
-    return SuperNet(get_space("tiny", **overrides), mixed_op=mixed_op,
-                    zero_init_residual=zero_init_residual).double()
+    return SuperNet(get_space("tiny", **overrides), mixed_op=mixed_op, embed_smallest=False,
+                    zero_init_residual=False).double()
 
 
 def images(batch: int = 4, seed: int = 1, resolution: int = 16) -> torch.Tensor:

@@ -26,9 +26,9 @@ def single_thread():
 
 def tiny_supernet(seed: int = 0) -> SuperNet:
     torch.manual_seed(seed)
-    # Every candidate non-trivial: zero-initialised residual branches would make the gate
-    # gradients of their layers exactly 0 and the checks below vacuous there.
-    supernet = SuperNet(get_space("tiny"), zero_init_residual=False).double()
+    # The paper's independent init: candidates that start as copies of each other (or as the
+    # identity) have equal (or zero) gate gradients, which would make the checks below vacuous.
+    supernet = SuperNet(get_space("tiny"), embed_smallest=False, zero_init_residual=False).double()
     with torch.no_grad():
         for a in supernet.arch_parameters():
             a.normal_(0.0, 0.7)
