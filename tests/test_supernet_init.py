@@ -119,3 +119,39 @@ def test_derived_net_inherits_the_initialised_weights():
     searched_residual = [layer.searchable and layer.residual_allowed and not op.is_zero
                          for layer, op in zip(net.space.layers, arch.ops(net.space))]
     assert len(zero_scales) == sum(searched_residual) > 0
+
+
+def random_path_training_accuracy(space, initialised: bool, steps: int = 100, seed: int = 0) -> float:
+    """Mean training accuracy over the last 40 of ``steps`` random-path weight steps."""
+    from proxylessnas.data.sources import synthetic_dataset
+
+    data = synthetic_dataset(640, num_classes=10, resolution=16, seed=0)
+    images = data.train.images.float() / 255
+    images = (images - images.mean()) / images.std()
+    labels = data.train.labels
+    torch.manual_seed(seed)
+    net = SuperNet(space, embed_smallest=initialised, zero_init_residual=initialised).train()
+    optimizer = torch.optim.SGD(net.weight_parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    generator = torch.Generator().manual_seed(seed)
+    hits = []
+    for _ in range(steps):
+        batch = torch.randint(0, len(labels), (32,), generator=generator)
+        net.sample_weight_step(generator)
+        logits = net(images[batch])
+        loss = nn.functional.cross_entropy(logits, labels[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        hits.append(float((logits.argmax(1) == labels[batch]).float().mean()))
+    return sum(hits[-40:]) / 40
+
+
+def test_random_path_training_learns_with_the_default_init():
+    """The finding behind the default (docs/supernet.md): on a small synthetic problem, random
+    paths with independent candidates stay at chance for 100 steps (measured 0.10-0.12 over 3
+    seeds), the default init learns (0.49-0.61)."""
+    space = get_space("proxyless-cifar", width_mult=0.25, depths=[1, 2, 1, 1, 1, 1], resolution=16,
+                      num_classes=10)
+    default = random_path_training_accuracy(space, initialised=True)
+    paper = random_path_training_accuracy(space, initialised=False)
+    assert default > 0.35 and paper < 0.2, (default, paper)
