@@ -85,10 +85,13 @@ def main() -> None:
     parser.add_argument("--reuse-table", action="store_true", help="keep an existing table (skip the build)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "latency_accuracy.json"
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    # Backends not run now keep their earlier results (each entry carries its own date).
     results = {"device": device_name("cpu"), "space": args.space, "batch_size": 1, "threads": 1,
-               "date": time.strftime("%Y-%m-%d %H:%M"), "backends": {}}
+               "date": time.strftime("%Y-%m-%d %H:%M"), "backends": previous.get("backends", {})}
     for name in args.backends:
-        results["backends"][name] = run_backend(name, args)
+        results["backends"][name] = {**run_backend(name, args), "date": time.strftime("%Y-%m-%d %H:%M")}
         r = results["backends"][name]
         for model in ("lut", "predictor"):
             m = r[model]
@@ -97,7 +100,7 @@ def main() -> None:
         n = r["noise"]["second_pass_vs_first"]
         print(f"{name:12s} noise     MAPE {n['mape']:5.2f}%  within5 {n['within_5']:.0%}  "
               f"same-net CV {r['noise']['same_net_cv']:.2%}  build {r['build_seconds']:.0f}s")
-        (RESULTS / "latency_accuracy.json").write_text(json.dumps(results, indent=2) + "\n")
+        out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
