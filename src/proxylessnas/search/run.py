@@ -47,6 +47,7 @@ import yaml
 from proxylessnas.data import BatchIterator, Dataset, load_dataset, split_validation
 from proxylessnas.errors import ProxylessError
 from proxylessnas.search.config import SearchConfig
+from proxylessnas.search.selection import band_candidates, select_by_measurement
 from proxylessnas.search.strategies import (
     LatencyObjective,
     NonFiniteLoss,
@@ -606,22 +607,9 @@ def calibrate_objective(objective: LatencyObjective, space: SearchSpace, config:
                         progress: Progress) -> dict[str, Any]:
     """Time ``latency.calibrate`` whole nets, fit measured = slope * predicted + intercept (least
     squares), and move the objective's target into table units (see ``LatencyObjective.calibrate``)."""
-    from proxylessnas.hardware.measure import measure_interleaved, prepare_runner
-    from proxylessnas.hardware.targets import backend_for
-    from proxylessnas.nets import build_net
-
-    hardware = config.hardware
-    backend = backend_for(hardware.target, hardware.batch_size, hardware.threads)
-    shape = (hardware.batch_size, space.stem.in_chs, space.resolution, space.resolution)
     archs = spread_architectures(objective, config.latency.calibrate, config.run.seed)
-    runners = []
-    for indices in archs:
-        arch = Arch.from_ops(space, [layer.candidates[i] for layer, i in zip(space.searched_layers, indices)])
-        runners.append(prepare_runner(build_net(space, arch), shape, backend))
-    rounds = max(2, hardware.measure_runs // 5)
-    stats = measure_interleaved(runners, warmup=5, rounds=rounds, per_round=5, threads=backend.threads)
     predicted = np.array([objective.cost_of(a) for a in archs])
-    measured = np.array([float(s.median) for s in stats])
+    measured = np.array(time_architectures(space, archs, config))
     slope, intercept = np.polyfit(predicted, measured, 1)
     objective.calibrate(float(slope), float(intercept))
     residual = measured - (slope * predicted + intercept)
@@ -632,20 +620,55 @@ def calibrate_objective(objective: LatencyObjective, space: SearchSpace, config:
             "measured": measured.tolist()}
 
 
-def measure_net_latency(net: torch.nn.Module, config: SearchConfig, space: SearchSpace) -> float | None:
-    """Median latency (ms) of the whole derived net on the measured hardware; None for tables / MACs."""
-    hardware = config.hardware
-    if hardware.target not in MEASURED_HARDWARE:
-        return None
+def time_nets(nets: list[torch.nn.Module], config: SearchConfig, space: SearchSpace,
+              warmup: int = 5) -> list[float]:
+    """Median latency (ms) of each whole net on the search's hardware, one interleaved session."""
     from proxylessnas.hardware.measure import measure_interleaved, prepare_runner
     from proxylessnas.hardware.targets import backend_for
 
+    hardware = config.hardware
     backend = backend_for(hardware.target, hardware.batch_size, hardware.threads)
     shape = (hardware.batch_size, space.stem.in_chs, space.resolution, space.resolution)
-    runner = prepare_runner(net, shape, backend)
-    rounds = max(1, hardware.measure_runs // 5)
-    stats = measure_interleaved([runner], warmup=10, rounds=rounds, per_round=5, threads=backend.threads)
-    return float(stats[0].median)
+    runners = [prepare_runner(net, shape, backend) for net in nets]
+    rounds = max(2, hardware.measure_runs // 5)
+    stats = measure_interleaved(runners, warmup=warmup, rounds=rounds, per_round=5, threads=backend.threads)
+    return [float(s.median) for s in stats]
+
+
+def time_architectures(space: SearchSpace, archs: list[list[int]], config: SearchConfig) -> list[float]:
+    """:func:`time_nets` of each architecture's net (fresh weights: weights do not change the time)."""
+    from proxylessnas.nets import build_net
+
+    layers = space.searched_layers
+    return time_nets([build_net(space, Arch.from_ops(space, [layer.candidates[i] for layer, i in
+                                                             zip(layers, indices)])) for indices in archs],
+                     config, space)
+
+
+def select_measured(supernet: SuperNet, objective: LatencyObjective, config: SearchConfig
+                    ) -> tuple[list[int], str, list[dict[str, Any]]]:
+    """Band / under modes on measured hardware: time a few probable architectures that tile the
+    band and take the most probable one that meets the target when measured (search/selection.py)."""
+    tolerance = config.latency.tolerance
+    target = objective.requested_target
+    slope, intercept = objective.calibration or (1.0, 0.0)
+    low_ms = target * (1 - 1.5 * tolerance if objective.mode == "band" else 1 - 3 * tolerance)
+    high_ms = target * (1 + 1.5 * tolerance if objective.mode == "band" else 1.0)
+    candidates = band_candidates(supernet.arch_parameters(), objective.candidate_costs, objective.fixed,
+                                 (low_ms - intercept) / slope, (high_ms - intercept) / slope)
+    chosen, how, measured = select_by_measurement(
+        candidates, lambda archs: time_architectures(supernet.space, [list(a) for a in archs], config),
+        target, tolerance, objective.mode)
+    table = [{"indices": list(c.indices), "log_prob": c.log_prob, "predicted": c.predicted,
+              "measured": c.measured} for c in measured]
+    return list(chosen.indices), how, table
+
+
+def measure_net_latency(net: torch.nn.Module, config: SearchConfig, space: SearchSpace) -> float | None:
+    """Median latency (ms) of the whole derived net on the measured hardware; None for tables / MACs."""
+    if config.hardware.target not in MEASURED_HARDWARE:
+        return None
+    return time_nets([net], config, space, warmup=10)[0]
 
 
 def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_part, supernet: SuperNet,
@@ -655,6 +678,9 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
 
     space = supernet.space
     indices, selection = objective.select(supernet.arch_parameters())
+    measured_candidates = None
+    if objective.controller is not None and config.hardware.target in MEASURED_HARDWARE:
+        indices, selection, measured_candidates = select_measured(supernet, objective, config)
     layers = space.searched_layers
     probs = [p.detach().cpu() for p in supernet.probs()]
     predicted = objective.cost_of(indices)
@@ -674,7 +700,7 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
         "predicted_latency": predicted, "measured_latency": measured, "unit": objective.unit,
         "target_latency": objective.requested_target, "target_in_model_units": objective.target,
         "latency_mode": objective.mode, "target_accepted": objective.accepts(predicted),
-        "selection": selection,
+        "selection": selection, "measured_candidates": measured_candidates,
         "test_accuracy": test_accuracy, "hardware": config.hardware.target,
         "dataset": config.data.dataset, "strategy": config.search.strategy,
         "probabilities": {layer.label: [round(float(v), 6) for v in p] for layer, p in zip(layers, probs)},
