@@ -25,23 +25,36 @@ def test_band_candidates_tile_the_band_most_probable_first():
 
 def test_pick_measured_prefers_margin_then_band_then_closest():
     cands = [Candidate((0,), -1.0, 0, 10.45), Candidate((1,), -2.0, 0, 10.2), Candidate((2,), -3.0, 0, 9.0)]
-    chosen, how = pick_measured(cands, 10.0, 0.05, "band")
-    assert chosen.indices == (1,) and "margin" in how  # 4.5 % is in the band but not with margin
-    chosen, how = pick_measured(cands[:1], 10.0, 0.05, "band")
-    assert chosen.indices == (0,) and how.endswith("inside the band")
-    chosen, how = pick_measured([cands[2]], 10.0, 0.05, "band")
-    assert "none met" in how
-    chosen, _ = pick_measured(cands, 10.0, 0.05, "under")
+    chosen, how, met = pick_measured(cands, 10.0, 0.05, "band")
+    assert chosen.indices == (1,) and "margin" in how and met  # 4.5 %: in the band, not with margin
+    chosen, how, met = pick_measured(cands[:1], 10.0, 0.05, "band")
+    assert chosen.indices == (0,) and how.endswith("inside the band") and met
+    chosen, how, met = pick_measured([cands[2]], 10.0, 0.05, "band")
+    assert "none met" in how and not met
+    chosen, _, _ = pick_measured(cands, 10.0, 0.05, "under")
     assert chosen.indices == (2,)  # the only one under T
 
 
-def test_selection_survives_a_biased_prediction():
+def test_selection_corrects_a_drifted_machine():
     alphas, costs, fixed = _problem()
     target = 9.0
-    # the "hardware" runs 20 % slower than the table predicts: the argmax by prediction misses
-    found = band_candidates(alphas, costs, fixed, 0.5 * target, 1.2 * target, windows=40)
-    chosen, how, measured = select_by_measurement(
-        found, lambda archs: [1.2 * (fixed + sum(float(c[i]) for c, i in zip(costs, a))) for a in archs],
-        target, 0.05, "band")
+
+    def predicted(indices):
+        return fixed + sum(float(c[i]) for c, i in zip(costs, indices))
+
+    def propose(drift):  # +-7.5 % of the target, moved by the observed drift
+        low, high = target * 0.925 / drift, target * 1.075 / drift
+        return band_candidates(alphas, costs, fixed, low, high, windows=40)
+
+    calls = []
+
+    def measure(archs):  # the machine now runs 20 % slower than the calibration says
+        calls.append(len(archs))
+        return [1.2 * predicted(a) for a in archs]
+
+    chosen, how, measured = select_by_measurement(propose, measure, lambda p: p, target, 0.05, "band")
     assert abs(chosen.measured / target - 1) <= 0.05 and "inside the band" in how
-    assert len(measured) == len(found)
+    assert len(calls) == 2  # the first round missed, the second moved by the drift and met it
+    assert [c.log_prob for c in measured] == sorted((c.log_prob for c in measured), reverse=True)
+    one_round = select_by_measurement(propose, measure, lambda p: p, target, 0.05, "band", rounds=1)
+    assert "none met" in one_round[1]

@@ -654,11 +654,14 @@ def select_measured(supernet: SuperNet, objective: LatencyObjective, config: Sea
     slope, intercept = objective.calibration or (1.0, 0.0)
     low_ms = target * (1 - 1.5 * tolerance if objective.mode == "band" else 1 - 3 * tolerance)
     high_ms = target * (1 + 1.5 * tolerance if objective.mode == "band" else 1.0)
-    candidates = band_candidates(supernet.arch_parameters(), objective.candidate_costs, objective.fixed,
-                                 (low_ms - intercept) / slope, (high_ms - intercept) / slope)
+
+    def propose(drift: float) -> list:
+        return band_candidates(supernet.arch_parameters(), objective.candidate_costs, objective.fixed,
+                               (low_ms / drift - intercept) / slope, (high_ms / drift - intercept) / slope)
+
     chosen, how, measured = select_by_measurement(
-        candidates, lambda archs: time_architectures(supernet.space, [list(a) for a in archs], config),
-        target, tolerance, objective.mode)
+        propose, lambda archs: time_architectures(supernet.space, [list(a) for a in archs], config),
+        lambda predicted: slope * predicted + intercept, target, tolerance, objective.mode)
     table = [{"indices": list(c.indices), "log_prob": c.log_prob, "predicted": c.predicted,
               "measured": c.measured} for c in measured]
     return list(chosen.indices), how, table

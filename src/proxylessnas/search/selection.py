@@ -13,7 +13,7 @@ net, so the selection's own noise does not flatter the result.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -54,11 +54,11 @@ def band_candidates(alphas: Sequence[Tensor], candidate_costs: Sequence[Tensor],
 
 
 def pick_measured(candidates: Sequence[Candidate], target: float, tolerance: float, mode: str,
-                  margin: float = 0.6) -> tuple[Candidate, str]:
+                  margin: float = 0.6) -> tuple[Candidate, str, bool]:
     """The most probable candidate whose measurement meets the target with room to spare
     (band: ``|m / T - 1| <= margin * tolerance``; under: ``m <= T (1 - (1 - margin) tolerance)``),
     else the most probable one that meets it at all (``|m / T - 1| <= tolerance``; ``m <= T``),
-    else the one measured closest to T. Returns (candidate, how it was chosen)."""
+    else the one measured closest to T. Returns (candidate, how it was chosen, target met)."""
 
     def meets(candidate: Candidate, strict: bool) -> bool:
         ratio = candidate.measured / target - 1.0
@@ -69,16 +69,33 @@ def pick_measured(candidates: Sequence[Candidate], target: float, tolerance: flo
     for strict, how in ((True, "inside the band with margin"), (False, "inside the band")):
         ok = [c for c in candidates if meets(c, strict)]
         if ok:
-            return ok[0], f"most probable of {len(candidates)} measured, {how}"
+            return ok[0], f"most probable of {len(candidates)} measured, {how}", True
     closest = min(candidates, key=lambda c: abs(c.measured / target - 1.0))
-    return closest, f"closest of {len(candidates)} measured (none met the target)"
+    return closest, f"closest of {len(candidates)} measured (none met the target)", False
 
 
-def select_by_measurement(candidates: Sequence[Candidate], measure: Callable[[list[tuple[int, ...]]],
-                          list[float]], target: float, tolerance: float, mode: str
-                          ) -> tuple[Candidate, str, list[Candidate]]:
-    """Measure every candidate (one interleaved session) and pick with :func:`pick_measured`."""
-    times = measure([c.indices for c in candidates])
-    measured = [Candidate(c.indices, c.log_prob, c.predicted, float(t)) for c, t in zip(candidates, times)]
-    chosen, how = pick_measured(measured, target, tolerance, mode)
-    return chosen, how, measured
+def select_by_measurement(propose: Callable[[float], list[Candidate]],
+                          measure: Callable[[list[tuple[int, ...]]], list[float]],
+                          to_measured: Callable[[float], float], target: float, tolerance: float,
+                          mode: str, rounds: int = 2) -> tuple[Candidate, str, list[Candidate]]:
+    """Measure the candidates of ``propose(drift)`` and pick with :func:`pick_measured`.
+
+    ``to_measured`` maps a prediction to the measured unit (the calibration). When no candidate
+    meets the target, the machine has drifted from the calibration (other load, clocks): the next
+    round proposes around the target divided by the observed drift,
+    ``drift = median(measured / to_measured(predicted))``, and picks among all measured so far.
+    """
+    measured: list[Candidate] = []
+    drift = 1.0
+    for _ in range(rounds):
+        seen = {c.indices for c in measured}
+        fresh = [c for c in propose(drift) if c.indices not in seen]
+        if fresh:
+            times = measure([c.indices for c in fresh])
+            measured += [replace(c, measured=float(t)) for c, t in zip(fresh, times)]
+        ranked = sorted(measured, key=lambda c: -c.log_prob)
+        chosen, how, met = pick_measured(ranked, target, tolerance, mode)
+        if met:
+            break
+        drift = float(np.median([c.measured / to_measured(c.predicted) for c in measured]))
+    return chosen, how, ranked
