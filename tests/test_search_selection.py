@@ -1,6 +1,12 @@
 import torch
 
-from proxylessnas.search.selection import Candidate, band_candidates, pick_measured, select_by_measurement
+from proxylessnas.search.selection import (
+    Candidate,
+    band_candidates,
+    meets_target,
+    pick_measured,
+    select_by_measurement,
+)
 
 
 def _problem():
@@ -58,3 +64,10 @@ def test_selection_corrects_a_drifted_machine():
     assert [c.log_prob for c in measured] == sorted((c.log_prob for c in measured), reverse=True)
     one_round = select_by_measurement(propose, measure, lambda p: p, target, 0.05, "band", rounds=1)
     assert "none met" in one_round[1]
+
+
+def test_meets_target_in_measured_units():
+    assert meets_target(2.7953, 2.928, 0.05, "band")  # -4.5 %: inside +-5 %
+    assert not meets_target(3.08, 2.928, 0.05, "band")
+    assert meets_target(2.9, 2.928, 0.05, "under") and not meets_target(2.95, 2.928, 0.05, "under")
+    assert not meets_target(2.9, 2.928, 0.05, "under", share=0.6)  # margin: at most 0.98 T

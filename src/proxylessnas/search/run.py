@@ -47,7 +47,7 @@ import yaml
 from proxylessnas.data import BatchIterator, Dataset, load_dataset, split_validation
 from proxylessnas.errors import ProxylessError
 from proxylessnas.search.config import SearchConfig
-from proxylessnas.search.selection import band_candidates, select_by_measurement
+from proxylessnas.search.selection import band_candidates, meets_target, select_by_measurement
 from proxylessnas.search.strategies import (
     LatencyObjective,
     NonFiniteLoss,
@@ -722,7 +722,8 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
         "target_accepted": objective.accepts(predicted), "selection": selection,
         "measured_within_tolerance": (
             None if measured is None or objective.mode == "penalty"
-            else abs(measured / objective.requested_target - 1) <= objective.target_config.tolerance),
+            else meets_target(measured, objective.requested_target, config.latency.tolerance,
+                              objective.mode)),
         "test_accuracy": test_accuracy, "bn_recalibration_batches": config.run.bn_recalibration_batches,
         "epochs": len(metrics),
         "_child_state_dict": {k: v.detach().cpu() for k, v in derived.state_dict().items()},

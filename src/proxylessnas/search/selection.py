@@ -53,6 +53,14 @@ def band_candidates(alphas: Sequence[Tensor], candidate_costs: Sequence[Tensor],
     return sorted(out, key=lambda c: -c.log_prob)
 
 
+def meets_target(measured: float, target: float, tolerance: float, mode: str, share: float = 1.0) -> bool:
+    """band: ``|m / T - 1| <= share * tolerance``; under: ``m <= T (1 - (1 - share) tolerance)``."""
+    ratio = measured / target - 1.0
+    if mode == "under":
+        return ratio <= -(1.0 - share) * tolerance
+    return abs(ratio) <= share * tolerance
+
+
 def pick_measured(candidates: Sequence[Candidate], target: float, tolerance: float, mode: str,
                   margin: float = 0.6) -> tuple[Candidate, str, bool]:
     """The most probable candidate whose measurement meets the target with room to spare
@@ -60,14 +68,8 @@ def pick_measured(candidates: Sequence[Candidate], target: float, tolerance: flo
     else the most probable one that meets it at all (``|m / T - 1| <= tolerance``; ``m <= T``),
     else the one measured closest to T. Returns (candidate, how it was chosen, target met)."""
 
-    def meets(candidate: Candidate, strict: bool) -> bool:
-        ratio = candidate.measured / target - 1.0
-        if mode == "under":
-            return ratio <= (-(1.0 - margin) * tolerance if strict else 0.0)
-        return abs(ratio) <= (margin * tolerance if strict else tolerance)
-
-    for strict, how in ((True, "inside the band with margin"), (False, "inside the band")):
-        ok = [c for c in candidates if meets(c, strict)]
+    for share, how in ((margin, "inside the band with margin"), (1.0, "inside the band")):
+        ok = [c for c in candidates if meets_target(c.measured, target, tolerance, mode, share)]
         if ok:
             return ok[0], f"most probable of {len(candidates)} measured, {how}", True
     closest = min(candidates, key=lambda c: abs(c.measured / target - 1.0))
