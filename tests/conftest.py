@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -18,3 +19,12 @@ def official_dir(shared_dir) -> Path:
     if not path.is_dir():
         pytest.skip("../shared/reference/official is absent")
     return path
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny tensors: one thread avoids oversubscription on a shared machine (no behaviour change)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,14 +11,7 @@ from torch import nn
 from proxylessnas import Arch, ProxylessError, build_net, get_space
 from proxylessnas.supernet import MixedOp, SuperNet
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: one thread avoids oversubscription on a shared machine (no behaviour change)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_supernet(mixed_op: str = "binary", seed: int = 0, **overrides) -> SuperNet:

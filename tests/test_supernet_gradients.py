@@ -15,13 +15,7 @@ from proxylessnas.supernet import LayerSampler, MixedOp, SuperNet, alpha_gradien
 LABELS = torch.tensor([0, 1, 2, 3])
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: one thread avoids oversubscription on a shared machine (no behaviour change)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_supernet(seed: int = 0) -> SuperNet:

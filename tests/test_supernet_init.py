@@ -12,13 +12,7 @@ from proxylessnas.ops.blocks import MBConv
 from proxylessnas.supernet import SuperNet
 from proxylessnas.supernet.init import embed_block
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def supernet(**options) -> SuperNet:
