@@ -106,3 +106,12 @@ def test_diagram_of_paper_space_and_scatter(tmp_path):
     scatter = plot_accuracy_vs_latency([("a", 3.0, 0.7), ("b", 5.0, 0.8)], tmp_path / "s.png", target=4.0)
     with Image.open(scatter) as image:
         assert image.width > 100
+
+
+def test_latency_caption_names_units():
+    from proxylessnas.viz.run import latency_caption
+
+    assert latency_caption({"measured_latency": 2.661, "target_latency": 2.647,
+                            "predicted_latency": 2.3, "unit": "ms"}) == " (measured 2.66 ms, target 2.65 ms)"
+    assert latency_caption({"predicted_latency": 0.2152, "unit": "MMACs"}) == " (predicted 0.215 MMACs)"
+    assert latency_caption({}) == ""
