@@ -39,6 +39,24 @@ class ArgumentParser(argparse.ArgumentParser):
         raise ProxylessError(message, self.prog, f"run '{self.prog} --help'")
 
 
+def add_group(subparsers, name: str, help_text: str, description: str, example: str,
+              metavar: str = "SUBCOMMAND"):
+    """A command with sub-commands (``proxyless zoo list``); alone it prints its help.
+    Returns the group's sub-parsers."""
+    group = subparsers.add_parser(name, help=help_text, description=description,
+                                  epilog=f"example:\n  {example}",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    group.set_defaults(func=lambda args: group.print_help() or 0)
+    return group.add_subparsers(dest=f"{name}_command", metavar=metavar, parser_class=type(group))
+
+
+def add_command(subparsers, name: str, help_text: str, example: str, description: str | None = None):
+    """One (sub-)command with its help line, description and an example."""
+    return subparsers.add_parser(name, help=help_text, description=description or help_text,
+                                 epilog=f"example:\n  {example}",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="proxyless",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from proxylessnas.cli import add_command, add_group
 from proxylessnas.errors import ProxylessError
 
 EXAMPLES = {
@@ -20,9 +21,7 @@ EXAMPLES = {
 
 
 def _parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help_text, description=help_text,
-                          epilog=f"example:\n  {EXAMPLES[name]}",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    return add_command(sub, name, help_text, EXAMPLES[name])
 
 
 def _space_args(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -43,10 +42,8 @@ def _backend_args(p: argparse.ArgumentParser, hardware: bool = False) -> None:
 
 
 def register(subparsers) -> None:
-    latency = subparsers.add_parser("latency", help="hardware cost: latency tables, predictor, validation",
-                                    description="Measure, predict and validate network latency.")
-    sub = latency.add_subparsers(dest="latency_command", metavar="ACTION", parser_class=type(latency))
-    latency.set_defaults(func=lambda args: (latency.print_help(), 0)[1])
+    sub = add_group(subparsers, "latency", "hardware cost: latency tables, predictor, validation",
+                    "Measure, predict and validate network latency.", EXAMPLES["build"], metavar="ACTION")
 
     p = _parser(sub, "build", "time every unique block of a space and save a latency table")
     _space_args(p)

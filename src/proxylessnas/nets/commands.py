@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
+from proxylessnas.cli import add_command, add_group
 from proxylessnas.nets.profile import profile_net
 from proxylessnas.nets.zoo import ZOO, get_entry
 from proxylessnas.tables import format_table, human
 
 
 def register(subparsers) -> None:
-    zoo = subparsers.add_parser(
-        "zoo", help="list and inspect the published networks",
-        description="The model zoo: the published ProxylessNAS nets and MobileNetV2.",
-        epilog="example:\n  proxyless zoo show proxyless_cpu --resolution 160",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    zoo.set_defaults(func=lambda args: zoo.print_help() or 0)
-    sub = zoo.add_subparsers(dest="zoo_command", metavar="SUBCOMMAND")
-    lister = sub.add_parser("list", help="the zoo's models with params and MACs",
-                            description="List the zoo's models (224x224, 1000 classes).",
-                            epilog="example:\n  proxyless zoo list",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    lister.set_defaults(func=_list)
-    show = sub.add_parser("show", help="per-layer table of one model",
-                          description="Per-layer op, shapes, params and MACs of a zoo model.",
-                          epilog="example:\n  proxyless zoo show proxyless_mobile",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = add_group(subparsers, "zoo", "list and inspect the published networks",
+                    "The model zoo: the published ProxylessNAS nets and MobileNetV2.",
+                    "proxyless zoo show proxyless_cpu --resolution 160")
+    add_command(sub, "list", "the zoo's models with params and MACs", "proxyless zoo list",
+                "List the zoo's models (224x224, 1000 classes).").set_defaults(func=_list)
+    show = add_command(sub, "show", "per-layer table of one model", "proxyless zoo show proxyless_mobile",
+                       "Per-layer op, shapes, params and MACs of a zoo model.")
     show.add_argument("name", help=f"one of {', '.join(ZOO)}")
     show.add_argument("--resolution", type=int, default=224, help="input side (default 224)")
     show.add_argument("--num-classes", type=int, default=1000, help="classes (default 1000)")

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
-
+from proxylessnas.cli import add_command, add_group
 from proxylessnas.space.presets import get_space, space_names
 from proxylessnas.space.shapes import shapes_by_label
 from proxylessnas.tables import format_table
 
 
 def register(subparsers) -> None:
-    space = subparsers.add_parser(
-        "space", help="list and inspect search spaces",
-        description="Search-space presets: the paper's ImageNet space, a CIFAR-size space, tiny.",
-        epilog="example:\n  proxyless space show proxyless-cifar",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    space.set_defaults(func=lambda args: space.print_help() or 0)
-    sub = space.add_subparsers(dest="space_command", metavar="SUBCOMMAND")
-    sub.add_parser("list", help="the preset spaces").set_defaults(func=_list)
-    show = sub.add_parser("show", help="layers, shapes and candidates of a space",
-                          epilog="example:\n  proxyless space show proxyless-imagenet --resolution 160",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = add_group(subparsers, "space", "list and inspect search spaces",
+                    "Search-space presets: the paper's ImageNet space, a CIFAR-size space, tiny.",
+                    "proxyless space show proxyless-cifar")
+    add_command(sub, "list", "the preset spaces", "proxyless space list").set_defaults(func=_list)
+    show = add_command(sub, "show", "layers, shapes and candidates of a space",
+                       "proxyless space show proxyless-imagenet --resolution 160")
     show.add_argument("name", help=f"one of {', '.join(space_names())}")
     show.add_argument("--resolution", type=int, default=None, help="input side (default: the space's)")
     show.set_defaults(func=_show)
