@@ -355,6 +355,10 @@ def distributed_session(device: torch.device,
     context = init_distributed(device, timeout_seconds)
     try:
         yield context
+        if context.enabled and context.owns_group:
+            # every rank reaches the end before any destroys the group: a rank that tore its gloo
+            # connections down while a peer still used them made that peer abort at exit
+            dist.barrier()
     except ProxylessError as err:
         if context.enabled and not err.where.startswith("rank "):
             raise ProxylessError(err.what, f"rank {context.rank}: {err.where}", err.fix) from None
