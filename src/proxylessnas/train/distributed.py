@@ -347,10 +347,11 @@ def distributed_session(device: torch.device,
                         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> Iterator[DistributedContext]:
     """Join the job (if launched by torchrun), yield its context, leave it at the end.
 
-    Errors become one clear line: a :class:`ProxylessError` names the rank that raised it; a
-    collective that failed because another rank died or stopped answering becomes
-    ``ProxylessError("rank R lost contact with the other ranks ...")`` instead of a traceback
-    (torchrun then stops the remaining ranks).
+    Errors become one clear line: a :class:`ProxylessError` names the rank that raised it; a rank
+    whose collective failed because another rank died or stopped answering prints
+    ``error: rank R lost contact with the other ranks ...`` and exits at once with code 2
+    (``os._exit``: with a dead peer, tearing down the process group can abort the process), and
+    torchrun stops the remaining ranks.
     """
     context = init_distributed(device, timeout_seconds)
     try:
@@ -366,10 +367,15 @@ def distributed_session(device: torch.device,
     except Exception as err:
         if context.enabled and is_lost_peer(err):
             first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-            raise ProxylessError(
+            error = ProxylessError(
                 f"rank {context.rank} lost contact with the other ranks ({first})", "distributed run",
                 "another rank crashed or hung (its error is above) or the timeout "
-                f"({timeout_seconds:g} s) passed; fix it and rerun with --resume") from None
+                f"({timeout_seconds:g} s) passed; fix it and rerun with --resume")
+            # The process group cannot be torn down with a dead peer: gloo aborts the process
+            # (SIGABRT) in teardown or at interpreter exit. Say the one line and leave at once.
+            print(error.line(), file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(2)
         raise
     finally:
         teardown(context)
