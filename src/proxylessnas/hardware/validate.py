@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.figures import new_figure, save_figure
 from proxylessnas.hardware.cost import KeyCostModel, TableCostModel
 from proxylessnas.hardware.keys import arch_keys
 from proxylessnas.hardware.lut import LatencyStats, LatencyTable
@@ -138,14 +139,10 @@ def validate_models(space: SearchSpace, models: dict[str, KeyCostModel], backend
 def plot_scatter(rows: Sequence[dict[str, Any]], names: Sequence[str], path: str | Path,
                  title: str = "") -> Path:
     """Predicted-vs-measured scatter, one colour per model, with the +-10 % band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     measured = [r["measured"] for r in rows]
     low, high = min(measured) * 0.85, max(measured) * 1.15
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = new_figure(5, 5)
+    ax = fig.add_subplot()
     ax.plot([low, high], [low, high], "k-", lw=1, label="y = x")
     ax.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1], color="0.9",
                     label="+-10 %")
@@ -158,11 +155,7 @@ def plot_scatter(rows: Sequence[dict[str, Any]], names: Sequence[str], path: str
     ax.set_title(title)
     ax.legend(loc="upper left")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def table_models(table: LatencyTable) -> dict[str, KeyCostModel]:

@@ -6,22 +6,21 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from proxylessnas.figures import new_figure, save_figure
+
 
 def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str],
                    path: str | os.PathLike, title: str = "") -> Path:
     """A row-normalised confusion matrix (rows: true class) as a PNG, with counts in the cells
     when there are at most 20 classes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     counts = np.asarray(confusion, dtype=np.int64)
     rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     size = len(class_names)
     side = min(14.0, 2.0 + 0.5 * size)
-    figure, axes = plt.subplots(figsize=(side, side))
+    figure = new_figure(side, side)
+    axes = figure.add_subplot()
     image = axes.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the true class")
     if size <= 50:
@@ -36,8 +35,4 @@ def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str
     axes.set_ylabel("true")
     axes.set_title(title or "confusion matrix")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=120)

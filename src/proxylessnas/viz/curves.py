@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from proxylessnas.viz.style import new_figure, save
+from proxylessnas.figures import new_figure
+from proxylessnas.figures import save_figure as save
 
 
 def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:

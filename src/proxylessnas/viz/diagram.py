@@ -14,8 +14,10 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch, Rectangle
 
+from proxylessnas.figures import new_figure
+from proxylessnas.figures import save_figure as save
 from proxylessnas.space import Arch, SearchSpace, shapes_by_label
-from proxylessnas.viz.style import KERNEL_COLOURS, new_figure, op_colour, op_label, save
+from proxylessnas.viz.style import KERNEL_COLOURS, op_colour, op_label
 
 BOX_HEIGHT = 2.0
 GAP = 0.12

@@ -11,9 +11,11 @@ import numpy as np
 from matplotlib.animation import PillowWriter
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.figures import new_figure
+from proxylessnas.figures import save_figure as save
 from proxylessnas.space import Arch, SearchSpace, parse_op
 from proxylessnas.viz.diagram import draw_architecture
-from proxylessnas.viz.style import new_figure, op_colour, save
+from proxylessnas.viz.style import op_colour
 
 
 def _with_probs(records: Sequence[dict[str, Any]], where: str) -> list[dict[str, Any]]:

@@ -1,13 +1,8 @@
-"""Shared look: colours by kernel size, shades by expand ratio, a figure without pyplot."""
+"""Shared look: colours by kernel size, shades by expand ratio (figures: proxylessnas.figures)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
-from matplotlib.figure import Figure
 
 from proxylessnas.space import OpSpec
 
@@ -31,16 +26,3 @@ def op_colour(op: OpSpec) -> tuple[float, float, float]:
 def op_label(op: OpSpec) -> str:
     """'MB6 5x5' as in the paper's figure; 'skip' for zero."""
     return "skip" if op.is_zero else f"MB{op.expand_ratio} {op.kernel_size}x{op.kernel_size}"
-
-
-def new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def save(figure: Figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    return path
