@@ -51,7 +51,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "study"
-DEFAULT_DATA = f"cifar10:{(REPO.parent / 'shared' / 'data' / 'cifar10')}"
+DEFAULT_DATA = "cifar10:../shared/data/cifar10"  # relative to the repository (the commands run there)
 SPACE_OVERRIDES = {"width_mult": 0.5, "depths": [2, 2, 2, 2, 2, 1]}
 SPACE_ARGS = ("space.width_mult=0.5", "space.depths=[2,2,2,2,2,1]")
 STATE_VERSION = 1
@@ -161,6 +161,18 @@ def ops_differ(first: dict[str, str], second: dict[str, str]) -> int:
     return sum(first[label] != second[label] for label in first)
 
 
+def arch_character(choices: dict[str, str]) -> tuple[int, float, float]:
+    """(searched blocks kept, mean kernel size, mean expand ratio) over the non-zero blocks."""
+    from proxylessnas.space.ops import parse_op
+
+    ops = [parse_op(token, label) for label, token in choices.items()]
+    kept = [op for op in ops if not op.is_zero]
+    if not kept:
+        return 0, 0.0, 0.0
+    return (len(kept), sum(op.kernel_size for op in kept) / len(kept),
+            sum(op.expand_ratio for op in kept) / len(kept))
+
+
 def rank_descending(values: dict[str, float]) -> dict[str, int]:
     """1 for the largest value, 2 for the next, ... (ties share the better rank)."""
     ordered = sorted(values.values(), reverse=True)
@@ -193,6 +205,19 @@ def dataset_folder(spec: str) -> Path | None:
     if ":" not in body:
         return None
     return Path(body.split(":", 1)[1]).expanduser()
+
+
+def repository_relative(spec: str, cwd: Path) -> str:
+    """The spec with its folder written relative to the repository (where the commands run);
+    a relative folder in ``spec`` is taken relative to ``cwd``."""
+    folder = dataset_folder(spec)
+    if folder is None:
+        return spec
+    name, rest = spec.split(":", 1)
+    options = rest.split("?", 1)[1] if "?" in rest else None
+    absolute = folder if folder.is_absolute() else cwd / folder
+    relative = os.path.relpath(absolute, REPO)
+    return f"{name}:{relative}" + (f"?{options}" if options is not None else "")
 
 
 def study_space(num_classes: int = 10):
@@ -813,13 +838,13 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{s['search_valid_size']} for the architecture steps) and at most that many "
         f"test images per class. Trainings: {s['train_limit_per_class']} training and "
         f"{min(1000, s['train_limit_per_class'])} test images per class.",
-        f"- **Training budget** (identical for every net): {s['train_epochs']} epochs, batch "
+        f"- **Training budget** (identical for every net): {s['train_epochs']} epoch(s), batch "
         f"{s['train_batch_size']}, the CIFAR recipe (SGD Nesterov, lr 0.1, 1 warm-up epoch then cosine, "
         "label smoothing 0.1, weight decay 5e-4), from scratch, seed 0; the number reported is the "
         "**last epoch's** test top-1. One torch thread per process, "
         f"{results['parallel_trainings']} trainings at a time.",
         f"- **Searches**: space `proxyless-cifar` at width 0.5, depths (2, 2, 2, 2, 2, 1) (11 searched "
-        f"blocks); {s['search_warmup_epochs']} warm-up + {s['search_epochs']} search epochs of "
+        f"blocks); {s['search_warmup_epochs']} warm-up + {s['search_epochs']} search epoch(s) of "
         f"{s['search_steps_per_epoch']} weight steps (batch {s['search_batch_size']}; {weight_steps} "
         f"weight steps), band mode (+-5 %), {s['search_calibration_nets']} calibration nets, seed 0, one "
         "thread. Latency: torch eager, CPU, batch 1, one thread, thread-CPU clock.",
@@ -891,9 +916,13 @@ def _item3_verdict(item: dict[str, Any], spread: float | None) -> str:
         text += " The claim (most accurate at equal latency) holds here."
     else:
         text += (" The claim (most accurate at equal latency) does **not** hold here. Likely causes: "
-                 "the search is short (its supernet ranks ops after a few hundred weight steps on a "
-                 "few thousand images) and the training budget is short too, so the ranking of nets "
-                 "of equal latency is decided by how fast they train early, with one seed.")
+                 f"{best_other['name']} has {best_other['macs_m'] / searched['macs_m']:.2f}x the searched "
+                 f"net's MACs and {best_other['params_m'] / searched['params_m']:.2f}x its parameters at "
+                 "this latency (eager batch-1 latency here is dominated by per-block overhead, not MACs, "
+                 "and the search trades accuracy for latency only through a short supernet training); "
+                 "the search is short (a few hundred weight steps on a few thousand images), and the "
+                 "training budget is short too, so nets of equal latency are ranked by how fast they "
+                 "learn early, with one seed.")
     if unmatched:
         text += (f" Not matched within +-5 % in the confirmation session: {', '.join(unmatched)} "
                  "(session-to-session noise; see the p10-p90 column).")
@@ -912,7 +941,9 @@ def _item4_markdown(results: dict[str, Any]) -> list[str]:
             value = _cross_value(cross[name], key)
             text = f"{value:.2f}" if key == "macs_m" else f"{value:.3f}"
             cells.append(f"**{text}**" if best[key] == name else text)
-        cells += [f"{cross[name]['params_m']:.3f}", _top1(trainings, name)]
+        blocks, kernel, expand = arch_character(search["choices"])
+        cells += [f"{cross[name]['params_m']:.3f}", f"{blocks} / {kernel:.1f} / {expand:.1f}",
+                  _top1(trainings, name)]
         rows.append(cells)
     own = {"cpu-low": "torch", "onnxruntime-low": "onnxruntime", "flops-low": "macs_m"}
     wins = [name for name in SPECIALISED if best[own[name]] == name]
@@ -925,9 +956,10 @@ def _item4_markdown(results: dict[str, Any]) -> list[str]:
              "the most expensive net of each cost model): torch eager CPU (`--hardware cpu`), ONNX Runtime "
              "CPU (`--hardware onnxruntime`), MACs (`--hardware flops`). Each found net measured on every "
              "target (`proxyless latency measure`, median over "
-             f"{results['settings']['cross_passes']} passes; MACs analytic) and trained with the budget "
+             f"{results['settings']['cross_passes']} pass(es); MACs analytic) and trained with the budget "
              "above. Bold: the best (lowest) in each column.", "",
-             markdown_table(["searched for", *columns.values(), "M params", "top-1 %"], rows), "",
+             markdown_table(["searched for", *columns.values(), "M params",
+                             "blocks kept / mean kernel / mean expand", "top-1 %"], rows), "",
              f"Blocks (of 11) that differ: {differ}.", "",
              _item4_verdict(wins, searches), "",
              "![architectures found per target](specialisation_diagrams.png)", ""]
@@ -979,9 +1011,11 @@ def _item5_markdown(results: dict[str, Any]) -> list[str]:
             markdown_table(["strategy", "weight steps", "search wall time", "T (ms)",
                             "measured at the end of the search (ms)", "within +-5 %",
                             "measured again (ms)", "inherited-weights top-1 %", "trained top-1 %"], rows), "",
-            f"Reading: fastest search {labels[fastest]}; most accurate after training "
-            f"{labels[best] if best else '-'}. The paper finds the gradient method as good as REINFORCE "
-            "with far less search cost on ImageNet; with one seed and a short budget, differences within "
+            f"Reading: fastest search: {labels[fastest]} ({duration(times[fastest])}); most accurate after "
+            f"training: {labels[best] + f' ({accuracies[best]:.2f} %)' if best else '-'}. The paper "
+            "presents the gradient method as the memory-efficient way to search; its authors later said "
+            "their main results came from the REINFORCE variant, the plain gradient with a latency "
+            "penalty being slightly worse. With one seed and a short budget, accuracy differences within "
             "the seed spread below are not evidence either way.", ""]
 
 
@@ -1007,13 +1041,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = QUICK if args.quick else FULL
     work = args.work or REPO / "runs" / f"study-{settings.mode}"
     try:
-        folder = dataset_folder(args.data)
-        if folder is None or not folder.is_dir():
+        data = args.data if args.data == DEFAULT_DATA else repository_relative(args.data, Path.cwd())
+        folder = dataset_folder(data)
+        if folder is None or not (REPO / folder).is_dir():
             raise ProxylessError("CIFAR-10 folder not found", args.data,
                                  "pass --data cifar10:DIR (the JPEG copy lives in ../shared/data/cifar10)")
         if args.jobs < 1:
             raise ProxylessError("--jobs must be at least 1", "--jobs", "give --jobs 1 or 2")
-        study = Study(settings, work.resolve(), args.data, args.jobs)
+        study = Study(settings, work.resolve(), data, args.jobs)
 
         def stop(signal_number, frame):  # noqa: ARG001
             study.log(f"stopping on {signal.Signals(signal_number).name}: rerun the same command to continue")
@@ -1024,7 +1059,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # each gets exactly one SIGTERM, checkpoints and exits
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        study.log(f"{settings.mode} study in {work}; data {args.data}")
+        study.log(f"{settings.mode} study in {work}; data {data}")
         if args.report_only:
             study.report()
         else:

@@ -105,3 +105,85 @@ def test_study_space_matches_the_search_fingerprint(study):
 
     config = SearchConfig().with_overrides(list(study.SPACE_ARGS))
     assert search_space(config, Data()).to_dict() == study.study_space().to_dict()
+
+
+def test_dataset_folder_is_written_relative_to_the_repository(study, tmp_path):
+    repo = study.REPO
+    assert study.repository_relative(f"cifar10:{repo.parent / 'x'}?limit_per_class=3", tmp_path) == \
+        "cifar10:../x?limit_per_class=3"
+    assert study.repository_relative("cifar10:data/c10", repo) == "cifar10:data/c10"
+    assert study.repository_relative("demo", tmp_path) == "demo"
+
+
+def fake_state(study, searched_top1: float) -> dict:
+    """A finished study's state with made-up numbers (every unit the report reads)."""
+    space = study.study_space()
+    cheap = {layer.label: layer.candidates[0].token for layer in space.searched_layers}
+    units: dict = {}
+
+    def unit(name, result):
+        units[name] = {"result": result, "seconds": 1.0, "finished": "2026-11-29T23:00:00+00:00"}
+
+    for index, job in enumerate(study.SEARCHES):
+        choices = dict(cheap)
+        if job.name == "onnxruntime-low":
+            choices["s1.b0"] = "mb_k7_e6"
+        unit(f"search/{job.name}", {
+            "job": {"name": job.name, "hardware": job.hardware, "target": job.target,
+                    "strategy": job.strategy, "binary_mode": job.binary_mode},
+            "command": f"proxyless search {job.name}", "wall_seconds": 100.0 + index, "resumed": False,
+            "weight_steps": 12, "arch_path": f"runs/{job.name}/arch.json", "choices": choices,
+            "measured_latency": 2.5, "unit": "MMACs" if job.hardware == "flops" else "ms",
+            "target_latency": 2.5, "measured_within_tolerance": True, "test_accuracy": 0.2})
+        for backend in study.CROSS_BACKENDS:
+            latency = {"cpu-low": (2.4, 0.9), "onnxruntime-low": (2.6, 0.8)}.get(job.name, (2.5, 1.0))
+            unit(f"measure/{job.name}/{backend}/0", {
+                "median": latency[0 if backend == "torch" else 1], "p10": 0, "p90": 0, "command": "c"})
+    for search in study.MATCHED:
+        names = [f"{search}-mobilenet_v2_w0.35", f"{search}-random1"]
+        nets = {"searched": {"latency_ms": 2.5, "p10": 2.4, "p90": 2.6, "macs_m": 10.0, "params_m": 0.3},
+                names[0]: {"latency_ms": 2.55, "p10": 2.4, "p90": 2.6, "macs_m": 15.0, "params_m": 0.4},
+                names[1]: {"latency_ms": 2.7, "p10": 2.6, "p90": 2.8, "macs_m": 11.0, "params_m": 0.3}}
+        unit(f"match/{search}", {"nets": nets, "mobilenet_v2": names[0], "random": names[1:],
+                                 "widths": [0.35], "width_latency": {"mobilenet_v2_w0.35": 2.55},
+                                 "candidates_timed": 8, "pool_size": 20, "arch_paths": {}})
+        unit(f"train/{search}", {"test_top1": searched_top1, "test_top5": 90.0})
+        unit(f"train/{names[0]}", {"test_top1": 50.0, "test_top5": 91.0})
+        unit(f"train/{names[1]}", {"test_top1": 40.0, "test_top5": 89.0})
+    for name in ("onnxruntime-low", "flops-low", "cpu-low-two", "cpu-low-reinforce"):
+        unit(f"train/{name}", {"test_top1": 45.0, "test_top5": 90.0})
+    commands = [{"unit": "x", "command": "proxyless x"}]
+    return {"version": 1, "mode": "quick", "units": units, "commands": commands}
+
+
+def render(study, searched_top1: float) -> tuple[dict, str]:
+    settings = study.QUICK
+    results = study.collect_results(fake_state(study, searched_top1), settings, "s", "t", "d", 2)
+    return results, study.render_markdown(results)
+
+
+def test_report_ranks_nets_and_says_whether_the_claim_holds(study):
+    results, text = render(study, searched_top1=55.0)
+    assert results["item3"]["cpu-low"]["searched_is_most_accurate"] is True
+    row = "| **cpu-low** | searched | 2.500 (2.40-2.60) | +0.0 % | 10.00 | 0.300 | 55.00 | 90.00 | 1 |"
+    assert row in text
+    assert "| cpu-low-random1 | random | 2.700 (2.60-2.80) | +8.0 % |" in text
+    assert "The claim (most accurate at equal latency) holds here." in text
+    assert "Not matched within +-5 % in the confirmation session: cpu-low-random1" in text
+    results, text = render(study, searched_top1=45.0)
+    assert results["item3"]["cpu-high"]["searched_is_most_accurate"] is False
+    assert "does **not** hold here" in text and "ranks 2 of 3" in text
+
+
+def test_report_cross_table_marks_each_columns_best_and_counts_wins(study):
+    _, text = render(study, searched_top1=55.0)
+    # torch: cpu-low 2.4 is best; ONNX Runtime: onnxruntime-low 0.8 is best; MACs: all equal (cpu-low first)
+    assert "**2.400**" in text and "**0.800**" in text
+    assert "2 of 3 nets are the cheapest on their own target (cpu-low, onnxruntime-low)" in text
+    assert "identical nets for cpu-low and flops-low" in text
+    assert "cpu-low vs onnxruntime-low: 1" in text
+
+
+def test_arch_character_averages_over_kept_blocks(study):
+    assert study.arch_character({"a": "mb_k3_e3", "b": "zero", "c": "mb_k7_e6"}) == (2, 5.0, 4.5)
+    assert study.arch_character({"a": "zero"}) == (0, 0.0, 0.0)
