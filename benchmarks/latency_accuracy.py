@@ -10,7 +10,9 @@ separate sessions (spread of its medians).
 
     python benchmarks/latency_accuracy.py [--samples 100] [--fit 150] [--backends torch onnxruntime]
 
-Writes benchmarks/results/latency_accuracy.json and latency_scatter_<backend>.png.
+Writes latency_accuracy.json, latency_table_<backend>.json and latency_scatter_<backend>.png to
+``--out-dir`` (default benchmarks/results). On a quiet machine the default run takes about 15
+minutes; a busy machine inflates the noise and with it every error figure.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def run_backend(name: str, args: argparse.Namespace) -> dict:
     space = get_space(args.space)
     backend = Backend(name, "cpu", 1, 1)
-    table_path = RESULTS / f"latency_table_{name}.json"
+    table_path = args.out_dir / f"latency_table_{name}.json"
     start = time.perf_counter()
     if args.reuse_table and table_path.exists():
         table = LatencyTable.load(table_path)
@@ -50,42 +52,51 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
                           seconds_per_key=args.seconds_per_key)
     build_s = time.perf_counter() - start
     start = time.perf_counter()
-    fit_table_predictor(space, table, backend, args.fit, seed=1000)
+    fit_table_predictor(space, table, backend, args.fit, seed=1000, rounds=args.rounds)
     fit_s = time.perf_counter() - start
     table.save(table_path)
     start = time.perf_counter()
-    report, rows = validate_models(space, table_models(table), backend, args.samples, seed=0)
+    report, rows = validate_models(space, table_models(table), backend, args.samples, seed=0,
+                                   rounds=args.rounds)
     validate_s = time.perf_counter() - start
     # noise 1: a second pass over the same test networks, scored against the first
-    second = measure_networks(space, sample_archs(space, args.samples, 0), backend, seed=77)
+    second = measure_networks(space, sample_archs(space, args.samples, 0), backend, seed=77,
+                              rounds=args.rounds)
     repeat = accuracy_metrics([s.median for s in second], [r["measured"] for r in rows])
     # noise 2: one network, separate sessions
     arch = sample_archs(space, 1, 12345)
-    sessions = [measure_networks(space, arch, backend, seed=i)[0].median for i in range(args.noise_repeats)]
+    sessions = [measure_networks(space, arch, backend, seed=i, rounds=args.rounds)[0].median
+                for i in range(args.noise_repeats)]
     spread = statistics.pstdev(sessions) / statistics.mean(sessions)
-    plot_scatter(rows, ["lut", "predictor"], RESULTS / f"latency_scatter_{name}.png",
+    plot_scatter(rows, ["lut", "predictor"], args.out_dir / f"latency_scatter_{name}.png",
                  f"{space.name}, {backend.label}, n={args.samples} held-out archs")
     return {"backend": backend.label, "clock": backend.resolved_clock, "keys": len(table.entries),
             "build_seconds": build_s, "fit_seconds": fit_s, "validate_seconds": validate_s,
-            "fit_n": args.fit, "predictor_fit": table.predictor["fit"], **report,
+            "fit_n": args.fit, "rounds": args.rounds, "predictor_fit": table.predictor["fit"], **report,
             "noise": {"second_pass_vs_first": repeat,
                       "same_net_sessions_ms": sessions, "same_net_cv": spread},
             "measured_ms": {"min": min(r["measured"] for r in rows), "max": max(r["measured"] for r in rows),
-                            "median": statistics.median(r["measured"] for r in rows)}}
+                            "median": statistics.median(r["measured"] for r in rows)},
+            "rows": [{"measured": r["measured"], "lut": r["lut"], "predictor": r["predictor"],
+                      "second_pass": s.median} for r, s in zip(rows, second)]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="proxyless-cifar")
     parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--fit", type=int, default=150)
+    parser.add_argument("--fit", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=20,
+                        help="interleaved rounds per network (3 timings each)")
     parser.add_argument("--noise-repeats", type=int, default=10)
     parser.add_argument("--seconds-per-key", type=float, default=1.0)
     parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
+    parser.add_argument("--out-dir", type=Path, default=RESULTS,
+                        help="results folder (default: benchmarks/results)")
     parser.add_argument("--reuse-table", action="store_true", help="keep an existing table (skip the build)")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "latency_accuracy.json"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    out = args.out_dir / "latency_accuracy.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}
     # Backends not run now keep their earlier results (each entry carries its own date).
     results = {"device": device_name("cpu"), "space": args.space, "batch_size": 1, "threads": 1,

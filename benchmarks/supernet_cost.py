@@ -167,13 +167,11 @@ def run_row(spec: dict) -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from proxylessnas.figures import new_figure, save_figure
 
     sweep = [r for r in rows if r.get("sweep")]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(6, 4)
+    ax = fig.add_subplot()
     for method, mode in SWEEP_METHODS:
         points = sorted((r["n_candidates"], r["peak_mem_mb"]) for r in sweep
                         if r["method"] == method and r["mode"] == mode)
@@ -188,7 +186,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("peak memory growth of a step (MB)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ def sample_archs(space: SearchSpace, count: int, seed: int = 0) -> list[Arch]:
             for _ in range(count)]
 
 
-def measure_networks(space: SearchSpace, archs: Sequence[Arch], backend: Backend, *, rounds: int = 10,
+def measure_networks(space: SearchSpace, archs: Sequence[Arch], backend: Backend, *, rounds: int = 20,
                      per_round: int = 3, chunk_size: int = 16, seed: int = 0,
                      progress: bool = False) -> list[LatencyStats]:
     """End-to-end latency of each arch's standalone net on ``backend`` (batch from the backend)."""

@@ -1,0 +1,221 @@
+"""Regenerate docs/RESULTS.md from the study's results (benchmarks/results/study/<mode>/).
+
+Each section takes the full study's results where they exist and the quick mode's otherwise
+(marked as toy-size numbers); a section with no results says which command produces them.
+Verdicts against the targets (latency accuracy, supernet memory) are computed here from the
+numbers, never written by hand.
+
+    python benchmarks/render_results.py [--out docs/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = ROOT / "benchmarks" / "results" / "study"
+DOCS = ROOT / "docs"
+MODES = ("full", "quick")
+CONFIGS = ROOT / "src" / "proxylessnas" / "configs"
+
+
+def find(name: str) -> tuple[Path, str] | None:
+    """The result file ``name`` of the full study, else of the quick one: (path, mode)."""
+    for mode in MODES:
+        path = STUDY / mode / name
+        if path.is_file():
+            return path, mode
+    return None
+
+
+def link(path: Path) -> str:
+    """A path relative to docs/ (RESULTS.md lives there)."""
+    return Path("..", path.relative_to(ROOT)).as_posix()
+
+
+def provenance(mode: str, stage: str) -> str:
+    stages_path = STUDY / mode / "stages.json"
+    stages = json.loads(stages_path.read_text()) if stages_path.is_file() else {}
+    record = stages.get(stage, {})
+    when = f", finished {record['finished']} in {record['seconds'] / 60:.0f} min" if record else ""
+    note = " (QUICK MODE: toy sizes, for checking the pipeline, not results)" if mode == "quick" else ""
+    return f"*Source: `benchmarks/results/study/{mode}/`{when}{note}.*"
+
+
+def missing(command: str) -> str:
+    return f"Not run yet. Produce it with `{command}` (or `python benchmarks/study.py`).\n\n"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def supernet_section() -> str:
+    text = "## 1. Supernet memory and speed against the child network and DARTS\n\n"
+    found = find("supernet_cost.json")
+    if found is None:
+        return text + missing("python benchmarks/supernet_cost.py")
+    path, mode = found
+    data = json.loads(path.read_text())
+    text += provenance(mode, "supernet") + "\n\n"
+    machine = data.get("machine", {})
+    text += (f"Paper space (`proxyless-imagenet`, 1000 classes), CPU, {machine.get('threads', '?')} "
+             f"thread(s), torch {machine.get('torch', '?')}. "
+             "Peak memory is the growth of the process's resident high-water mark over the measured "
+             "steps (activations, gradients, optimiser state); time ratios are medians of per-step "
+             "ratios against the child's step measured alternately in the same process.\n\n")
+    main = [r for r in data["rows"] if not r.get("sweep")]
+    for size in sorted({(r["resolution"], r["batch"]) for r in main}):
+        rows = [r for r in main if (r["resolution"], r["batch"]) == size]
+        child = next((r for r in rows if r["method"] == "child"), None)
+        body = []
+        for r in rows:
+            memory_ratio = f"{r['peak_mem_mb'] / child['peak_mem_mb']:.2f}x" if child else "-"
+            body.append([r["method"], r["mode"], f"{r['peak_mem_mb']:.0f}", memory_ratio,
+                         f"{r['median_step_s']:.3f}", f"{r['child_ratio']:.2f}x",
+                         f"{r['child_cpu_ratio']:.2f}x"])
+        candidates = rows[0]["n_candidates"]
+        text += f"**{size[0]}x{size[0]}, batch {size[1]}, {candidates} candidates per layer**\n\n"
+        text += table(["method", "step", "peak memory (MB)", "memory vs child", "step (s)",
+                       "time vs child", "CPU time vs child"], body) + "\n"
+    plot = path.with_suffix(".png")
+    if plot.is_file():
+        text += f"![peak memory against the number of candidates]({link(plot)})\n\n"
+    sweep = [r for r in data["rows"] if r.get("sweep")]
+    if sweep:
+        text += sweep_reading(sweep)
+    return text
+
+
+def sweep_reading(sweep: list[dict]) -> str:
+    """How memory grows from the smallest to the largest candidate count, per method."""
+    parts = []
+    for method, mode in sorted({(r["method"], r["mode"]) for r in sweep if r["method"] != "child"}):
+        points = sorted((r["n_candidates"], r["peak_mem_mb"]) for r in sweep
+                        if (r["method"], r["mode"]) == (method, mode))
+        if len(points) >= 2 and points[0][1] > 0:
+            m0, m1 = points[0][1], points[-1][1]
+            parts.append(f"{method} {mode} {m1 / m0:.2f}x")
+    if not parts:
+        return ""
+    n_low, n_high = min(r["n_candidates"] for r in sweep), max(r["n_candidates"] for r in sweep)
+    return (f"Peak memory from N={n_low} to N={n_high} candidates per layer: " + ", ".join(parts)
+            + ". Binarised paths keep one path's activations, so their memory stays flat in N; "
+              "the weighted sum (DARTS) keeps all N.\n\n")
+
+
+def latency_section() -> str:
+    text = "## 2. Latency prediction accuracy on this CPU\n\n"
+    found = find("latency_accuracy.json")
+    if found is None:
+        return text + missing("python benchmarks/latency_accuracy.py")
+    path, mode = found
+    data = json.loads(path.read_text())
+    text += provenance(mode, "latency") + "\n\n"
+    text += (f"Space `{data['space']}` (32x32), batch {data['batch_size']}, {data['threads']} thread, "
+             f"{data['device']}. Per backend: a fresh per-block table, the predictor fitted on random "
+             "architectures, then scored on other random architectures (another seed) measured end to "
+             "end. Noise: the same test networks measured a second time, scored like a predictor "
+             "against the first pass. Target: predictor MAPE <= 4 % and >= 95 % within +-10 %.\n\n")
+    body = []
+    for name, r in data["backends"].items():
+        noise = r["noise"]["second_pass_vs_first"]
+        for model in ("lut", "predictor"):
+            m = r[model]
+            verdict = ""
+            if model == "predictor":
+                verdict = "met" if m["mape"] <= 4 and m["within_10"] >= 0.95 else "NOT met"
+            body.append([name, "table sum" if model == "lut" else "predictor", str(r["n"]),
+                         f"{m['mape']:.2f} %", f"{m['within_5']:.0%}", f"{m['within_10']:.0%}",
+                         f"{m['kendall_tau']:.3f}", verdict])
+        body.append([name, "noise (second pass)", str(r["n"]), f"{noise['mape']:.2f} %",
+                     f"{noise['within_5']:.0%}", f"{noise['within_10']:.0%}",
+                     f"{noise['kendall_tau']:.3f}", ""])
+    text += table(["backend", "model", "test nets", "MAPE", "within +-5 %", "within +-10 %",
+                   "Kendall tau", "target"], body) + "\n"
+    for name, r in data["backends"].items():
+        text += (f"- `{name}`: {r['keys']} table keys; predictor fitted on {r['fit_n']} nets "
+                 f"({r.get('rounds', 10)} interleaved rounds of 3 timings per net); measured latencies "
+                 f"{r['measured_ms']['min']:.2f}-{r['measured_ms']['max']:.2f} ms; one net timed in "
+                 f"{len(r['noise']['same_net_sessions_ms'])} sessions varies by "
+                 f"{r['noise']['same_net_cv']:.1%} (coefficient of variation); run {r['date']}.\n")
+    text += "\n"
+    for name in data["backends"]:
+        plot = path.parent / f"latency_scatter_{name}.png"
+        if plot.is_file():
+            text += f"![predicted vs measured, {name}]({link(plot)})\n"
+    return text + "\n"
+
+
+def cifar_section() -> str:
+    found = find("study_cifar.md")
+    if found is None:
+        return ("## 3-5. CIFAR-10: equal-latency comparison, hardware specialisation, gradient vs "
+                "REINFORCE\n\n" + missing("python benchmarks/study_cifar.py"))
+    path, mode = found
+    fragment = path.read_text()
+    # image links in the fragment are relative to its folder; make them relative to docs/
+    fragment = re.sub(r"\]\((?!\.\./|https?:|/)([^)]+)\)",
+                      lambda m: f"]({link(path.parent / m.group(1))})", fragment)
+    return provenance(mode, "cifar") + "\n\n" + fragment.rstrip() + "\n\n"
+
+
+def imagenet_section() -> str:
+    text = "## 6. ImageNet: the paper's recipes\n\n"
+    text += ("The shipped recipes (`proxyless search --config NAME --dataset imagefolder:DIR`, "
+             "an ImageNet train/val tree):\n\n")
+    body = []
+    for path in sorted(CONFIGS.glob("imagenet-*.yaml")):
+        first = next((line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
+        body.append([f"`{path.stem}`", first])
+    text += table(["recipe", "what it is"], body) + "\n"
+    dataset = "--dataset imagefolder:/data/imagenet"
+    text += (f"```\nproxyless search --config imagenet-gpu {dataset} --out runs/in-gpu\n"
+             f"proxyless search --config imagenet-gpu {dataset} --nproc 8 --out runs/in-gpu-8  "
+             "# 8 GPUs, DDP (docs/distributed.md)\n"
+             f"proxyless train runs/in-gpu/arch.json {dataset} --out runs/in-gpu-train\n```\n\n")
+    found = find("gpu_check.json")
+    if found is None:
+        text += ("No GPU was available for this study, so nothing of the GPU recipe was run on a GPU: "
+                 "the CUDA latency backend, AMP and channels_last are implemented and unit-tested on "
+                 "CPU paths only. The prepared check is `python benchmarks/gpu_check.py` (timed weight "
+                 "and architecture steps of the paper space at 224x224 in fp32, bf16 autocast and "
+                 "autocast + channels_last, peak memory, and the zoo nets' CUDA latency at batch 8); "
+                 "`python benchmarks/study.py` runs it when CUDA is present. On CPU, section 1 times "
+                 "the same steps at 224x224.\n")
+        return text
+    path, mode = found
+    data = json.loads(path.read_text())
+    text += provenance(mode, "gpu") + "\n\n"
+    size = data["resolution"]
+    text += f"{data['device']}, torch {data['torch']}, batch {data['batch_size']}, {size}x{size}:\n\n"
+    body = [[r["variant"], r["step"], f"{r['median_s'] * 1e3:.1f}", f"{r['images_per_s']:.0f}",
+             f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "-"] for r in data["rows"]]
+    text += table(["precision", "step", "median (ms)", "images/s", "peak memory (MB)"], body) + "\n"
+    body = [[name, f"{ms:.2f}"] for name, ms in data["zoo_latency_ms"].items()]
+    text += table(["zoo net", f"latency, batch {data['latency_batch']} (ms)"], body)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DOCS / "RESULTS.md")
+    args = parser.parse_args()
+    text = ("# Results\n\n"
+            "Every number below was measured on this project's development machine (2 CPU cores, no "
+            "GPU unless section 6 says otherwise) and is regenerated by `python benchmarks/study.py` "
+            "(`--quick`: all stages at toy size in under 15 minutes; the default full mode produces the "
+            "published numbers, resumably). This file is written by `benchmarks/render_results.py`: "
+            "edit the scripts, not this file.\n\n")
+    text += supernet_section() + latency_section() + cifar_section() + imagenet_section()
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
