@@ -695,6 +695,22 @@ def machine_info() -> dict[str, Any]:
             "load_average": list(os.getloadavg())}
 
 
+def latency_tables() -> dict[str, Any]:
+    """Path and provenance of the study space's cached tables (cpu, onnxruntime) used by the searches."""
+    from proxylessnas.hardware.lut import LatencyTable
+    from proxylessnas.hardware.targets import backend_for, cached_table_path
+
+    tables = {}
+    for hardware in ("cpu", "onnxruntime"):
+        path = cached_table_path(study_space(), backend_for(hardware, 1, 1))
+        if path.is_file():
+            table = LatencyTable.load(path)
+            keep = ("device", "backend", "backend_version", "threads", "clock", "date", "method")
+            tables[hardware] = {"path": str(path), "keys": len(table.entries),
+                                **{key: table.provenance.get(key) for key in keep}}
+    return tables
+
+
 def collect_results(state: dict[str, Any], settings: StudySettings, search_data: str, train_data: str,
                     data: str, jobs: int) -> dict[str, Any]:
     """Everything the report needs, from the state alone (a rerun renders the same report)."""
@@ -748,6 +764,7 @@ def collect_results(state: dict[str, Any], settings: StudySettings, search_data:
         "study": "CIFAR-10 study (issue 8, items 3-5)", "mode": settings.mode,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
         "settings": asdict(settings), "data": {"spec": data, "search": search_data, "train": train_data},
+        "latency_tables": latency_tables(),
         "parallel_trainings": jobs, "searches": searches, "matching": matching, "cross": cross,
         "trainings": trainings, "item3": item3,
         "seed_spread": {"seeds": [0, *settings.noise_seeds], "test_top1": noise,
@@ -847,7 +864,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"blocks); {s['search_warmup_epochs']} warm-up + {s['search_epochs']} search epoch(s) of "
         f"{s['search_steps_per_epoch']} weight steps (batch {s['search_batch_size']}; {weight_steps} "
         f"weight steps), band mode (+-5 %), {s['search_calibration_nets']} calibration nets, seed 0, one "
-        "thread. Latency: torch eager, CPU, batch 1, one thread, thread-CPU clock.",
+        "thread. Latency: torch eager, CPU, batch 1, one thread, thread-CPU clock. Tables: "
+        + "; ".join(f"{name} {t['keys']} blocks, built {str(t['date'])[:16]} "
+                    f"({(t.get('method') or {}).get('seconds_per_key', '?')} s per block)"
+                    for name, t in results.get("latency_tables", {}).items()) + ".",
         "",
     ]
     lines += _item3_markdown(results)
