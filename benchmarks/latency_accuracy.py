@@ -1,9 +1,12 @@
 """Latency accuracy on this machine: table sum and learned predictor versus end-to-end timings.
 
 For each backend (torch eager CPU, ONNX Runtime CPU; batch 1, one thread, the CIFAR-size space):
-build a fresh table, fit the predictor on ``--fit`` random architectures, then measure
-``--samples`` other random architectures (a different seed: not used for fitting) and report
-MAPE, share within +-5 / +-10 %, RMSE and Kendall tau for the table sum and the predictor.
+build a fresh table, fit the predictor on ``--fit`` random architectures and score it on
+``--samples`` other random architectures (a different seed: never fitted on): MAPE, share within
++-5 / +-10 %, RMSE and Kendall tau for the table sum and the predictor. Fitting and validation
+networks are measured in one session in a shuffled order (``fit_and_validate``), so a drift of the
+machine's speed between two sessions does not masquerade as predictor error; that drift is
+reported separately as the noise below.
 Measurement noise: the same test networks measured a second time (another interleaving order),
 scored like a predictor against the first pass; and one network measured in ``--noise-repeats``
 separate sessions (spread of its medians).
@@ -28,12 +31,10 @@ from proxylessnas.hardware.lut import LatencyTable
 from proxylessnas.hardware.measure import Backend, device_name
 from proxylessnas.hardware.validate import (
     accuracy_metrics,
-    fit_table_predictor,
+    fit_and_validate,
     measure_networks,
     plot_scatter,
     sample_archs,
-    table_models,
-    validate_models,
 )
 from proxylessnas.space import get_space
 
@@ -52,13 +53,10 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
                           seconds_per_key=args.seconds_per_key)
     build_s = time.perf_counter() - start
     start = time.perf_counter()
-    fit_table_predictor(space, table, backend, args.fit, seed=1000, rounds=args.rounds)
-    fit_s = time.perf_counter() - start
+    report, rows = fit_and_validate(space, table, backend, args.fit, args.samples, seed=0, fit_seed=1000,
+                                    rounds=args.rounds)
     table.save(table_path)
-    start = time.perf_counter()
-    report, rows = validate_models(space, table_models(table), backend, args.samples, seed=0,
-                                   rounds=args.rounds)
-    validate_s = time.perf_counter() - start
+    fit_validate_s = time.perf_counter() - start
     # noise 1: a second pass over the same test networks, scored against the first
     second = measure_networks(space, sample_archs(space, args.samples, 0), backend, seed=77,
                               rounds=args.rounds)
@@ -71,7 +69,7 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
     plot_scatter(rows, ["lut", "predictor"], args.out_dir / f"latency_scatter_{name}.png",
                  f"{space.name}, {backend.label}, n={args.samples} held-out archs")
     return {"backend": backend.label, "clock": backend.resolved_clock, "keys": len(table.entries),
-            "build_seconds": build_s, "fit_seconds": fit_s, "validate_seconds": validate_s,
+            "build_seconds": build_s, "fit_and_validate_seconds": fit_validate_s,
             "fit_n": args.fit, "rounds": args.rounds, "predictor_fit": table.predictor["fit"], **report,
             "noise": {"second_pass_vs_first": repeat,
                       "same_net_sessions_ms": sessions, "same_net_cv": spread},

@@ -34,3 +34,32 @@ def test_sampled_archs_are_valid_and_reproducible():
     a, b = sample_archs(space, 6, seed=3), sample_archs(space, 6, seed=3)
     assert [x.choices for x in a] == [x.choices for x in b]
     assert len({tuple(x.indices(space)) for x in a}) > 1
+
+
+def test_fit_and_validate_measures_both_sets_in_one_shuffled_session(monkeypatch):
+    """Each arch gets its own measurement back after the shuffle; only the fit set is fitted on."""
+    from proxylessnas.hardware import validate
+    from proxylessnas.hardware.keys import arch_keys
+    from proxylessnas.hardware.lut import LatencyStats
+    from proxylessnas.hardware.measure import Backend
+    from test_hardware_cost import synthetic_table
+    from test_hardware_predictor import truth
+
+    space = get_space("tiny")
+    table = synthetic_table(space, seed=4)
+    sessions = []
+
+    def fake_measure(space_, archs, backend, **kwargs):
+        sessions.append([tuple(a.indices(space_)) for a in archs])
+        return [LatencyStats.from_samples([truth(table, arch_keys(space_, a))] * 3) for a in archs]
+
+    monkeypatch.setattr(validate, "measure_networks", fake_measure)
+    report, rows = validate.fit_and_validate(space, table, Backend(), fit=60, samples=20, seed=5, fit_seed=9)
+    fit_archs, test_archs = sample_archs(space, 60, 9), sample_archs(space, 20, 5)
+    expected = [tuple(a.indices(space)) for a in fit_archs + test_archs]
+    assert len(sessions) == 1 and sorted(sessions[0]) == sorted(expected) and sessions[0] != expected
+    truths = [truth(table, arch_keys(space, a)) for a in test_archs]
+    assert [r["measured"] for r in rows] == pytest.approx(truths)
+    assert report["n"] == 20 and table.predictor["fit"]["n"] == 60 and table.predictor["fit"]["seed"] == 9
+    # the fake device is linear in the predictor's features: MAPE (in %) near 0, the table sum off
+    assert report["predictor"]["mape"] < 0.5 and report["lut"]["mape"] > 5 * report["predictor"]["mape"]

@@ -174,7 +174,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from proxylessnas.hardware.targets import MEASURED_TARGETS, backend_for, cached_table_path, get_table
     from proxylessnas.hardware.validate import (
         backend_of_table,
-        fit_table_predictor,
+        fit_and_validate,
         plot_scatter,
         table_models,
         validate_models,
@@ -201,12 +201,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         table.check_target(space)
         backend = backend_of_table(table)
     if args.fit:
-        fit_table_predictor(space, table, backend, args.fit, seed=args.seed + 1_000_000,
-                            progress=not args.no_progress)
+        report, rows = fit_and_validate(space, table, backend, args.fit, args.samples, seed=args.seed,
+                                        fit_seed=args.seed + 1_000_000, progress=not args.no_progress)
         table.save(table_path)
-        print(f"predictor fitted on {args.fit} architectures, saved in {table_path}")
-    report, rows = validate_models(space, table_models(table), backend, args.samples, seed=args.seed,
-                                   progress=not args.no_progress)
+        print(f"predictor fitted on {args.fit} architectures (measured in one session with the "
+              f"{args.samples} validation ones), saved in {table_path}")
+    else:
+        report, rows = validate_models(space, table_models(table), backend, args.samples,
+                                       seed=args.seed, progress=not args.no_progress)
     report["provenance"] = {**table.provenance, "table": str(table_path), "space": space.name,
                             "resolution": space.resolution, "validation_backend": backend.label}
     for name in ("lut", "predictor"):

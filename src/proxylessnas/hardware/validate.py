@@ -104,17 +104,23 @@ def backend_of_table(table: LatencyTable) -> Backend:
                    int(p.get("threads") or 1), clock)
 
 
-def fit_table_predictor(space: SearchSpace, table: LatencyTable, backend: Backend, samples: int, *,
-                        seed: int = 1000, progress: bool = False, **measure: Any) -> list[float]:
-    """Measure ``samples`` random archs and store a fitted predictor in ``table.predictor``."""
+def store_predictor(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch],
+                    measured: Sequence[float], *, seed: int, backend: Backend) -> None:
+    """Fit the predictor on measured archs and store it in ``table.predictor``."""
     from proxylessnas.hardware.predictor import fit_predictor
 
-    archs = sample_archs(space, samples, seed)
-    stats = measure_networks(space, archs, backend, seed=seed, progress=progress, **measure)
-    measured = [s.median for s in stats]
     predictor = fit_predictor(table, [arch_keys(space, a) for a in archs], measured)
     table.predictor = {**predictor.to_dict(), "fit": {**predictor.fit, "seed": seed,
                                                       "backend": backend.label}}
+
+
+def fit_table_predictor(space: SearchSpace, table: LatencyTable, backend: Backend, samples: int, *,
+                        seed: int = 1000, progress: bool = False, **measure: Any) -> list[float]:
+    """Measure ``samples`` random archs and store a fitted predictor in ``table.predictor``."""
+    archs = sample_archs(space, samples, seed)
+    stats = measure_networks(space, archs, backend, seed=seed, progress=progress, **measure)
+    measured = [s.median for s in stats]
+    store_predictor(space, table, archs, measured, seed=seed, backend=backend)
     return measured
 
 
@@ -124,8 +130,39 @@ def validate_models(space: SearchSpace, models: dict[str, KeyCostModel], backend
     """Measure ``samples`` random archs; metrics per model name. Returns (report, rows)."""
     archs = sample_archs(space, samples, seed)
     stats = measure_networks(space, archs, backend, seed=seed, progress=progress, **measure)
+    return score_models(space, models, archs, stats, seed)
+
+
+def fit_and_validate(space: SearchSpace, table: LatencyTable, backend: Backend, fit: int, samples: int,
+                     *, seed: int = 0, fit_seed: int = 1000, progress: bool = False,
+                     **measure: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fit the predictor on ``fit`` archs and score it on ``samples`` others (seed ``seed``).
+
+    Both sets are measured in one session, in one shuffled order, so that a slow drift of the
+    machine's speed (a few % over minutes on a shared machine) hits fitting and validation
+    alike instead of showing up as a predictor bias. The validation archs are never fitted on.
+    """
+    fit_archs, test_archs = sample_archs(space, fit, fit_seed), sample_archs(space, samples, seed)
+    archs = fit_archs + test_archs
+    order = list(range(len(archs)))
+    random.Random(seed + fit_seed).shuffle(order)
+    shuffled = measure_networks(space, [archs[i] for i in order], backend, seed=seed,
+                                progress=progress, **measure)
+    stats: list[LatencyStats] = [shuffled[0]] * len(archs)
+    for position, index in enumerate(order):
+        stats[index] = shuffled[position]
+    store_predictor(space, table, fit_archs, [s.median for s in stats[:fit]], seed=fit_seed,
+                    backend=backend)
+    report, rows = score_models(space, table_models(table), test_archs, stats[fit:], seed)
+    report["fit_measured_with_validation"] = True
+    return report, rows
+
+
+def score_models(space: SearchSpace, models: dict[str, KeyCostModel], archs: Sequence[Arch],
+                 stats: Sequence[LatencyStats], seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Metrics per model name against the measured medians ``stats`` of ``archs``."""
     measured = [s.median for s in stats]
-    report: dict[str, Any] = {"n": samples, "unit": "ms", "seed": seed}
+    report: dict[str, Any] = {"n": len(archs), "unit": "ms", "seed": seed}
     rows = [{"choices": a.to_dict()["choices"], "measured": m, "measured_p10": s.p10,
              "measured_p90": s.p90} for a, m, s in zip(archs, measured, stats)]
     for name, model in models.items():
