@@ -145,7 +145,8 @@ def fake_state(study, searched_top1: float) -> dict:
                 names[0]: {"latency_ms": 2.55, "p10": 2.4, "p90": 2.6, "macs_m": 15.0, "params_m": 0.4},
                 names[1]: {"latency_ms": 2.7, "p10": 2.6, "p90": 2.8, "macs_m": 11.0, "params_m": 0.3}}
         unit(f"match/{search}", {"nets": nets, "mobilenet_v2": names[0], "random": names[1:],
-                                 "widths": [0.35], "width_latency": {"mobilenet_v2_w0.35": 2.55},
+                                 "baseline_latency": {"mobilenet_v2_w0.35": 2.55},
+                                 "searched_latency_first_session": 2.5,
                                  "candidates_timed": 8, "pool_size": 20, "arch_paths": {}})
         unit(f"train/{search}", {"test_top1": searched_top1, "test_top5": 90.0})
         unit(f"train/{names[0]}", {"test_top1": 50.0, "test_top5": 91.0})
@@ -187,3 +188,11 @@ def test_report_cross_table_marks_each_columns_best_and_counts_wins(study):
 def test_arch_character_averages_over_kept_blocks(study):
     assert study.arch_character({"a": "mb_k3_e3", "b": "zero", "c": "mb_k7_e6"}) == (2, 5.0, 4.5)
     assert study.arch_character({"a": "zero"}) == (0, 0.0, 0.0)
+
+
+def test_backbone_baseline_puts_k3e6_in_every_block_of_the_study_backbone(study):
+    space, arch = study.backbone_mobilenet_v2_arch(0.5)
+    assert space.to_dict()["layers"] == study.study_space().to_dict()["layers"]
+    assert {op.token for op in arch.choices.values()} == {"mb_k3_e6"}
+    names = study.baseline_nets((0.25, 0.26), (0.1, 0.5))
+    assert list(names) == ["mobilenet_v2_w0.25", "mbv2_k3e6_w0.1", "mbv2_k3e6_w0.5"]
