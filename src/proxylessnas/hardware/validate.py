@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from proxylessnas.figures import new_figure, save_figure
 from proxylessnas.hardware.cost import KeyCostModel, TableCostModel
 from proxylessnas.hardware.keys import arch_keys
 from proxylessnas.hardware.lut import LatencyStats, LatencyTable
-from proxylessnas.hardware.measure import Backend, measure_interleaved, prepare_runner
+from proxylessnas.hardware.measure import Backend, Runner, estimate_ms, measure_interleaved, prepare_runner
 from proxylessnas.nets.net import build_net
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.spec import SearchSpace
@@ -34,9 +35,14 @@ def sample_archs(space: SearchSpace, count: int, seed: int = 0) -> list[Arch]:
 
 
 def measure_networks(space: SearchSpace, archs: Sequence[Arch], backend: Backend, *, rounds: int = 20,
-                     per_round: int = 3, chunk_size: int = 16, seed: int = 0,
-                     progress: bool = False) -> list[LatencyStats]:
-    """End-to-end latency of each arch's standalone net on ``backend`` (batch from the backend)."""
+                     per_round: int | None = None, seconds_per_net: float = 0.6, chunk_size: int = 16,
+                     seed: int = 0, progress: bool = False) -> list[LatencyStats]:
+    """End-to-end latency of each arch's standalone net on ``backend`` (batch from the backend).
+
+    Each net is timed ``rounds * per_round`` times; by default ``per_round`` gives each net about
+    ``seconds_per_net`` of timing (from a quick estimate of the chunk's median latency), at least
+    3 per round: fast nets get more samples, so their medians are as stable as the slow ones'.
+    """
     shape = (backend.batch_size, space.stem.in_chs, space.resolution, space.resolution)
     results: list[LatencyStats] = []
     bar = None
@@ -48,13 +54,22 @@ def measure_networks(space: SearchSpace, archs: Sequence[Arch], backend: Backend
         chunk = archs[start:start + chunk_size]
         runners = [prepare_runner(build_net(space, arch), shape, backend, seed=start + i)
                    for i, arch in enumerate(chunk)]
-        results.extend(measure_interleaved(runners, warmup=5, rounds=rounds, per_round=per_round,
+        repeats = per_round or repeats_per_round(runners, rounds, seconds_per_net, backend.threads)
+        results.extend(measure_interleaved(runners, warmup=5, rounds=rounds, per_round=repeats,
                                            threads=backend.threads, seed=seed + start))
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
     return results
+
+
+def repeats_per_round(runners: Sequence[Runner], rounds: int, seconds_per_net: float, threads: int,
+                      minimum: int = 3, maximum: int = 50) -> int:
+    """Timings per round that give a net of the chunk's median latency ``seconds_per_net``."""
+    estimate = statistics.median(estimate_ms(r, threads, budget_s=0.02) for r in runners)
+    wanted = math.ceil(seconds_per_net * 1e3 / (max(estimate, 1e-3) * rounds))
+    return max(minimum, min(maximum, wanted))
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
