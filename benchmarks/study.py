@@ -37,26 +37,28 @@ STAGE_NAMES = ("supernet", "latency", "cifar", "gpu")
 
 
 def stage_command(stage: str, mode: str, out: Path) -> list[str] | None:
-    """The command line of one stage (None: the stage cannot run on this machine)."""
+    """The command line of one stage, paths relative to the repository root where it runs (None:
+    the stage cannot run on this machine)."""
     python = [sys.executable]
     quick = mode == "quick"
+    out = out.relative_to(BENCHMARKS.parent)
     if stage == "supernet":
         extra = ["--quick", "--threads", "1"] if quick else []
-        return python + [str(BENCHMARKS / "supernet_cost.py"), *extra,
+        return python + ["benchmarks/supernet_cost.py", *extra,
                          "--out", str(out / "supernet_cost.json")]
     if stage == "latency":
         extra = (["--samples", "30", "--fit", "60", "--noise-repeats", "3", "--rounds", "10",
                   "--seconds-per-key", "0.3"] if quick else [])
-        return python + [str(BENCHMARKS / "latency_accuracy.py"), "--out-dir", str(out), *extra]
+        return python + ["benchmarks/latency_accuracy.py", "--out-dir", str(out), *extra]
     if stage == "cifar":
-        return python + [str(BENCHMARKS / "study_cifar.py"), f"--{mode}"]
+        return python + ["benchmarks/study_cifar.py", f"--{mode}"]
     if stage == "gpu":
         import torch
 
         if not torch.cuda.is_available():
             return None
         extra = ["--steps", "5", "--batch-size", "32"] if quick else []
-        return python + [str(BENCHMARKS / "gpu_check.py"), *extra, "--out", str(out / "gpu_check.json")]
+        return python + ["benchmarks/gpu_check.py", *extra, "--out", str(out / "gpu_check.json")]
     raise ValueError(stage)
 
 
@@ -71,7 +73,7 @@ def save_stages(path: Path, stages: dict) -> None:
 
 
 def run_stage(stage: str, command: list[str]) -> dict:
-    print(f"== {stage}: {' '.join(Path(c).name if c.endswith('.py') else c for c in command)}", flush=True)
+    print(f"== {stage}: python {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
     code = subprocess.call(command, cwd=BENCHMARKS.parent)
     seconds = time.perf_counter() - start
