@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -104,8 +105,8 @@ QUICK = StudySettings(
 
 FULL = StudySettings(
     mode="full", search_limit_per_class=600, search_valid_size=1000, search_batch_size=64,
-    search_steps_per_epoch=50, search_warmup_epochs=2, search_epochs=6, search_calibration_nets=12,
-    target_positions=(0.5, 0.8), train_limit_per_class=1000, train_epochs=12, train_batch_size=128,
+    search_steps_per_epoch=30, search_warmup_epochs=2, search_epochs=4, search_calibration_nets=12,
+    target_positions=(0.5, 0.8), train_limit_per_class=600, train_epochs=6, train_batch_size=64,
     random_nets=5, random_pool=4000, random_prefilter=0.03, random_per_session=16, random_max_sessions=4,
     zoo_widths=(0.25, 0.3, 0.35, 0.4, 0.5),
     backbone_widths=(0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.375, 0.4, 0.45, 0.5, 0.6),
@@ -497,8 +498,10 @@ class Study:
                 "test_accuracy", "epochs")
         s = self.settings
         weight_steps = (s.search_warmup_epochs + s.search_epochs) * s.search_steps_per_epoch
+        uniform = sum(math.log(len(layer.candidates)) for layer in study_space().searched_layers)
         return {"job": asdict(job), "command": self.shown(arguments), "wall_seconds": round(wall, 1),
                 "resumed": resumed, "weight_steps": weight_steps,
+                "final_entropy": metrics[-1].get("entropy"), "uniform_entropy": uniform,
                 "arch_path": self.show_path(folder / "arch.json"),
                 "epoch_seconds": [row.get("seconds") for row in metrics],
                 **{key: summary.get(key) for key in keep}}
@@ -787,6 +790,8 @@ def collect_results(state: dict[str, Any], settings: StudySettings, search_data:
         for r in rows:
             r["rank"] = ranks.get(r["name"])
         item3[search] = {"target_ms": searches[search]["target_latency"], "rows": rows,
+                         "final_entropy": searches[search].get("final_entropy"),
+                         "uniform_entropy": searches[search].get("uniform_entropy"),
                          "searched_is_most_accurate": ranks.get(search) == 1 if ranks else None}
     noise = [trainings[name]["test_top1"] for name in trainings
              if name == "cpu-low" or name.startswith("cpu-low-seed")]
@@ -845,8 +850,9 @@ def plot_specialisation(results: dict[str, Any], path: Path) -> Path:
     from proxylessnas.viz import draw_architecture
 
     space = study_space()
-    figure = new_figure(11, 2.9 * len(SPECIALISED))
+    figure = new_figure(11, 3.6 * len(SPECIALISED))
     axes = figure.subplots(len(SPECIALISED), 1, squeeze=False)[:, 0]
+    figure.subplots_adjust(hspace=0.55)  # room for each row's legend below it
     for ax, name in zip(axes, SPECIALISED):
         search = results["searches"][name]
         arch = Arch.from_ops(space, [search["choices"][layer.label] for layer in space.searched_layers])
@@ -965,6 +971,12 @@ def _item3_verdict(item: dict[str, Any], spread: float | None) -> str:
     if spread is not None:
         text += (f" The seed-to-seed range of one net is {spread:.2f} points, so the gap is "
                  + ("larger than seed noise." if abs(margin) > spread else "within seed noise."))
+    if item.get("final_entropy") is not None:
+        text += (f" The search ended at entropy {item['final_entropy']:.2f} of the architecture distribution "
+                 f"(uniform: {item['uniform_entropy']:.2f})"
+                 + (": the probabilities barely left uniform, so the derived net owes more to the "
+                    "latency band than to learned accuracy preferences."
+                    if item["final_entropy"] > 0.9 * item["uniform_entropy"] else "."))
     if item["searched_is_most_accurate"]:
         text += " The claim (most accurate at equal latency) holds here."
     else:
@@ -1051,7 +1063,9 @@ def _item5_markdown(results: dict[str, Any]) -> list[str]:
                      + (" (resumed)" if search["resumed"] else ""),
                      f"{search['target_latency']:.3f}", f"{search['measured_latency']:.3f}",
                      "yes" if within else "no", f"{cross[name]['torch']['median']:.3f}",
-                     f"{100 * search['test_accuracy']:.2f}", _top1(trainings, name)])
+                     f"{100 * search['test_accuracy']:.2f}", _top1(trainings, name),
+                     "-" if search.get("final_entropy") is None
+                     else f"{search['final_entropy']:.2f} / {search['uniform_entropy']:.2f}"])
     times = {name: searches[name]["wall_seconds"] for name in STRATEGY_RUNS}
     accuracies = {name: trainings[name]["test_top1"] for name in STRATEGY_RUNS if name in trainings}
     best = max(accuracies, key=accuracies.get) if accuracies else None
@@ -1063,7 +1077,8 @@ def _item5_markdown(results: dict[str, Any]) -> list[str]:
             "search, final selection, BN recalibration, test, plots).", "",
             markdown_table(["strategy", "weight steps", "search wall time", "T (ms)",
                             "measured at the end of the search (ms)", "within +-5 %",
-                            "measured again (ms)", "inherited-weights top-1 %", "trained top-1 %"], rows), "",
+                            "measured again (ms)", "inherited-weights top-1 %", "trained top-1 %",
+                            "final entropy / uniform"], rows), "",
             f"Reading: fastest search: {labels[fastest]} ({duration(times[fastest])}); most accurate after "
             f"training: {labels[best] + f' ({accuracies[best]:.2f} %)' if best else '-'}. The paper "
             "presents the gradient method as the memory-efficient way to search; its authors later said "
