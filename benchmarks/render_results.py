@@ -162,7 +162,10 @@ def cifar_section() -> str:
     # image links in the fragment are relative to its folder; make them relative to docs/
     fragment = re.sub(r"\]\((?!\.\./|https?:|/)([^)]+)\)",
                       lambda m: f"]({link(path.parent / m.group(1))})", fragment)
-    return provenance(mode, "cifar") + "\n\n" + fragment.rstrip() + "\n\n"
+    heading, _, body = fragment.partition("\n")
+    if not heading.startswith("#"):
+        heading, body = "## 3-5. CIFAR-10 study", fragment
+    return f"{heading}\n\n{provenance(mode, 'cifar')}\n{body.rstrip()}\n\n"
 
 
 def imagenet_section() -> str:
