@@ -11,9 +11,19 @@
    every target and trained; a cross table and the diagrams side by side.
 5. Gradient (``full_v2``, ``two``) against REINFORCE at the same target and number of weight steps.
 
-    python benchmarks/study_cifar.py --quick     # plumbing check: tiny data, 1 epoch (~7 min here)
+    python benchmarks/study_cifar.py --quick     # plumbing check: tiny data, 1 epoch (5:45 here, --jobs 1)
     python benchmarks/study_cifar.py [--full]    # the published numbers (expected ~2.4 h, 2 cores)
-        [--work DIR] [--data cifar10:DIR] [--jobs 2]
+        [--work DIR] [--data cifar10:DIR] [--jobs 2] [--report-only]
+
+Sizing of ``--full`` (measured on the 2-core machine, one thread, load ~2.5 from other jobs):
+one search epoch of 50 weight steps at batch 64 took 45 s without and 110 s with architecture
+steps (one per weight step); a whole search of 2 + 6 such epochs took 12:12 (about 160 s of it
+calibration, final selection, test and plots). Full mode uses 30-step epochs, 2 + 4: about 7 min per
+measured-hardware search, ~40 min for all six. One training epoch on 600 images per class (6,000
+train + 6,000 test, batch 64) took 81 s for a searched net (2.3 ms) and 128 s for a random net of
+the space; on 1,000 per class at batch 128: 124 s, 106 s (mbv2_k3e6_w0.35), 192 s (random), 99 s
+(mobilenet_v2_w0.25). Twenty trainings of 5 epochs, two at a time: ~95 min. With the ONNX Runtime
+table (~4 min if not cached), matching (~2 min) and 36 ``latency measure`` calls (~3 min): ~2.4 h.
 
 Study space: ``proxyless-cifar`` with ``space.width_mult=0.5 space.depths=[2,2,2,2,2,1]``;
 latency: torch eager, CPU, batch 1, one thread. Every search, training and cross measurement is a
@@ -106,7 +116,7 @@ QUICK = StudySettings(
 FULL = StudySettings(
     mode="full", search_limit_per_class=600, search_valid_size=1000, search_batch_size=64,
     search_steps_per_epoch=30, search_warmup_epochs=2, search_epochs=4, search_calibration_nets=12,
-    target_positions=(0.5, 0.8), train_limit_per_class=600, train_epochs=6, train_batch_size=64,
+    target_positions=(0.5, 0.8), train_limit_per_class=600, train_epochs=5, train_batch_size=64,
     random_nets=5, random_pool=4000, random_prefilter=0.03, random_per_session=16, random_max_sessions=4,
     zoo_widths=(0.25, 0.3, 0.35, 0.4, 0.5),
     backbone_widths=(0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.375, 0.4, 0.45, 0.5, 0.6),
@@ -379,7 +389,9 @@ class Study:
 
     def shown(self, arguments: Sequence[str]) -> str:
         """The command as a user types it (environment prefix, ``proxyless`` console script)."""
-        prefix = " ".join(f"{key}={shlex.quote(value)}" for key, value in self.environment.items())
+        shown = {key: self.show_path(Path(value)) if key == "PROXYLESS_CACHE" else value
+                 for key, value in self.environment.items()}
+        prefix = " ".join(f"{key}={shlex.quote(value)}" for key, value in shown.items())
         return f"{prefix} proxyless {shlex.join(arguments)}"
 
     def proxyless(self, unit: str, arguments: Sequence[str]) -> None:
@@ -903,8 +915,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"- **Training budget** (identical for every net): {s['train_epochs']} epoch(s), batch "
         f"{s['train_batch_size']}, the CIFAR recipe (SGD Nesterov, lr 0.1, 1 warm-up epoch then cosine, "
         "label smoothing 0.1, weight decay 5e-4), from scratch, seed 0; the number reported is the "
-        "**last epoch's** test top-1. One torch thread per process, "
-        f"{results['parallel_trainings']} trainings at a time.",
+        "**last epoch's** test top-1. One torch thread per process; trainings run "
+        f"{results['parallel_trainings']} at a time.",
         f"- **Searches**: space `proxyless-cifar` at width 0.5, depths (2, 2, 2, 2, 2, 1) (11 searched "
         f"blocks); {s['search_warmup_epochs']} warm-up + {s['search_epochs']} search epoch(s) of "
         f"{s['search_steps_per_epoch']} weight steps (batch {s['search_batch_size']}; {weight_steps} "
