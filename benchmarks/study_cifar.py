@@ -108,7 +108,7 @@ QUICK = StudySettings(
     mode="quick", search_limit_per_class=40, search_valid_size=100, search_batch_size=32,
     search_steps_per_epoch=6, search_warmup_epochs=1, search_epochs=1, search_calibration_nets=4,
     target_positions=(0.5, 0.8), train_limit_per_class=40, train_epochs=1, train_batch_size=32,
-    random_nets=2, random_pool=400, random_prefilter=0.03, random_per_session=8, random_max_sessions=3,
+    random_nets=2, random_pool=2000, random_prefilter=0.03, random_per_session=8, random_max_sessions=3,
     zoo_widths=(0.25,), backbone_widths=(0.2, 0.35, 0.5), session_rounds=6, session_per_round=3,
     cross_passes=1, cross_rounds=5,
     table_seconds_per_key=0.1, search_plots=False)
@@ -169,6 +169,49 @@ def accept_matched(candidates: Sequence[tuple[str, float]], reference: float, to
     Order, not closeness, decides: the matched nets stay a random sample of the latency band."""
     inside = [name for name, latency in candidates if abs(relative_gap(latency, reference)) <= tolerance]
     return inside[:count]
+
+
+def tilted_mean(fixed: float, layer_costs: Sequence[Sequence[float]], beta: float) -> float:
+    """Expected cost ``fixed + sum_l sum_j q_lj c_lj`` under ``q_l = softmax(-beta c_l)``."""
+    total = fixed
+    for costs in layer_costs:
+        low = min(costs)
+        weights = [math.exp(-beta * (c - low)) for c in costs]
+        total += sum(w * c for w, c in zip(weights, costs)) / sum(weights)
+    return total
+
+
+def tilt_for_mean(fixed: float, layer_costs: Sequence[Sequence[float]], target: float,
+                  iterations: int = 200) -> float:
+    """The beta whose tilted distribution has expected cost ``target`` (bisection; the mean falls
+    as beta grows). A target beyond the reachable range gives the extreme beta (+-1e3 / cost scale)."""
+    scale = max(max(c) - min(c) for c in layer_costs) or 1.0
+    low, high = -1e3 / scale, 1e3 / scale
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        if tilted_mean(fixed, layer_costs, middle) > target:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def sample_tilted(layer_costs: Sequence[Sequence[float]], beta: float, count: int,
+                  seed: int) -> list[list[int]]:
+    """``count`` architectures (candidate index per layer) drawn from ``q_l(j) ~ exp(-beta c_lj)``.
+
+    ``q(arch) ~ exp(-beta * cost(arch))``: every architecture of the same total cost is equally
+    likely, so those kept in a narrow cost window are a uniform sample of the space's architectures
+    of that cost, also far from the space's typical cost where uniform sampling (beta = 0) finds
+    almost none."""
+    import random
+
+    rng = random.Random(seed)
+    layers = []
+    for costs in layer_costs:
+        low = min(costs)
+        layers.append([math.exp(-beta * (c - low)) for c in costs])
+    return [[rng.choices(range(len(w)), weights=w)[0] for w in layers] for _ in range(count)]
 
 
 def ops_differ(first: dict[str, str], second: dict[str, str]) -> int:
@@ -538,18 +581,22 @@ class Study:
     def match(self, search_name: str, seed: int) -> dict[str, Any]:
         from proxylessnas import Arch
         from proxylessnas.hardware.targets import get_cost_model
-        from proxylessnas.hardware.validate import sample_archs
         from proxylessnas.space.arch import write_json_atomic
 
         s = self.settings
         space = study_space()
         searched = Arch.load(self.search_dir(search_name) / "arch.json", space)
         baselines = baseline_nets(s.zoo_widths, s.backbone_widths)
-        # pre-filter random archs with the table cost model, relative to the searched net
+        # random archs of the searched net's predicted cost: tilted sampling, then a +-prefilter window
         cost = get_cost_model("cpu", space, progress=False)
         reference = cost.arch_cost(space, searched)
+        fixed, vectors = cost.candidate_costs(space)
+        layer_costs = [[float(c) for c in vector] for vector in vectors]
+        beta = tilt_for_mean(fixed, layer_costs, reference)
         pool, seen = [], {json.dumps(searched.to_dict()["choices"], sort_keys=True)}
-        for index, arch in enumerate(sample_archs(space, s.random_pool, seed=seed)):
+        for index, choice in enumerate(sample_tilted(layer_costs, beta, s.random_pool, seed)):
+            ops = [layer.candidates[i] for layer, i in zip(space.searched_layers, choice)]
+            arch = Arch.from_ops(space, ops)
             key = json.dumps(arch.to_dict()["choices"], sort_keys=True)
             if key in seen:
                 continue
@@ -591,7 +638,8 @@ class Study:
             nets[name] = {"latency_ms": confirmation[name]["median"], "p10": confirmation[name]["p10"],
                           "p90": confirmation[name]["p90"], "macs_m": macs, "params_m": params,
                           "choices": {k: v.token for k, v in arch.choices.items()}}
-        return {"searched_table_cost": reference, "pool_size": len(pool), "candidates_timed": cursor,
+        return {"searched_table_cost": reference, "tilt_beta": beta, "pool_size": len(pool),
+                "candidates_timed": cursor,
                 "sessions": sessions, "baseline_latency": baseline_latency,
                 "searched_latency_first_session": first["searched"]["median"],
                 "mobilenet_v2": mbv2_name, "random": random_names,
@@ -943,16 +991,22 @@ def _item3_markdown(results: dict[str, Any]) -> list[str]:
              "2-3-4-3-3-1), and `mbv2_k3e6_w<w>`, MobileNetV2's block (k3 e6) in all 11 searched blocks "
              "of the study backbone (stages of 2-2-2-2-2-1; the study space itself is width 0.5), "
              f"and against {results['settings']['random_nets']} random architectures of the study space "
-             "measured within +-5 % of it. Latencies: medians from one interleaved session of the nets "
-             "of a table (a confirmation session after the matching one).", ""]
+             "measured within +-5 % of it. The random ones are drawn with per-layer probabilities "
+             "q(op) ~ exp(-beta * table cost of op), beta solved so that the expected table cost is the "
+             "searched net's (every architecture of one total cost is then equally likely; beta = 0 is "
+             "uniform sampling, which finds almost none far from the space's typical cost), kept within "
+             f"+-{results['settings']['random_prefilter']:.0%} of its table cost, timed with it in "
+             "random order; the first ones within +-5 % are trained. Latencies: medians from one "
+             "interleaved session of the nets of a table (a confirmation session after the matching one).",
+             ""]
     spread = results["seed_spread"]["range"]
     for search, item in results["item3"].items():
         match = results["matching"][search]
         lines += [f"**Target {item['target_ms']:.3g} ms** (`{search}`): MobileNetV2 nets timed with the "
                   f"searched one ({match['searched_latency_first_session']:.2f} ms there): "
                   + ", ".join(f"{name} {latency:.2f}" for name, latency in match["baseline_latency"].items())
-                  + f" ms; {match['candidates_timed']} random candidates timed (of {match['pool_size']} "
-                  f"pre-filtered by the table to +-{results['settings']['random_prefilter']:.0%}).", ""]
+                  + f" ms; {match['candidates_timed']} random candidates timed (of {match['pool_size']} in "
+                  f"the table window; beta {match.get('tilt_beta', 0.0):.2f} per ms).", ""]
         rows = sorted(item["rows"], key=lambda r: -(r["test_top1"] or -1))
         table = [[f"**{r['name']}**" if r["kind"] == "searched" else r["name"], r["kind"],
                   f"{r['latency_ms']:.3f} ({r['p10']:.2f}-{r['p90']:.2f})", f"{100 * r['gap']:+.1f} %",

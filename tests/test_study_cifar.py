@@ -196,3 +196,48 @@ def test_backbone_baseline_puts_k3e6_in_every_block_of_the_study_backbone(study)
     assert {op.token for op in arch.choices.values()} == {"mb_k3_e6"}
     names = study.baseline_nets((0.25, 0.26), (0.1, 0.5))
     assert list(names) == ["mobilenet_v2_w0.25", "mbv2_k3e6_w0.1", "mbv2_k3e6_w0.5"]
+
+
+def tiny_costs():
+    from proxylessnas import get_space
+    from proxylessnas.hardware.cost import FlopsCostModel
+
+    space = get_space("tiny")
+    model = FlopsCostModel("macs")
+    fixed, vectors = model.candidate_costs(space)
+    return space, model, fixed, [[float(c) for c in v] for v in vectors]
+
+
+def test_tilted_mean_matches_brute_force_enumeration(study):
+    import itertools
+    import math
+
+    from proxylessnas import Arch
+
+    space, model, fixed, layer_costs = tiny_costs()
+    layers = space.searched_layers
+    for beta in (0.0, 3.0, -2.0):
+        total = weight_sum = 0.0
+        for choice in itertools.product(*[range(len(layer.candidates)) for layer in layers]):
+            arch = Arch.from_ops(space, [layer.candidates[i] for layer, i in zip(layers, choice)])
+            cost = model.arch_cost(space, arch)
+            weight = math.exp(-beta * cost)
+            total, weight_sum = total + weight * cost, weight_sum + weight
+        assert study.tilted_mean(fixed, layer_costs, beta) == pytest.approx(total / weight_sum, rel=1e-9)
+
+
+def test_tilt_for_mean_hits_the_target_and_sampling_follows_it(study):
+    space, model, fixed, layer_costs = tiny_costs()
+    low = fixed + sum(min(c) for c in layer_costs)
+    high = fixed + sum(max(c) for c in layer_costs)
+    target = low + 0.2 * (high - low)  # far below the uniform mean
+    beta = study.tilt_for_mean(fixed, layer_costs, target)
+    assert beta > 0
+    assert study.tilted_mean(fixed, layer_costs, beta) == pytest.approx(target, rel=1e-9)
+    samples = study.sample_tilted(layer_costs, beta, 20000, seed=0)
+    costs = [fixed + sum(layer_costs[l][j] for l, j in enumerate(choice)) for choice in samples]
+    mean = sum(costs) / len(costs)
+    spread = (sum((c - mean) ** 2 for c in costs) / len(costs)) ** 0.5
+    assert abs(mean - target) < 4 * spread / len(costs) ** 0.5
+    again = study.sample_tilted(layer_costs, beta, 50, seed=3)
+    assert study.sample_tilted(layer_costs, beta, 50, seed=3) == again
