@@ -712,8 +712,14 @@ class Study:
             futures = [pool.submit(self.unit, f"train/{name}",
                                    lambda n=name, a=arch, s=seed: self.train(n, a, s))
                        for name, (arch, seed) in runs.items()]
-            for future in futures:
-                future.result()
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                self.stopping = True  # queued trainings are not started; a running one finishes
+                for future in futures:
+                    future.cancel()
+                raise
         return self.report()
 
     # --- report
@@ -853,8 +859,8 @@ def collect_results(state: dict[str, Any], settings: StudySettings, search_data:
                          "final_entropy": searches[search].get("final_entropy"),
                          "uniform_entropy": searches[search].get("uniform_entropy"),
                          "searched_is_most_accurate": ranks.get(search) == 1 if ranks else None}
-    noise = [trainings[name]["test_top1"] for name in trainings
-             if name == "cpu-low" or name.startswith("cpu-low-seed")]
+    seed_runs = ["cpu-low", *(f"cpu-low-seed{seed}" for seed in settings.noise_seeds)]
+    noise = [trainings[name]["test_top1"] for name in seed_runs if name in trainings]
     return {
         "study": "CIFAR-10 study (issue 8, items 3-5)", "mode": settings.mode,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
