@@ -230,3 +230,18 @@ def test_reinforce_estimator_is_unbiased_by_enumeration_in_float64():
     estimated = torch.autograd.grad((weights * log_probs).sum(), supernet.arch_parameters())
     for e, g in zip(exact, estimated):
         assert torch.allclose(e, g, atol=1e-12)
+
+
+def test_explicit_target_is_checked_after_calibration_not_against_raw_table_units():
+    """A T in measured ms above the table's range is fine when the calibration maps it inside."""
+    space = get_space("tiny")
+    table_range = LatencyObjective(space, FlopsCostModel(), mode="band", target=None)
+    above = table_range.most_expensive * 1.5  # out of range in table units
+    with pytest.raises(ProxylessError, match="above the most expensive"):
+        LatencyObjective(space, FlopsCostModel(), mode="band", target=above)
+    deferred = LatencyObjective(space, FlopsCostModel(), mode="band", target=above, check_now=False)
+    deferred.calibrate(2.0, 0.0)  # measured = 2 x table: T / 2 is inside the range
+    assert deferred.target == pytest.approx(above / 2) and deferred.requested_target == above
+    impossible = LatencyObjective(space, FlopsCostModel(), mode="band", target=above * 10, check_now=False)
+    with pytest.raises(ProxylessError, match="above the most expensive"):
+        impossible.calibrate(2.0, 0.0)

@@ -130,14 +130,21 @@ def make_cost_model(config: SearchConfig, space: SearchSpace, progress: bool):
                           progress=progress)
 
 
+def will_calibrate(config: SearchConfig) -> bool:
+    """Whether the run times whole nets to map table sums to measured latency (``latency.calibrate``)."""
+    return bool(config.latency.calibrate and config.latency.mode != "penalty"
+                and config.hardware.target in MEASURED_HARDWARE)
+
+
 def make_objective(config: SearchConfig, space: SearchSpace, cost_model) -> LatencyObjective:
-    """The latency objective; refuses an impossible target before any training."""
+    """The latency objective; refuses an impossible target before any training (with calibration,
+    an explicit target in ms is checked once the calibration has put it into table units)."""
     latency = config.latency
     return LatencyObjective(space, cost_model, mode=latency.mode, target=latency.target,
                             target_position=latency.target_position, loss_name=latency.loss,
                             loss_params=latency.loss_params, tolerance=latency.tolerance,
                             step_size=latency.step_size, initial_weight=latency.initial_weight,
-                            max_weight=latency.max_weight)
+                            max_weight=latency.max_weight, check_now=not will_calibrate(config))
 
 
 def weight_optimizer(supernet: SuperNet, config: SearchConfig) -> torch.optim.SGD:
@@ -406,9 +413,7 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
     valid_stream = valid_batches.cycle()
     bar = Progress(total_epochs * steps_per_epoch, epoch * steps_per_epoch + start_step, progress_enabled,
                    visible=context.is_main)
-    calibrating = (config.latency.calibrate and config.latency.mode != "penalty"
-                   and config.hardware.target in MEASURED_HARDWARE)
-    if calibrating and not resume:
+    if will_calibrate(config) and not resume:
         # resumed runs restore it from the checkpoint; rank 0 measures alone (no contention), the
         # other ranks take its fit
         context.on_main(calibrate_objective, objective, space, config, bar)

@@ -73,7 +73,11 @@ class LatencyObjective:
     def __init__(self, space: SearchSpace, cost_model: Any, *, mode: str, target: float | None,
                  target_position: float = 0.5, loss_name: str = "mul_log",
                  loss_params: dict[str, float] | None = None, tolerance: float = 0.05,
-                 step_size: float = 0.1, initial_weight: float = 0.1, max_weight: float = 100.0) -> None:
+                 step_size: float = 0.1, initial_weight: float = 0.1, max_weight: float = 100.0,
+                 check_now: bool = True) -> None:
+        """``check_now=False`` defers the feasibility check of an explicit target to
+        :meth:`calibrate` (a target in measured ms is only comparable with the space's range
+        after calibration)."""
         self.space = space
         self.cost_model = cost_model
         self.unit = getattr(cost_model, "unit", "")
@@ -103,7 +107,8 @@ class LatencyObjective:
             latency_loss(loss_name, torch.tensor(1.0, dtype=torch.float64), probe, self.target,
                          **self.loss_params)
         else:
-            check_target(target_config, self.fixed, self.candidate_costs, self.unit)
+            if check_now or self.target_from_position:
+                check_target(target_config, self.fixed, self.candidate_costs, self.unit)
             self.controller = LatencyController(target_config)
 
     def calibrate(self, slope: float, intercept: float) -> None:
