@@ -229,7 +229,7 @@ def test_cache_dir_from_environment(tmp_path, monkeypatch):
     _write_idx_folder(tmp_path / "idx", gz=False)
     monkeypatch.setenv("PROXYLESS_CACHE", str(tmp_path / "env-cache"))
     load_dataset(f"mnist:{tmp_path / 'idx'}")
-    assert len(list((tmp_path / "env-cache").glob("mnist-*.pt"))) == 1
+    assert len(list((tmp_path / "env-cache" / "datasets").glob("mnist-*.pt"))) == 1
 
 
 def test_demo_is_bundled_and_balanced():

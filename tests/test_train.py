@@ -260,6 +260,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "neither a zoo name" in capsys.readouterr().err
     assert main(["train", "mobilenet_v2", "learning_rate=1", "--dataset", SPEC]) == 2
     assert "unknown recipe key" in capsys.readouterr().err
+    assert main(["train", "mobilenet_v2", "--threads", "0", "--dataset", SPEC]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_train_threads_sets_torch_threads(tmp_path):
+    tiny_arch().save(tmp_path / "arch.json")
+    before = torch.get_num_threads()
+    try:
+        args = ["train", str(tmp_path / "arch.json"), "--dataset", SPEC, "--epochs", "1", "--max-steps", "1",
+                "--batch-size", "16", "eval_batch_size=32"]
+        assert main(args + ["--threads", "1", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_init_from_supernet_checkpoint_and_cli(tmp_path):

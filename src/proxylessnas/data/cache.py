@@ -16,12 +16,12 @@ CACHE_VERSION = 1  # bump when the decoded layout changes, so old files are not 
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$PROXYLESS_CACHE``, else ``~/.cache/proxylessnas/datasets``."""
+    """``cache_dir``, else ``$PROXYLESS_CACHE/datasets``, else ``~/.cache/proxylessnas/datasets``
+    (the same layout as the latency tables' ``.../latency``)."""
     if cache_dir is not None:
         return Path(cache_dir)
-    if os.environ.get("PROXYLESS_CACHE"):
-        return Path(os.environ["PROXYLESS_CACHE"])
-    return Path.home() / ".cache" / "proxylessnas" / "datasets"
+    base = os.environ.get("PROXYLESS_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "proxylessnas") / "datasets"
 
 
 def cache_key(name: str, description: object) -> str:

@@ -57,6 +57,7 @@ from proxylessnas.search.strategies import (
     make_strategy,
 )
 from proxylessnas.space import Arch, SearchSpace, get_space
+from proxylessnas.space.arch import write_json_atomic
 from proxylessnas.supernet import SuperNet, batch_statistics_only
 from proxylessnas.train.bn_recalibration import recalibrate_bn
 from proxylessnas.train.checkpoint import (
@@ -515,7 +516,7 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
         summary["notes"] = notes
         summary["files"] = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
                                   if p.is_file() and not p.name.startswith("."))
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json_atomic(run_dir / "summary.json", summary)
         return summary
 
     # rank 0 derives, tests and measures alone (no other rank competes for the CPU); all get the summary

@@ -47,6 +47,8 @@ def register(subparsers) -> None:
                        help="batches for BN recalibration with --init-from (default 50)")
     train.add_argument("--max-steps", type=int, help="stop after N optimiser steps (resume later)")
     train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    train.add_argument("--threads", type=int, metavar="N",
+                       help="torch CPU threads for this process (default: torch's own choice)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_launch_arguments(train)
     train.add_argument("--sync-bn", action="store_true",
@@ -93,6 +95,11 @@ def run_train(args) -> int:
         return launched
     report = launched_rank() == 0  # under torchrun only rank 0 prints
     device = resolve_device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ProxylessError(f"--threads must be at least 1, not {args.threads}", "--threads",
+                                 "give --threads N with N >= 1")
+        torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset)
     recipe = default_recipe(dataset.resolution)
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
