@@ -99,3 +99,17 @@ def test_validate_and_measure_on_a_tiny_table(tmp_path, capsys):
     Arch.from_ops(space, [l.candidates[0] for l in space.searched_layers]).save(arch)
     code, out, _ = run(["latency", "measure", str(arch), "--rounds", "2", "--repeats", "2"], capsys)
     assert code == 0 and "median" in out
+
+
+def test_build_takes_space_overrides_anywhere(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    argv = ["latency", "build", "--space", "tiny", "head_width=24", "--out", str(out),
+            "--seconds-per-key", "0.002", "--no-progress", "depths=[1,1]"]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    table = LatencyTable.load(out)
+    assert table.target.space_overrides == {"head_width": 24, "depths": [1, 1]}
+    table.check_target(get_space("tiny", head_width=24, depths=[1, 1]))
+    bad = ["latency", "build", "--space", "tiny", "width=0.5", "--out", str(tmp_path / "u.json")]
+    code, _, err = run(bad, capsys)
+    assert code == 2 and "unknown override" in err and err.count("\n") == 1

@@ -28,6 +28,8 @@ def _space_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--space", default=None if required else "proxyless-cifar", required=required,
                    help="search space name (default: %(default)s)")
     p.add_argument("--resolution", type=int, default=None, help="input resolution (default: the space's)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="space overrides, e.g. width_mult=0.5 'depths=[2,2,2,2,2,1]'")
 
 
 def _backend_args(p: argparse.ArgumentParser, hardware: bool = False) -> None:
@@ -103,8 +105,28 @@ def register(subparsers) -> None:
 def _space(args: argparse.Namespace):
     from proxylessnas.space import get_space
 
-    overrides = {"resolution": args.resolution} if args.resolution else {}
+    overrides = space_overrides(args.overrides or [])
+    if args.resolution:
+        overrides["resolution"] = args.resolution
     return get_space(args.space, **overrides)
+
+
+def space_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` strings to space overrides; values are read as YAML (numbers, lists)."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ProxylessError(f"'{item}' is not key=value", "space overrides",
+                                 "write overrides as key=value, e.g. width_mult=0.5")
+        try:
+            overrides[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ProxylessError(f"cannot read the value of '{item}'", "space overrides",
+                                 "quote lists, e.g. 'depths=[2,2,2,2,2,1]'") from None
+    return overrides
 
 
 def _write_json(path: str, data: Any) -> None:
