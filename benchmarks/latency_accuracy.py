@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -54,23 +55,25 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
     build_s = time.perf_counter() - start
     start = time.perf_counter()
     report, rows = fit_and_validate(space, table, backend, args.fit, args.samples, seed=0, fit_seed=1000,
-                                    rounds=args.rounds)
+                                    rounds=args.rounds, seconds_per_net=args.seconds_per_net)
     table.save(table_path)
     fit_validate_s = time.perf_counter() - start
     # noise 1: a second pass over the same test networks, scored against the first
     second = measure_networks(space, sample_archs(space, args.samples, 0), backend, seed=77,
-                              rounds=args.rounds)
+                              rounds=args.rounds, seconds_per_net=args.seconds_per_net)
     repeat = accuracy_metrics([s.median for s in second], [r["measured"] for r in rows])
     # noise 2: one network, separate sessions
     arch = sample_archs(space, 1, 12345)
-    sessions = [measure_networks(space, arch, backend, seed=i, rounds=args.rounds)[0].median
+    sessions = [measure_networks(space, arch, backend, seed=i, rounds=args.rounds,
+                                 seconds_per_net=args.seconds_per_net)[0].median
                 for i in range(args.noise_repeats)]
     spread = statistics.pstdev(sessions) / statistics.mean(sessions)
     plot_scatter(rows, ["lut", "predictor"], args.out_dir / f"latency_scatter_{name}.png",
                  f"{space.name}, {backend.label}, n={args.samples} held-out archs")
     return {"backend": backend.label, "clock": backend.resolved_clock, "keys": len(table.entries),
             "build_seconds": build_s, "fit_and_validate_seconds": fit_validate_s,
-            "fit_n": args.fit, "rounds": args.rounds, "predictor_fit": table.predictor["fit"], **report,
+            "fit_n": args.fit, "rounds": args.rounds, "seconds_per_net": args.seconds_per_net,
+            "load_average_at_end": os.getloadavg(), "predictor_fit": table.predictor["fit"], **report,
             "noise": {"second_pass_vs_first": repeat,
                       "same_net_sessions_ms": sessions, "same_net_cv": spread},
             "measured_ms": {"min": min(r["measured"] for r in rows), "max": max(r["measured"] for r in rows),
@@ -86,6 +89,7 @@ def main() -> None:
     parser.add_argument("--fit", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=20,
                         help="interleaved rounds per network (3 timings each)")
+    parser.add_argument("--seconds-per-net", type=float, default=0.6, help="timing budget per network")
     parser.add_argument("--noise-repeats", type=int, default=10)
     parser.add_argument("--seconds-per-key", type=float, default=1.0)
     parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])

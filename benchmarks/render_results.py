@@ -139,11 +139,16 @@ def latency_section() -> str:
     text += table(["backend", "model", "test nets", "MAPE", "within +-5 %", "within +-10 %",
                    "Kendall tau", "target"], body) + "\n"
     for name, r in data["backends"].items():
+        budget = (f"about {r['seconds_per_net']} s of timing per net" if "seconds_per_net" in r
+                  else "3 timings per round")
         text += (f"- `{name}`: {r['keys']} table keys; predictor fitted on {r['fit_n']} nets "
-                 f"({r.get('rounds', 10)} interleaved rounds of 3 timings per net); measured latencies "
+                 f"({r.get('rounds', 10)} interleaved rounds, {budget}); measured latencies "
                  f"{r['measured_ms']['min']:.2f}-{r['measured_ms']['max']:.2f} ms; one net timed in "
                  f"{len(r['noise']['same_net_sessions_ms'])} sessions varies by "
-                 f"{r['noise']['same_net_cv']:.1%} (coefficient of variation); run {r['date']}.\n")
+                 f"{r['noise']['same_net_cv']:.1%} (coefficient of variation); run {r['date']}"
+                 + (f", load average {r['load_average_at_end'][0]:.1f} at the end"
+                    if "load_average_at_end" in r else "")
+                 + (f" ({r['note']})" if r.get("note") else "") + ".\n")
     text += "\n"
     for name in data["backends"]:
         plot = path.parent / f"latency_scatter_{name}.png"

@@ -48,7 +48,7 @@ def stage_command(stage: str, mode: str, out: Path) -> list[str] | None:
                          "--out", str(out / "supernet_cost.json")]
     if stage == "latency":
         extra = (["--samples", "30", "--fit", "60", "--noise-repeats", "3", "--rounds", "10",
-                  "--seconds-per-key", "0.3"] if quick else [])
+                  "--seconds-per-key", "0.3", "--seconds-per-net", "0.2"] if quick else [])
         return python + ["benchmarks/latency_accuracy.py", "--out-dir", str(out), *extra]
     if stage == "cifar":
         return python + ["benchmarks/study_cifar.py", f"--{mode}"]
