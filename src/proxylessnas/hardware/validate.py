@@ -129,16 +129,6 @@ def store_predictor(space: SearchSpace, table: LatencyTable, archs: Sequence[Arc
                                                       "backend": backend.label}}
 
 
-def fit_table_predictor(space: SearchSpace, table: LatencyTable, backend: Backend, samples: int, *,
-                        seed: int = 1000, progress: bool = False, **measure: Any) -> list[float]:
-    """Measure ``samples`` random archs and store a fitted predictor in ``table.predictor``."""
-    archs = sample_archs(space, samples, seed)
-    stats = measure_networks(space, archs, backend, seed=seed, progress=progress, **measure)
-    measured = [s.median for s in stats]
-    store_predictor(space, table, archs, measured, seed=seed, backend=backend)
-    return measured
-
-
 def validate_models(space: SearchSpace, models: dict[str, KeyCostModel], backend: Backend,
                     samples: int, *, seed: int = 0, progress: bool = False,
                     **measure: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
