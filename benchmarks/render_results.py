@@ -105,8 +105,9 @@ def sweep_reading(sweep: list[dict]) -> str:
         return ""
     n_low, n_high = min(r["n_candidates"] for r in sweep), max(r["n_candidates"] for r in sweep)
     return (f"Peak memory from N={n_low} to N={n_high} candidates per layer: " + ", ".join(parts)
-            + ". Binarised paths keep one path's activations, so their memory stays flat in N; "
-              "the weighted sum (DARTS) keeps all N.\n\n")
+            + ". Binarised paths keep the activations of one path (two in mode `two`) plus small "
+              "per-candidate gate tensors, so their memory grows little with N; the weighted sum "
+              "(DARTS) keeps all N paths' activations.\n\n")
 
 
 def latency_section() -> str:
