@@ -41,7 +41,8 @@ def provenance(mode: str, stage: str) -> str:
     stages = json.loads(stages_path.read_text()) if stages_path.is_file() else {}
     record = stages.get(stage, {})
     when = f", finished {record['finished']} in {record['seconds'] / 60:.0f} min" if record else ""
-    note = " (QUICK MODE: toy sizes, for checking the pipeline, not results)" if mode == "quick" else ""
+    note = (f" (QUICK MODE: toy sizes, for checking the pipeline, not results; the full numbers are not "
+            f"produced yet: `python benchmarks/study.py --stages {stage}`)" if mode == "quick" else "")
     return f"*Source: `benchmarks/results/study/{mode}/`{when}{note}.*"
 
 
