@@ -56,14 +56,22 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def supernet_section() -> str:
-    text = "## 1. Supernet memory and speed against the child network and DARTS\n\n"
-    found = find("supernet_cost.json")
+def open_section(title: str, result: str, stage: str, command: str) -> tuple[str, Path | None, dict]:
+    """A section's heading and source line with its result file read, or the heading and the
+    command that produces it (then path is None)."""
+    text = f"## {title}\n\n"
+    found = find(result)
     if found is None:
-        return text + missing("python benchmarks/supernet_cost.py")
+        return text + missing(command), None, {}
     path, mode = found
-    data = json.loads(path.read_text())
-    text += provenance(mode, "supernet") + "\n\n"
+    return text + provenance(mode, stage) + "\n\n", path, json.loads(path.read_text())
+
+
+def supernet_section() -> str:
+    text, path, data = open_section("1. Supernet memory and speed against the child network and DARTS",
+                                    "supernet_cost.json", "supernet", "python benchmarks/supernet_cost.py")
+    if path is None:
+        return text
     machine = data.get("machine", {})
     text += (f"Paper space (`proxyless-imagenet`, 1000 classes), CPU, {machine.get('threads', '?')} "
              f"thread(s), torch {machine.get('torch', '?')}. "
@@ -112,13 +120,10 @@ def sweep_reading(sweep: list[dict]) -> str:
 
 
 def latency_section() -> str:
-    text = "## 2. Latency prediction accuracy on this CPU\n\n"
-    found = find("latency_accuracy.json")
-    if found is None:
-        return text + missing("python benchmarks/latency_accuracy.py")
-    path, mode = found
-    data = json.loads(path.read_text())
-    text += provenance(mode, "latency") + "\n\n"
+    text, path, data = open_section("2. Latency prediction accuracy on this CPU", "latency_accuracy.json",
+                                    "latency", "python benchmarks/latency_accuracy.py")
+    if path is None:
+        return text
     text += (f"Space `{data['space']}` (32x32), batch {data['batch_size']}, {data['threads']} thread, "
              f"{data['device']}. Per backend: a fresh per-block table, the predictor fitted on random "
              "architectures, then scored on other random architectures (another seed) measured end to "
