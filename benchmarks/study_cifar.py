@@ -1143,11 +1143,9 @@ def _item5_markdown(results: dict[str, Any]) -> list[str]:
     best = max(accuracies, key=accuracies.get) if accuracies else None
     fastest = min(times, key=times.get)
     return ["### Gradient against REINFORCE (item 5)", "",
-            "Same target position (each search's own calibration turns it into T in ms, so T differs "
-            "by the calibration noise; passing the first search's T with `--target-latency` is no "
-            "way out: the search checks an explicit T against the uncalibrated table range and can "
-            "refuse it), data, space and number of weight steps; "
-            "gradient runs take one architecture "
+            "Same target position, run as a user would run each strategy (each search's own "
+            "calibration turns the position into T in ms, so T differs by the calibration noise), "
+            "data, space and number of weight steps; gradient runs take one architecture "
             "step per weight step, REINFORCE one per 5 (each scoring 8 sampled architectures). Search "
             "wall time from the study's clock (the whole `proxyless search` process: data, calibration, "
             "search, final selection, BN recalibration, test, plots).", "",

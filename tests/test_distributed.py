@@ -136,7 +136,7 @@ def test_two_ranks_hold_identical_alphas_and_export_the_same_arch(full_run):
     assert max(moved) > 1e-3
     # ... and rank 0 alone wrote the files: one metrics row per epoch, not one per rank
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
     assert json.loads((out / "arch.json").read_text())["choices"] == rank0["arch"]
 
 
@@ -164,7 +164,7 @@ def test_resume_under_ddp_same_and_other_world_size(full_run, tmp_path):
     assert result.finished
     assert load_checkpoint(other / "checkpoint.pt")["world_size"] == 1
     rows = [json.loads(line) for line in (other / "metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
 
 
 def test_a_crashed_rank_ends_the_job_with_a_clear_message(tmp_path):

@@ -108,7 +108,36 @@ def test_resume_after_stop_equals_uninterrupted_run(tmp_path, dataset, mode):
     assert [{k: v for k, v in r.items() if k not in drop} for r in resumed.metrics] == \
         [{k: v for k, v in r.items() if k not in drop} for r in straight.metrics]
     files = set(resumed.summary["files"])
-    assert {"arch.json", "config.yaml", "metrics.jsonl", "checkpoint.pt", "arches/epoch_002.json"} <= files
+    assert {"arch.json", "config.yaml", "metrics.jsonl", "checkpoint.pt"} <= files
+    # epochs count from 1 everywhere: log, metrics.jsonl rows and arches/epoch_NNN.json
+    epochs = [row["epoch"] for row in resumed.metrics]
+    assert epochs == list(range(1, len(epochs) + 1))
+    snapshots = sorted(f for f in files if f.startswith("arches/"))
+    assert snapshots == [f"arches/epoch_{e:03d}.json" for e in epochs]
+
+
+def test_signal_in_final_phase_stops_with_a_resumable_checkpoint(tmp_path, dataset, monkeypatch):
+    import proxylessnas.search.run as search_run
+
+    straight = run_search(quick_config(tmp_path / "a"), dataset=dataset)
+    original = search_run.finish_search
+    before = signal.getsignal(signal.SIGTERM)
+
+    def finish_after_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(search_run, "finish_search", finish_after_signal)
+    with pytest.raises(SearchInterrupted) as caught:
+        run_search(quick_config(tmp_path / "b"), dataset=dataset)
+    stop = caught.value
+    assert stop.final_phase and stop.signal_number == signal.SIGTERM
+    assert stop.epoch == len(straight.metrics) and "final phase" in stop.where
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers put back
+    assert not (tmp_path / "b" / "summary.json").exists()
+    monkeypatch.setattr(search_run, "finish_search", original)
+    resumed = run_search(quick_config(tmp_path / "b"), dataset=dataset, resume=True)
+    assert resumed.finished and resumed.arch.choices == straight.arch.choices
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])

@@ -125,7 +125,7 @@ def search_command(args) -> int:
     except SearchInterrupted as stop:
         name = signal.Signals(stop.signal_number).name
         if report:
-            print(f"error: search stopped by {name} at epoch {stop.epoch + 1} step {stop.step} "
+            print(f"error: search stopped by {name} {stop.where} "
                   f"({stop.checkpoint}): resume with 'proxyless search --out {config.run.out} --resume'",
                   file=sys.stderr)
         return 128 + stop.signal_number

@@ -76,13 +76,23 @@ MEASURED_HARDWARE = ("cpu", "cuda", "onnxruntime")
 class SearchInterrupted(Exception):
     """SIGINT or SIGTERM arrived; the checkpoint was written and the run can be resumed."""
 
-    def __init__(self, signal_number: int, checkpoint: Path, epoch: int, step: int) -> None:
+    def __init__(self, signal_number: int, checkpoint: Path, epoch: int, step: int,
+                 final_phase: bool = False) -> None:
         self.signal_number = signal_number
         self.checkpoint = checkpoint
         self.epoch = epoch
         self.step = step
+        self.final_phase = final_phase
         name = signal.Signals(signal_number).name
-        super().__init__(f"{name} at epoch {epoch} step {step}; checkpoint saved in {checkpoint}")
+        where = f"in the final phase after {epoch} epochs" if final_phase else f"at epoch {epoch} step {step}"
+        super().__init__(f"{name} {where}; checkpoint saved in {checkpoint}")
+
+    @property
+    def where(self) -> str:
+        """For messages, epochs counted from 1 as in the log."""
+        if self.final_phase:
+            return f"in the final phase, after all {self.epoch} epochs (a resume redoes only that phase)"
+        return f"at epoch {self.epoch + 1} step {self.step}"
 
 
 @dataclass
@@ -187,24 +197,44 @@ def prepare_run_dir(run_dir: Path, config: SearchConfig, resume: bool) -> None:
 
 
 @contextlib.contextmanager
+def handling_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM inside the block, the previous handlers after it (signal
+    handlers can only be installed from the main thread; elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+@contextlib.contextmanager
 def stop_on_signals() -> Iterator[dict[str, int | None]]:
     """Turn the first SIGINT/SIGTERM into a request (``flag["signal"]``); a second one stops at once."""
     flag: dict[str, int | None] = {"signal": None}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag  # signal handlers can only be installed from the main thread
-        return
 
     def handler(number, frame):
         if flag["signal"] is not None:
             raise KeyboardInterrupt
         flag["signal"] = number
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with handling_signals(handler):
         yield flag
-    finally:
-        for number, old in previous.items():
-            signal.signal(number, old)
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(checkpoint: Path, epoch: int) -> Iterator[None]:
+    """During the final phase (derive, recalibrate, test, measure), which is not checkpointed inside,
+    SIGINT/SIGTERM stop at once with :class:`SearchInterrupted`: the checkpoint written after the
+    last epoch resumes it."""
+    def handler(number, frame):
+        raise SearchInterrupted(number, checkpoint, epoch, 0, final_phase=True)
+
+    with handling_signals(handler):
+        yield
 
 
 class Progress:
@@ -520,7 +550,8 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
         return summary
 
     # rank 0 derives, tests and measures alone (no other rank competes for the CPU); all get the summary
-    summary = context.on_main(finish)
+    with interrupt_on_signals(checkpoint_path, epoch):
+        summary = context.on_main(finish)
     return SearchResult(run_dir, Arch.from_dict(summary["arch"]), True, metrics, summary)
 
 
@@ -531,8 +562,8 @@ def start_run_dir(run_dir: Path, config: SearchConfig) -> None:
 
 
 def keep_finished_metrics(path: Path, epoch: int) -> list[dict[str, Any]]:
-    """The metrics rows of the epochs before ``epoch`` (the ones a resumed checkpoint has finished)."""
-    metrics = [row for row in read_metrics(path) if row["epoch"] < epoch]
+    """The metrics rows of the first ``epoch`` epochs (the ones a resumed checkpoint has finished)."""
+    metrics = [row for row in read_metrics(path) if row["epoch"] <= epoch]
     write_metrics(path, metrics)
     return metrics
 
@@ -544,12 +575,13 @@ def new_sums() -> dict[str, float]:
 def epoch_record(epoch: int, warming_up: bool, supernet: SuperNet, objective: LatencyObjective,
                  sums: dict[str, float], valid_eval: BatchIterator, eval_batches: int, lr: float,
                  uses_lambda: bool = True) -> dict:
-    """One metrics.jsonl row: losses, accuracies, latencies, lambda, entropy, probabilities."""
+    """One metrics.jsonl row (``epoch`` counts from 1, as in the log): losses, accuracies, latencies,
+    lambda, entropy, probabilities."""
     probs = [p.detach().cpu().double() for p in supernet.probs()]
     argmax = [int(p.argmax()) for p in probs]
     arch_steps = max(1, sums["arch_steps"])
     row: dict[str, Any] = {
-        "epoch": epoch, "phase": "warmup" if warming_up else "search", "lr": lr,
+        "epoch": epoch + 1, "phase": "warmup" if warming_up else "search", "lr": lr,
         "train_loss": sums["weight_loss"] / max(1, sums["weight_steps"]),
         "train_acc": sums["weight_correct"] / max(1, sums["weight_seen"]),
         "arch_steps": int(sums["arch_steps"]),
@@ -573,7 +605,7 @@ def epoch_record(epoch: int, warming_up: bool, supernet: SuperNet, objective: La
 
 
 def epoch_line(row: dict[str, Any], unit: str) -> str:
-    text = (f"epoch {row['epoch'] + 1} ({row['phase']}): train loss {row['train_loss']:.3f} "
+    text = (f"epoch {row['epoch']} ({row['phase']}): train loss {row['train_loss']:.3f} "
             f"acc {row['train_acc']:.3f}, valid acc (argmax) {row['valid_acc']:.3f}, "
             f"E[lat] {row['expected_latency']:.4g} {unit}, argmax {row['argmax_latency']:.4g} {unit} "
             f"(target {row['target_latency']:.4g})")
@@ -583,12 +615,13 @@ def epoch_line(row: dict[str, Any], unit: str) -> str:
 
 
 def write_epoch_arch(run_dir: Path, supernet: SuperNet, objective: LatencyObjective, epoch: int) -> Arch:
-    """arch.json (latest) and arches/epoch_NNN.json: the argmax architecture after ``epoch``."""
+    """arch.json (latest) and arches/epoch_NNN.json: the argmax architecture after the 0-based
+    ``epoch``, numbered NNN = epoch + 1 like the log and metrics.jsonl."""
     arch = supernet.export()
     cost = objective.cost_of(arch.indices(supernet.space))
     arch = Arch(arch.space, arch.choices, arch.space_overrides,
-                {**arch.metadata, "epoch": epoch, "predicted_latency": cost, "unit": objective.unit})
-    arch.save(run_dir / "arches" / f"epoch_{epoch:03d}.json")
+                {**arch.metadata, "epoch": epoch + 1, "predicted_latency": cost, "unit": objective.unit})
+    arch.save(run_dir / "arches" / f"epoch_{epoch + 1:03d}.json")
     arch.save(run_dir / "arch.json")
     return arch
 
