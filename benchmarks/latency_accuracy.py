@@ -6,7 +6,9 @@ build a fresh table, fit the predictor on ``--fit`` random architectures and sco
 +-5 / +-10 %, RMSE and Kendall tau for the table sum and the predictor. Fitting and validation
 networks are measured in one session in a shuffled order (``fit_and_validate``), so a drift of the
 machine's speed between two sessions does not masquerade as predictor error; that drift is
-reported separately as the noise below.
+reported separately as the noise below. A speed gauge (``--gauge`` reference networks timed in
+every chunk of 16) divides out the machine's faster speed changes between chunks, and keeps the
+second pass and the sessions below on the first pass's scale.
 Measurement noise: the same test networks measured a second time (another interleaving order),
 scored like a predictor against the first pass; and one network measured in ``--noise-repeats``
 separate sessions (spread of its medians).
@@ -31,6 +33,7 @@ from proxylessnas.hardware.build import build_lut
 from proxylessnas.hardware.lut import LatencyTable
 from proxylessnas.hardware.measure import Backend, device_name
 from proxylessnas.hardware.validate import (
+    SpeedGauge,
     accuracy_metrics,
     fit_and_validate,
     measure_networks,
@@ -54,17 +57,18 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
                           seconds_per_key=args.seconds_per_key)
     build_s = time.perf_counter() - start
     start = time.perf_counter()
+    gauge = SpeedGauge.for_space(space, args.gauge) if args.gauge else None
     report, rows = fit_and_validate(space, table, backend, args.fit, args.samples, seed=0, fit_seed=1000,
-                                    rounds=args.rounds, seconds_per_net=args.seconds_per_net)
+                                    gauge=gauge, rounds=args.rounds, seconds_per_net=args.seconds_per_net)
     table.save(table_path)
     fit_validate_s = time.perf_counter() - start
     # noise 1: a second pass over the same test networks, scored against the first
-    second = measure_networks(space, sample_archs(space, args.samples, 0), backend, seed=77,
+    second = measure_networks(space, sample_archs(space, args.samples, 0), backend, seed=77, gauge=gauge,
                               rounds=args.rounds, seconds_per_net=args.seconds_per_net)
     repeat = accuracy_metrics([s.median for s in second], [r["measured"] for r in rows])
     # noise 2: one network, separate sessions
     arch = sample_archs(space, 1, 12345)
-    sessions = [measure_networks(space, arch, backend, seed=i, rounds=args.rounds,
+    sessions = [measure_networks(space, arch, backend, seed=i, rounds=args.rounds, gauge=gauge,
                                  seconds_per_net=args.seconds_per_net)[0].median
                 for i in range(args.noise_repeats)]
     spread = statistics.pstdev(sessions) / statistics.mean(sessions)
@@ -74,6 +78,7 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
             "build_seconds": build_s, "fit_and_validate_seconds": fit_validate_s,
             "fit_n": args.fit, "rounds": args.rounds, "seconds_per_net": args.seconds_per_net,
             "load_average_at_end": os.getloadavg(), "predictor_fit": table.predictor["fit"], **report,
+            "speed_gauge_all_passes": gauge.summary() if gauge is not None else None,
             "noise": {"second_pass_vs_first": repeat,
                       "same_net_sessions_ms": sessions, "same_net_cv": spread},
             "measured_ms": {"min": min(r["measured"] for r in rows), "max": max(r["measured"] for r in rows),
@@ -91,6 +96,8 @@ def main() -> None:
                         help="interleaved rounds per network (3 timings each)")
     parser.add_argument("--seconds-per-net", type=float, default=0.6, help="timing budget per network")
     parser.add_argument("--noise-repeats", type=int, default=10)
+    parser.add_argument("--gauge", type=int, default=3,
+                        help="speed-gauge networks timed in every chunk (0: raw timings)")
     parser.add_argument("--seconds-per-key", type=float, default=1.0)
     parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
     parser.add_argument("--out-dir", type=Path, default=RESULTS,

@@ -119,6 +119,13 @@ def sweep_reading(sweep: list[dict]) -> str:
               "(DARTS) keeps all N paths' activations.\n\n")
 
 
+def gauge_note(gauge: dict | None) -> str:
+    if not gauge:
+        return "; raw timings (no speed gauge)"
+    return (f"; speed gauge of {gauge['nets']} reference nets in each of {gauge['chunks']} chunks, whose "
+            f"speed factors ({gauge['factor_min']:.3f}-{gauge['factor_max']:.3f}) were divided out")
+
+
 def latency_section() -> str:
     text, path, data = open_section("2. Latency prediction accuracy on this CPU", "latency_accuracy.json",
                                     "latency", "python benchmarks/latency_accuracy.py")
@@ -153,6 +160,7 @@ def latency_section() -> str:
                  f"{r['measured_ms']['min']:.2f}-{r['measured_ms']['max']:.2f} ms; one net timed in "
                  f"{len(r['noise']['same_net_sessions_ms'])} sessions varies by "
                  f"{r['noise']['same_net_cv']:.1%} (coefficient of variation); run {r['date']}"
+                 + gauge_note(r.get("speed_gauge_all_passes"))
                  + (f", load average {r['load_average_at_end'][0]:.1f} at the end"
                     if "load_average_at_end" in r else "")
                  + (f" ({r['note']})" if r.get("note") else "") + ".\n")

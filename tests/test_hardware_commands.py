@@ -95,6 +95,12 @@ def test_validate_and_measure_on_a_tiny_table(tmp_path, capsys):
         assert set(data[name]) >= {"mape", "within_5", "within_10", "kendall_tau", "mae", "rmse"}
     assert "device" in data["provenance"] and plot.stat().st_size > 0
     assert LatencyTable.load(table_path).predictor is not None
+    assert data["speed_gauge"]["nets"] == 3 and data["speed_gauge"]["chunks"] == 1 and "speed gauge" in out
+    code, out, _ = run(["latency", "validate", "--hardware", str(table_path), "--samples", "2",
+                        "--gauge", "0", "--json", str(report), "--no-progress"], capsys)
+    assert code == 0 and json.loads(report.read_text())["speed_gauge"] is None
+    code, out, err = run(["latency", "validate", "--hardware", str(table_path), "--gauge", "-1"], capsys)
+    assert code == 2 and "--gauge" in err
     arch = tmp_path / "arch.json"
     Arch.from_ops(space, [l.candidates[0] for l in space.searched_layers]).save(arch)
     code, out, _ = run(["latency", "measure", str(arch), "--rounds", "2", "--repeats", "2"], capsys)

@@ -1,5 +1,6 @@
 import itertools
 import math
+import statistics
 
 import pytest
 
@@ -63,3 +64,55 @@ def test_fit_and_validate_measures_both_sets_in_one_shuffled_session(monkeypatch
     assert report["n"] == 20 and table.predictor["fit"]["n"] == 60 and table.predictor["fit"]["seed"] == 9
     # the fake device is linear in the predictor's features: MAPE (in %) near 0, the table sum off
     assert report["predictor"]["mape"] < 0.5 and report["lut"]["mape"] > 5 * report["predictor"]["mape"]
+
+
+def test_speed_gauge_removes_the_speed_change_between_chunks(monkeypatch):
+    """A fake machine whose speed changes from chunk to chunk (and from pass to pass): with the gauge
+    every net comes back on the first pass's scale; without it the chunks disagree."""
+    import random
+
+    from proxylessnas.hardware import validate
+    from proxylessnas.hardware.cost import TableCostModel
+    from proxylessnas.hardware.lut import LatencyStats
+    from proxylessnas.hardware.measure import Backend
+    from test_hardware_cost import synthetic_table
+
+    space = get_space("tiny")
+    model = TableCostModel(synthetic_table(space, seed=4))
+    speeds = random.Random(3)
+    chunk_speeds = []
+
+    def fake_measure(runners, **kwargs):
+        speed = speeds.uniform(0.85, 1.15)  # one speed per chunk: its nets are interleaved
+        chunk_speeds.append(speed)
+        return [LatencyStats.from_samples([speed * model.arch_cost(space, arch)] * 3) for arch in runners]
+
+    monkeypatch.setattr(validate, "build_net", lambda space_, arch: arch)
+    monkeypatch.setattr(validate, "prepare_runner", lambda arch, *args, **kwargs: arch)
+    monkeypatch.setattr(validate, "measure_interleaved", fake_measure)
+    archs = sample_archs(space, 40, seed=1)
+    truths = [model.arch_cost(space, a) for a in archs]
+    raw = validate.measure_networks(space, archs, Backend(), per_round=3, chunk_size=8)
+    ratios = [s.median / t for s, t in zip(raw, truths)]
+    assert max(ratios) / min(ratios) > 1.05  # without the gauge the chunks disagree
+
+    gauge = validate.SpeedGauge.for_space(space, count=2, seed=11)
+    chunk_speeds.clear()
+    first = validate.measure_networks(space, archs, Backend(), per_round=3, chunk_size=8, gauge=gauge)
+    scale = statistics.median(chunk_speeds)  # the reference is the gauge's median chunk
+    assert [s.median for s in first] == pytest.approx([scale * t for t in truths], rel=1e-9)
+    assert gauge.factors == pytest.approx([c / scale for c in chunk_speeds], rel=1e-9)
+    # a second pass at other speeds keeps the first pass's scale
+    second = validate.measure_networks(space, archs[:12], Backend(), per_round=3, chunk_size=8, gauge=gauge)
+    assert [s.median for s in second] == pytest.approx([s.median for s in first[:12]], rel=1e-9)
+    assert gauge.summary()["chunks"] == 5 + 2 and gauge.summary()["nets"] == 2
+    assert len({tuple(a.indices(space)) for a in gauge.archs}) == 2
+
+
+def test_latency_stats_scaled():
+    from proxylessnas.hardware.lut import LatencyStats
+
+    stats = LatencyStats.from_samples([1.0, 2.0, 3.0, 4.0])
+    half = stats.scaled(0.5)
+    assert (half.median, half.mean, half.std, half.p10, half.p90, half.count) == pytest.approx(
+        (stats.median / 2, stats.mean / 2, stats.std / 2, stats.p10 / 2, stats.p90 / 2, 4))

@@ -72,6 +72,9 @@ def register(subparsers) -> None:
     p.add_argument("--fit", type=int, default=0,
                    help="first fit the predictor on this many other architectures and save it in the table")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gauge", type=int, default=3,
+                   help="reference nets timed in every chunk to remove the machine's speed changes "
+                        "between chunks (default: 3; 0: raw timings)")
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--plot", default=None, help="write a predicted-vs-measured scatter plot here")
     p.add_argument("--no-progress", action="store_true")
@@ -195,6 +198,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from proxylessnas.hardware.targets import MEASURED_TARGETS, backend_for, cached_table_path, get_table
     from proxylessnas.hardware.validate import (
+        SpeedGauge,
         backend_of_table,
         fit_and_validate,
         plot_scatter,
@@ -205,6 +209,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     if args.samples < 2:
         raise ProxylessError("--samples must be at least 2", "validate", "give --samples N with N >= 2")
+    if args.gauge < 0:
+        raise ProxylessError("--gauge must be at least 0", "validate", "give --gauge 3, or 0 for raw timings")
     if args.hardware in MEASURED_TARGETS:
         space = _space(args)
         backend = backend_for(args.hardware, args.batch_size, args.threads)
@@ -222,15 +228,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
         space = get_space(table.target.space, **table.target.space_overrides)
         table.check_target(space)
         backend = backend_of_table(table)
+    gauge = SpeedGauge.for_space(space, args.gauge) if args.gauge else None
     if args.fit:
         report, rows = fit_and_validate(space, table, backend, args.fit, args.samples, seed=args.seed,
-                                        fit_seed=args.seed + 1_000_000, progress=not args.no_progress)
+                                        fit_seed=args.seed + 1_000_000, gauge=gauge,
+                                        progress=not args.no_progress)
         table.save(table_path)
         print(f"predictor fitted on {args.fit} architectures (measured in one session with the "
               f"{args.samples} validation ones), saved in {table_path}")
     else:
         report, rows = validate_models(space, table_models(table), backend, args.samples,
-                                       seed=args.seed, progress=not args.no_progress)
+                                       seed=args.seed, gauge=gauge, progress=not args.no_progress)
     report["provenance"] = {**table.provenance, "table": str(table_path), "space": space.name,
                             "resolution": space.resolution, "validation_backend": backend.label}
     for name in ("lut", "predictor"):
@@ -238,6 +246,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             m = report[name]
             print(f"{name:9s} MAPE {m['mape']:.2f}%  within 5% {m['within_5']:.0%}  "
                   f"within 10% {m['within_10']:.0%}  RMSE {m['rmse']:.3f} ms  tau {m['kendall_tau']:.3f}")
+    if gauge is not None:
+        g = report["speed_gauge"]
+        print(f"speed gauge: {g['nets']} reference nets in each of {g['chunks']} chunks; chunk speed "
+              f"factors {g['factor_min']:.3f}-{g['factor_max']:.3f} (divided out)")
     if "predictor" not in report:
         print("no predictor in the table: pass --fit N to fit one")
     if args.json:

@@ -57,6 +57,13 @@ class LatencyStats:
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / n)
         return cls(quantile(values, 0.5), mean, std, quantile(values, 0.1), quantile(values, 0.9), n)
 
+    def scaled(self, factor: float) -> LatencyStats:
+        """The same timings on a machine ``factor`` times as slow (every statistic times ``factor``)."""
+        times = {name: None if value is None else value * factor
+                 for name, value in (("median", self.median), ("p10", self.p10), ("p90", self.p90))}
+        return LatencyStats(times["median"], self.mean * factor, self.std * factor, times["p10"],
+                            times["p90"], self.count)
+
     def value(self, statistic: str) -> float:
         result = getattr(self, statistic)
         if result is None:

@@ -1,7 +1,8 @@
 """Predicted versus measured latency of whole networks: fitting the predictor and the report.
 
 Networks are measured end to end in interleaved rounds (:func:`measure_interleaved`), a chunk
-of networks at a time. Metrics, for predictions p_i and measurements y_i (ms)::
+of networks at a time, with a :class:`SpeedGauge` (fixed reference networks timed in every chunk)
+that puts all chunks on one speed scale. Metrics, for predictions p_i and measurements y_i (ms)::
 
     MAE = mean |p - y|, MAPE = 100 mean |p - y| / y, RMSE = sqrt(mean (p - y)^2),
     within_x = share of networks with |p - y| / y <= x %, Kendall tau-b of (p, y).
@@ -13,6 +14,7 @@ import math
 import random
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,34 +36,91 @@ def sample_archs(space: SearchSpace, count: int, seed: int = 0) -> list[Arch]:
             for _ in range(count)]
 
 
+GAUGE_NETS = 3
+GAUGE_SEED = 7_777_777
+
+
+@dataclass
+class SpeedGauge:
+    """Reference networks timed in every chunk of :func:`measure_networks`, interleaved with the
+    chunk's networks (built afresh for each chunk, like them).
+
+    The networks of one chunk share the machine's speed of that moment, but a shared machine's
+    speed moves between chunks (by up to +-10 % over tens of seconds on the development VM). Chunk
+    c's latencies are divided by its speed factor::
+
+        f_c = geomean_g (m_gc / r_g)
+
+    with m_gc the median of gauge network g in chunk c and r_g its reference: the median of m_gc
+    over the chunks of the first measurement that used this gauge. Later measurements keep that
+    reference, so two passes with one gauge share one scale.
+    """
+
+    archs: list[Arch]
+    reference: list[float] | None = None
+    factors: list[float] = field(default_factory=list)
+
+    @classmethod
+    def for_space(cls, space: SearchSpace, count: int = GAUGE_NETS, seed: int = GAUGE_SEED) -> SpeedGauge:
+        """``count`` random architectures of ``space`` (a fixed seed: the same gauge every time)."""
+        return cls(sample_archs(space, count, seed))
+
+    def chunk_factors(self, gauge_medians: Sequence[Sequence[float]]) -> list[float]:
+        """f_c for each chunk from the gauge networks' medians (one row per chunk); the first call
+        sets the reference. All factors are kept in ``factors`` for reports."""
+        if self.reference is None:
+            self.reference = [statistics.median(row[g] for row in gauge_medians)
+                              for g in range(len(self.archs))]
+        factors = [math.exp(statistics.fmean(math.log(m / r) for m, r in zip(row, self.reference)))
+                   for row in gauge_medians]
+        self.factors.extend(factors)
+        return factors
+
+    def summary(self) -> dict[str, Any]:
+        """Number of gauge nets and chunks, and the range of the chunks' speed factors."""
+        factors = self.factors or [1.0]
+        return {"nets": len(self.archs), "chunks": len(self.factors), "factor_min": min(factors),
+                "factor_median": statistics.median(factors), "factor_max": max(factors)}
+
+
 def measure_networks(space: SearchSpace, archs: Sequence[Arch], backend: Backend, *, rounds: int = 20,
                      per_round: int | None = None, seconds_per_net: float = 0.6, chunk_size: int = 16,
-                     seed: int = 0, progress: bool = False) -> list[LatencyStats]:
+                     seed: int = 0, gauge: SpeedGauge | None = None,
+                     progress: bool = False) -> list[LatencyStats]:
     """End-to-end latency of each arch's standalone net on ``backend`` (batch from the backend).
 
     Each net is timed ``rounds * per_round`` times; by default ``per_round`` gives each net about
     ``seconds_per_net`` of timing (from a quick estimate of the chunk's median latency), at least
     3 per round: fast nets get more samples, so their medians are as stable as the slow ones'.
+    With a ``gauge``, its networks are timed in every chunk too and each chunk's statistics are
+    divided by the chunk's speed factor (:class:`SpeedGauge`).
     """
     shape = (backend.batch_size, space.stem.in_chs, space.resolution, space.resolution)
+    extra = list(gauge.archs) if gauge is not None else []
     results: list[LatencyStats] = []
+    gauge_medians: list[list[float]] = []
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(archs), desc=f"networks {backend.label}", unit="net", leave=False)
     for start in range(0, len(archs), chunk_size):
-        chunk = archs[start:start + chunk_size]
+        chunk = list(archs[start:start + chunk_size])
         runners = [prepare_runner(build_net(space, arch), shape, backend, seed=start + i)
-                   for i, arch in enumerate(chunk)]
+                   for i, arch in enumerate(chunk + extra)]
         repeats = per_round or repeats_per_round(runners, rounds, seconds_per_net, backend.threads)
-        results.extend(measure_interleaved(runners, warmup=5, rounds=rounds, per_round=repeats,
-                                           threads=backend.threads, seed=seed + start))
+        stats = measure_interleaved(runners, warmup=5, rounds=rounds, per_round=repeats,
+                                    threads=backend.threads, seed=seed + start)
+        results.extend(stats[:len(chunk)])
+        gauge_medians.append([s.median for s in stats[len(chunk):]])
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
-    return results
+    if gauge is None or not results:
+        return results
+    factors = gauge.chunk_factors(gauge_medians)
+    return [s.scaled(1.0 / factors[i // chunk_size]) for i, s in enumerate(results)]
 
 
 def repeats_per_round(runners: Sequence[Runner], rounds: int, seconds_per_net: float, threads: int,
@@ -130,28 +189,35 @@ def store_predictor(space: SearchSpace, table: LatencyTable, archs: Sequence[Arc
 
 
 def validate_models(space: SearchSpace, models: dict[str, KeyCostModel], backend: Backend,
-                    samples: int, *, seed: int = 0, progress: bool = False,
+                    samples: int, *, seed: int = 0, gauge: SpeedGauge | None = None, progress: bool = False,
                     **measure: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Measure ``samples`` random archs; metrics per model name. Returns (report, rows)."""
     archs = sample_archs(space, samples, seed)
-    stats = measure_networks(space, archs, backend, seed=seed, progress=progress, **measure)
-    return score_models(space, models, archs, stats, seed)
+    stats = measure_networks(space, archs, backend, seed=seed, gauge=gauge, progress=progress, **measure)
+    report, rows = score_models(space, models, archs, stats, seed)
+    return with_gauge(report, gauge), rows
+
+
+def with_gauge(report: dict[str, Any], gauge: SpeedGauge | None) -> dict[str, Any]:
+    report["speed_gauge"] = gauge.summary() if gauge is not None else None
+    return report
 
 
 def fit_and_validate(space: SearchSpace, table: LatencyTable, backend: Backend, fit: int, samples: int,
-                     *, seed: int = 0, fit_seed: int = 1000, progress: bool = False,
-                     **measure: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                     *, seed: int = 0, fit_seed: int = 1000, gauge: SpeedGauge | None = None,
+                     progress: bool = False, **measure: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Fit the predictor on ``fit`` archs and score it on ``samples`` others (seed ``seed``).
 
     Both sets are measured in one session, in one shuffled order, so that a slow drift of the
     machine's speed (a few % over minutes on a shared machine) hits fitting and validation
-    alike instead of showing up as a predictor bias. The validation archs are never fitted on.
+    alike instead of showing up as a predictor bias; the ``gauge`` removes the faster changes
+    between chunks. The validation archs are never fitted on.
     """
     fit_archs, test_archs = sample_archs(space, fit, fit_seed), sample_archs(space, samples, seed)
     archs = fit_archs + test_archs
     order = list(range(len(archs)))
     random.Random(seed + fit_seed).shuffle(order)
-    shuffled = measure_networks(space, [archs[i] for i in order], backend, seed=seed,
+    shuffled = measure_networks(space, [archs[i] for i in order], backend, seed=seed, gauge=gauge,
                                 progress=progress, **measure)
     stats: list[LatencyStats] = [shuffled[0]] * len(archs)
     for position, index in enumerate(order):
@@ -160,7 +226,7 @@ def fit_and_validate(space: SearchSpace, table: LatencyTable, backend: Backend, 
                     backend=backend)
     report, rows = score_models(space, table_models(table), test_archs, stats[fit:], seed)
     report["fit_measured_with_validation"] = True
-    return report, rows
+    return with_gauge(report, gauge), rows
 
 
 def score_models(space: SearchSpace, models: dict[str, KeyCostModel], archs: Sequence[Arch],
