@@ -217,9 +217,11 @@ def test_calibration_moves_target_into_table_units_and_survives_state_round_trip
     assert objective.target == pytest.approx((requested - 0.02) / 1.5)
     assert objective.controller.config.target == objective.target
     assert objective.requested_target == requested
+    objective.speed_reference = [2.5, 3.25]
     restored = LatencyObjective(space, FlopsCostModel(), mode="band", target=0.2)
     restored.load_state_dict(objective.state_dict())
     assert restored.target == objective.target and restored.calibration == (1.5, 0.02)
+    assert restored.speed_reference == [2.5, 3.25]
     with pytest.raises(ProxylessError, match="below the cheapest"):
         LatencyObjective(space, FlopsCostModel(), mode="band", target=0.2).calibrate(100.0, 0.0)
     positioned = LatencyObjective(space, FlopsCostModel(), mode="band", target=None, target_position=0.25)
@@ -230,6 +232,43 @@ def test_calibration_moves_target_into_table_units_and_survives_state_round_trip
     # the band stays +-5 % of the measured target: its half-width in table units is 0.05 T / slope
     half_width = positioned.target_config.tolerance * positioned.target
     assert half_width == pytest.approx(0.05 * positioned.requested_target / 2.0)
+
+
+def test_search_timings_keep_the_calibration_sessions_speed_scale(monkeypatch):
+    """The machine runs 1.0x, then 1.3x as slow, then 0.8x: with the gauge the later sessions
+    report the calibration session's latencies; without it, raw timings."""
+    import types
+
+    import proxylessnas.hardware.measure as measure
+    from proxylessnas.hardware.lut import LatencyStats
+    from proxylessnas.search.run import search_gauge, time_architectures
+
+    space = get_space("tiny")
+    config = SearchConfig().with_overrides([*QUICK, "hardware.target=cpu"])
+    speeds = iter([1.0, 1.3, 0.8])
+
+    def fake_measure(nets, **kwargs):  # "latency" proportional to the parameter count
+        speed = next(speeds)
+        return [LatencyStats.from_samples([speed * sum(p.numel() for p in net.parameters()) * 1e-4] * 3)
+                for net in nets]
+
+    monkeypatch.setattr(measure, "prepare_runner", lambda net, shape, backend: net)
+    monkeypatch.setattr(measure, "measure_interleaved", fake_measure)
+    layers = space.searched_layers
+    archs = [[0] * len(layers), [len(layer.candidates) - 1 for layer in layers]]
+    objective = types.SimpleNamespace(speed_reference=None)
+    calibration = search_gauge(objective, space, config)
+    assert len(calibration.archs) == config.latency.gauge == 2
+    first = time_architectures(space, archs, config, calibration)
+    objective.speed_reference = calibration.reference
+    later = search_gauge(objective, space, config)
+    assert time_architectures(space, archs, config, later) == pytest.approx(first, rel=1e-9)
+    assert later.factors == pytest.approx([1.3], rel=1e-9)
+    raw = time_architectures(space, archs, config, None)
+    assert raw == pytest.approx([0.8 * t for t in first], rel=1e-9)
+    assert search_gauge(objective, space, config.with_overrides(["latency.gauge=0"])) is None
+    with pytest.raises(ProxylessError, match="latency.gauge"):
+        SearchConfig().with_overrides(["latency.gauge=-1"])
 
 
 def test_spread_architectures_cover_the_cost_range():

@@ -105,6 +105,10 @@ class LatencySection:
     ``calibrate=N`` (band / under on measured hardware) times N whole architectures spread over
     the space's latency range before the search and aims the controller at the table value
     that corresponds to the measured T (fit ``measured = slope * predicted + intercept``).
+    ``gauge=N`` times N fixed reference nets in every such session (calibration, final
+    selection, final measurement) and divides each session's timings by its speed factor
+    against the calibration session, so that a change of the machine's speed in between does
+    not move the target (0: raw timings).
     T is ``target`` (in the cost model's unit) or, when None, the point ``target_position``
     of the way from the cheapest (0) to the most expensive (1) architecture of the space.
     """
@@ -116,6 +120,7 @@ class LatencySection:
     loss_params: dict[str, float] = field(default_factory=dict)
     tolerance: float = 0.05
     calibrate: int = 0  # band/under on measured hardware: whole nets timed to map table sums to latency
+    gauge: int = 2  # reference nets timed in every whole-net session, to keep the calibration's speed scale
     step_size: float = 0.1
     initial_weight: float = 0.1
     max_weight: float = 100.0
@@ -336,6 +341,7 @@ def _validate(config: SearchConfig) -> None:
         ("latency.target_position", 0.0 <= latency.target_position <= 1.0, "give a value in [0, 1]"),
         ("latency.tolerance", 0.0 < latency.tolerance < 1.0, "give a fraction such as 0.05"),
         ("latency.calibrate", latency.calibrate == 0 or latency.calibrate >= 2, "give 0 or at least 2"),
+        ("latency.gauge", latency.gauge >= 0, "give 0 (raw timings) or more reference nets"),
         ("data.batch_size", data.batch_size >= 1, "give a positive batch size"),
         ("data.valid_batch_size", data.valid_batch_size >= 1, "give a positive batch size"),
         ("data.eval_batch_size", data.eval_batch_size >= 1, "give a positive batch size"),

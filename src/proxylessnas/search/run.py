@@ -46,6 +46,7 @@ import yaml
 
 from proxylessnas.data import BatchIterator, Dataset, load_dataset, split_validation
 from proxylessnas.errors import ProxylessError
+from proxylessnas.hardware.validate import SpeedGauge
 from proxylessnas.search.config import SearchConfig
 from proxylessnas.search.selection import band_candidates, meets_target, select_by_measurement
 from proxylessnas.search.strategies import (
@@ -648,7 +649,9 @@ def calibrate_objective(objective: LatencyObjective, space: SearchSpace, config:
     squares), and move the objective's target into table units (see ``LatencyObjective.calibrate``)."""
     archs = spread_architectures(objective, config.latency.calibrate, config.run.seed)
     predicted = np.array([objective.cost_of(a) for a in archs])
-    measured = np.array(time_architectures(space, archs, config))
+    gauge = search_gauge(objective, space, config)
+    measured = np.array(time_architectures(space, archs, config, gauge))
+    objective.speed_reference = None if gauge is None else gauge.reference
     slope, intercept = np.polyfit(predicted, measured, 1)
     objective.calibrate(float(slope), float(intercept))
     residual = measured - (slope * predicted + intercept)
@@ -659,33 +662,51 @@ def calibrate_objective(objective: LatencyObjective, space: SearchSpace, config:
             "measured": measured.tolist()}
 
 
+def search_gauge(objective: LatencyObjective, space: SearchSpace, config: SearchConfig) -> SpeedGauge | None:
+    """The ``latency.gauge`` reference nets, on the calibration session's scale once there is one."""
+    if config.latency.gauge == 0:
+        return None
+    gauge = SpeedGauge.for_space(space, config.latency.gauge)
+    gauge.reference = objective.speed_reference
+    return gauge
+
+
 def time_nets(nets: list[torch.nn.Module], config: SearchConfig, space: SearchSpace,
-              warmup: int = 5) -> list[float]:
-    """Median latency (ms) of each whole net on the search's hardware, one interleaved session."""
+              warmup: int = 5, gauge: SpeedGauge | None = None) -> list[float]:
+    """Median latency (ms) of each whole net on the search's hardware, one interleaved session;
+    with a ``gauge``, its nets join the session and the medians are divided by the session's
+    speed factor (the first session with the gauge sets its reference)."""
     from proxylessnas.hardware.measure import measure_interleaved, prepare_runner
     from proxylessnas.hardware.targets import backend_for
+    from proxylessnas.nets import build_net
 
     hardware = config.hardware
     backend = backend_for(hardware.target, hardware.batch_size, hardware.threads)
     shape = (hardware.batch_size, space.stem.in_chs, space.resolution, space.resolution)
-    runners = [prepare_runner(net, shape, backend) for net in nets]
+    extra = [] if gauge is None else [build_net(space, arch) for arch in gauge.archs]
+    runners = [prepare_runner(net, shape, backend) for net in [*nets, *extra]]
     rounds = max(2, hardware.measure_runs // 5)
     stats = measure_interleaved(runners, warmup=warmup, rounds=rounds, per_round=5, threads=backend.threads)
-    return [float(s.median) for s in stats]
+    medians = [float(s.median) for s in stats]
+    if gauge is None:
+        return medians
+    factor = gauge.chunk_factors([medians[len(nets):]])[0]
+    return [m / factor for m in medians[:len(nets)]]
 
 
-def time_architectures(space: SearchSpace, archs: list[list[int]], config: SearchConfig) -> list[float]:
+def time_architectures(space: SearchSpace, archs: list[list[int]], config: SearchConfig,
+                       gauge: SpeedGauge | None = None) -> list[float]:
     """:func:`time_nets` of each architecture's net (fresh weights: weights do not change the time)."""
     from proxylessnas.nets import build_net
 
     layers = space.searched_layers
     return time_nets([build_net(space, Arch.from_ops(space, [layer.candidates[i] for layer, i in
                                                              zip(layers, indices)])) for indices in archs],
-                     config, space)
+                     config, space, gauge=gauge)
 
 
-def select_measured(supernet: SuperNet, objective: LatencyObjective, config: SearchConfig
-                    ) -> tuple[list[int], str, list[dict[str, Any]]]:
+def select_measured(supernet: SuperNet, objective: LatencyObjective, config: SearchConfig,
+                    gauge: SpeedGauge | None = None) -> tuple[list[int], str, list[dict[str, Any]]]:
     """Band / under modes on measured hardware: time a few probable architectures that tile the
     band and take the most probable one that meets the target when measured (search/selection.py)."""
     tolerance = config.latency.tolerance
@@ -699,18 +720,19 @@ def select_measured(supernet: SuperNet, objective: LatencyObjective, config: Sea
                                (low_ms / drift - intercept) / slope, (high_ms / drift - intercept) / slope)
 
     chosen, how, measured = select_by_measurement(
-        propose, lambda archs: time_architectures(supernet.space, [list(a) for a in archs], config),
+        propose, lambda archs: time_architectures(supernet.space, [list(a) for a in archs], config, gauge),
         lambda predicted: slope * predicted + intercept, target, tolerance, objective.mode)
     table = [{"indices": list(c.indices), "log_prob": c.log_prob, "predicted": c.predicted,
               "measured": c.measured} for c in measured]
     return list(chosen.indices), how, table
 
 
-def measure_net_latency(net: torch.nn.Module, config: SearchConfig, space: SearchSpace) -> float | None:
+def measure_net_latency(net: torch.nn.Module, config: SearchConfig, space: SearchSpace,
+                        gauge: SpeedGauge | None = None) -> float | None:
     """Median latency (ms) of the whole derived net on the measured hardware; None for tables / MACs."""
     if config.hardware.target not in MEASURED_HARDWARE:
         return None
-    return time_nets([net], config, space, warmup=10)[0]
+    return time_nets([net], config, space, warmup=10, gauge=gauge)[0]
 
 
 def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_part, supernet: SuperNet,
@@ -721,8 +743,9 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
     space = supernet.space
     indices, selection = objective.select(supernet.arch_parameters())
     measured_candidates = None
+    gauge = search_gauge(objective, space, config) if config.hardware.target in MEASURED_HARDWARE else None
     if objective.controller is not None and config.hardware.target in MEASURED_HARDWARE:
-        indices, selection, measured_candidates = select_measured(supernet, objective, config)
+        indices, selection, measured_candidates = select_measured(supernet, objective, config, gauge)
     layers = space.searched_layers
     probs = [p.detach().cpu() for p in supernet.probs()]
     predicted = objective.cost_of(indices)
@@ -736,7 +759,7 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
     result = evaluate(derived, test, dataset.num_classes)
     test_accuracy = result.top1 / 100.0
     derived_cpu = derived.to("cpu") if config.hardware.target != "cuda" else derived
-    measured = measure_net_latency(derived_cpu, config, space)
+    measured = measure_net_latency(derived_cpu, config, space, gauge)
     choices = {layer.label: layer.candidates[i].token for layer, i in zip(layers, indices)}
     metadata = {
         "predicted_latency": predicted, "measured_latency": measured, "unit": objective.unit,
@@ -763,6 +786,7 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
             None if measured is None or objective.mode == "penalty"
             else meets_target(measured, objective.requested_target, config.latency.tolerance,
                               objective.mode)),
+        "speed_factors": None if gauge is None else gauge.factors,
         "test_accuracy": test_accuracy, "bn_recalibration_batches": config.run.bn_recalibration_batches,
         "epochs": len(metrics),
         "_child_state_dict": {k: v.detach().cpu() for k, v in derived.state_dict().items()},
@@ -791,6 +815,9 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{high:.4g} ms measured); target in table units "
                      f"{summary['target_in_model_units']:.4g}; calibrated prediction "
                      f"{summary['predicted_latency_calibrated']:.4g} ms")
+    if summary.get("speed_factors"):
+        factors = ", ".join(f"{f:.3f}" for f in summary["speed_factors"])
+        lines.append(f"machine speed against the calibration session: {factors} (slower > 1; divided out)")
     if summary.get("measured_within_tolerance") is not None:
         verdict = "within" if summary["measured_within_tolerance"] else "NOT within"
         lines.append(f"measured latency is {verdict} the tolerance of the target")

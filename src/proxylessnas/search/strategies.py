@@ -92,6 +92,7 @@ class LatencyObjective:
         self.target = float(target)
         self.requested_target = self.target  # in measured units; ``target`` is in the model's
         self.calibration: tuple[float, float] | None = None
+        self.speed_reference: list[float] | None = None  # gauge nets' medians in the calibration session
         self.loss_name = loss_name
         self.loss_params = dict(loss_params or {})
         self.controller: LatencyController | None = None
@@ -184,11 +185,13 @@ class LatencyObjective:
 
     def state_dict(self) -> dict:
         return {"controller": None if self.controller is None else self.controller.state_dict(),
-                "calibration": None if self.calibration is None else list(self.calibration)}
+                "calibration": None if self.calibration is None else list(self.calibration),
+                "speed_reference": self.speed_reference}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("calibration") is not None:
             self.calibrate(*state["calibration"])
+        self.speed_reference = state.get("speed_reference")
         if self.controller is not None and state.get("controller") is not None:
             self.controller.load_state_dict(state["controller"])
 
