@@ -381,7 +381,8 @@ class StudyState:
     def record(self, unit: str, result: Any, seconds: float) -> None:
         with self.lock:
             self.data["units"][unit] = {"result": result, "seconds": round(seconds, 2),
-                                        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                                        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                        "commit": current_commit()}
             self._save()
 
     def note_command(self, unit: str, command: str) -> None:
@@ -777,17 +778,21 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 # ----------------------------------------------------------------------------- results
 
+def current_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def machine_info() -> dict[str, Any]:
     import torch
 
     from proxylessnas import __version__
     from proxylessnas.hardware.measure import backend_version, device_name
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    commit = current_commit()
     return {"cpu": device_name("cpu"), "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "onnxruntime": backend_version("onnxruntime"),
             "proxylessnas": __version__, "commit": commit, "platform": platform.platform(),
@@ -810,6 +815,13 @@ def latency_tables() -> dict[str, Any]:
     return tables
 
 
+def run_period(results: dict[str, Any]) -> str:
+    period = results.get("units_finished")
+    if not period:
+        return "(no units)"
+    return f"{period[0][:16].replace('T', ' ')} to {period[1][:16].replace('T', ' ')}"
+
+
 def collect_results(state: dict[str, Any], settings: StudySettings, search_data: str, train_data: str,
                     data: str, jobs: int) -> dict[str, Any]:
     """Everything the report needs, from the state alone (a rerun renders the same report)."""
@@ -820,6 +832,7 @@ def collect_results(state: dict[str, Any], settings: StudySettings, search_data:
 
     trainings = {name[len("train/"):]: entry["result"] for name, entry in units.items()
                  if name.startswith("train/")}
+    finished = [entry["finished"] for entry in units.values()]
     searches = {job.name: result(f"search/{job.name}") for job in SEARCHES}
     cross: dict[str, dict[str, Any]] = {}
     for job in SEARCHES:
@@ -871,6 +884,8 @@ def collect_results(state: dict[str, Any], settings: StudySettings, search_data:
         "seed_spread": {"seeds": [0, *settings.noise_seeds], "test_top1": noise,
                         "range": (max(noise) - min(noise)) if len(noise) > 1 else None},
         "unit_seconds": {name: entry["seconds"] for name, entry in units.items()},
+        "units_finished": [min(finished), max(finished)] if finished else None,
+        "unit_commits": sorted({e.get("commit") or "not recorded" for e in units.values()}),
         "commands": state["commands"],
     }
 
@@ -945,10 +960,12 @@ def render_markdown(results: dict[str, Any]) -> str:
     weight_steps = (s["search_warmup_epochs"] + s["search_epochs"]) * s["search_steps_per_epoch"]
     spread = results["seed_spread"]
     lines = [
-        f"## CIFAR-10 study ({s['mode']} mode)", "", mode_note.rstrip(), "",
-        f"Run {results['date'][:16].replace('T', ' ')} UTC on {m['cpu']} ({m['cores']} cores), torch "
-        f"{m['torch']}, ONNX Runtime {m['onnxruntime']}, proxylessnas {m['proxylessnas']} (commit "
-        f"{m['commit']}); `python benchmarks/study_cifar.py --{s['mode']}`.",
+        f"## CIFAR-10 study ({s['mode']} mode)", "", *([mode_note.rstrip(), ""] if mode_note else []),
+        f"Units finished {run_period(results)} UTC on {m['cpu']} ({m['cores']} cores), torch "
+        f"{m['torch']}, ONNX Runtime {m['onnxruntime']}, proxylessnas {m['proxylessnas']} (units run at "
+        f"commit {', '.join(results.get('unit_commits') or ['not recorded'])}; report written at commit "
+        f"{m['commit']}, {results['date'][:16].replace('T', ' ')} UTC); "
+        f"`python benchmarks/study_cifar.py --{s['mode']}`.",
         "",
         "- **Data**: CIFAR-10 as the JPEG (quality 75) copy in `../shared/data/cifar10` (an image-folder "
         "tree), not the original PNG/pickle release; JPEG artefacts cost some accuracy. Searches: "
@@ -1063,6 +1080,13 @@ def _item3_verdict(item: dict[str, Any], spread: float | None) -> str:
     if unmatched:
         text += (f" Not matched within +-5 % in the confirmation session: {', '.join(unmatched)} "
                  "(session-to-session noise; see the p10-p90 column).")
+    off_target = searched["latency_ms"] / item["target_ms"] - 1
+    if abs(off_target) > 0.05:
+        text += (f" In this session the searched net measured {searched['latency_ms']:.2f} ms, "
+                 f"{100 * off_target:+.0f} % from its T: T in ms comes from the search's calibration "
+                 "session, and this machine's speed moves by 10 % and more between sessions minutes apart "
+                 "(searches with `latency.gauge`, the default since this run, keep the calibration "
+                 "session's speed scale up to their final measurement).")
     return text
 
 
