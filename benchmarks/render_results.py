@@ -135,7 +135,9 @@ def latency_section() -> str:
              f"{data['device']}. Per backend: a fresh per-block table, the predictor fitted on random "
              "architectures, then scored on other random architectures (another seed) measured end to "
              "end. Noise: the same test networks measured a second time, scored like a predictor "
-             "against the first pass. Target: predictor MAPE <= 4 % and >= 95 % within +-10 %.\n\n")
+             "against the first pass. Where a speed gauge is listed below, reference networks timed in "
+             "every chunk of 16 put all timings on one speed scale (docs/latency.md). Target: predictor "
+             "MAPE <= 4 % and >= 95 % within +-10 %.\n\n")
     body = []
     for name, r in data["backends"].items():
         noise = r["noise"]["second_pass_vs_first"]
@@ -183,7 +185,9 @@ def cifar_section() -> str:
     fragment = re.sub(r"\]\((?!\.\./|https?:|/)([^)]+)\)",
                       lambda m: f"]({link(path.parent / m.group(1))})", fragment)
     heading, _, body = fragment.partition("\n")
-    if not heading.startswith("#"):
+    if heading.startswith("## "):
+        heading = "## 3-5. " + heading[3:]
+    else:
         heading, body = "## 3-5. CIFAR-10 study", fragment
     return f"{heading}\n\n{provenance(mode, 'cifar')}\n{body.rstrip()}\n\n"
 
