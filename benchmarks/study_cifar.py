@@ -171,12 +171,17 @@ def accept_matched(candidates: Sequence[tuple[str, float]], reference: float, to
     return inside[:count]
 
 
+def tilt_weights(costs: Sequence[float], beta: float) -> list[float]:
+    """Unnormalised ``q(j) ~ exp(-beta c_j)`` of one layer (shifted by the cheapest: no overflow)."""
+    low = min(costs)
+    return [math.exp(-beta * (c - low)) for c in costs]
+
+
 def tilted_mean(fixed: float, layer_costs: Sequence[Sequence[float]], beta: float) -> float:
     """Expected cost ``fixed + sum_l sum_j q_lj c_lj`` under ``q_l = softmax(-beta c_l)``."""
     total = fixed
     for costs in layer_costs:
-        low = min(costs)
-        weights = [math.exp(-beta * (c - low)) for c in costs]
+        weights = tilt_weights(costs, beta)
         total += sum(w * c for w, c in zip(weights, costs)) / sum(weights)
     return total
 
@@ -207,10 +212,7 @@ def sample_tilted(layer_costs: Sequence[Sequence[float]], beta: float, count: in
     import random
 
     rng = random.Random(seed)
-    layers = []
-    for costs in layer_costs:
-        low = min(costs)
-        layers.append([math.exp(-beta * (c - low)) for c in costs])
+    layers = [tilt_weights(costs, beta) for costs in layer_costs]
     return [[rng.choices(range(len(w)), weights=w)[0] for w in layers] for _ in range(count)]
 
 
@@ -792,10 +794,9 @@ def machine_info() -> dict[str, Any]:
     from proxylessnas import __version__
     from proxylessnas.hardware.measure import backend_version, device_name
 
-    commit = current_commit()
     return {"cpu": device_name("cpu"), "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "onnxruntime": backend_version("onnxruntime"),
-            "proxylessnas": __version__, "commit": commit, "platform": platform.platform(),
+            "proxylessnas": __version__, "commit": current_commit(), "platform": platform.platform(),
             "load_average": list(os.getloadavg())}
 
 
@@ -1162,10 +1163,14 @@ def _item5_markdown(results: dict[str, Any]) -> list[str]:
                      f"{100 * search['test_accuracy']:.2f}", _top1(trainings, name),
                      "-" if search.get("final_entropy") is None
                      else f"{search['final_entropy']:.2f} / {search['uniform_entropy']:.2f}"])
-    times = {name: searches[name]["wall_seconds"] for name in STRATEGY_RUNS}
+    # a resumed search's clock covers only its last part: not comparable
+    times = {name: searches[name]["wall_seconds"] for name in STRATEGY_RUNS if not searches[name]["resumed"]}
     accuracies = {name: trainings[name]["test_top1"] for name in STRATEGY_RUNS if name in trainings}
     best = max(accuracies, key=accuracies.get) if accuracies else None
-    fastest = min(times, key=times.get)
+    fastest = min(times, key=times.get) if times else None
+    fastest_text = f"{labels[fastest]} ({duration(times[fastest])})" if fastest else "-"
+    if len(times) < len(STRATEGY_RUNS):
+        fastest_text += " among the searches not resumed"
     return ["### Gradient against REINFORCE (item 5)", "",
             "Same target position, run as a user would run each strategy (each search's own "
             "calibration turns the position into T in ms, so T differs by the calibration noise), "
@@ -1177,7 +1182,7 @@ def _item5_markdown(results: dict[str, Any]) -> list[str]:
                             "measured at the end of the search (ms)", "within +-5 %",
                             "measured again (ms)", "inherited-weights top-1 %", "trained top-1 %",
                             "final entropy / uniform"], rows), "",
-            f"Reading: fastest search: {labels[fastest]} ({duration(times[fastest])}); most accurate after "
+            f"Reading: fastest search: {fastest_text}; most accurate after "
             f"training: {labels[best] + f' ({accuracies[best]:.2f} %)' if best else '-'}. The paper "
             "presents the gradient method as the memory-efficient way to search; its authors later said "
             "their main results came from the REINFORCE variant, the plain gradient with a latency "

@@ -106,30 +106,13 @@ def register(subparsers) -> None:
 
 
 def _space(args: argparse.Namespace):
+    from proxylessnas.search.config import parse_overrides
     from proxylessnas.space import get_space
 
-    overrides = space_overrides(args.overrides or [])
+    overrides = parse_overrides(args.overrides or [], example="width_mult=0.5")
     if args.resolution:
         overrides["resolution"] = args.resolution
     return get_space(args.space, **overrides)
-
-
-def space_overrides(items: list[str]) -> dict[str, Any]:
-    """``key=value`` strings to space overrides; values are read as YAML (numbers, lists)."""
-    import yaml
-
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ProxylessError(f"'{item}' is not key=value", "space overrides",
-                                 "write overrides as key=value, e.g. width_mult=0.5")
-        try:
-            overrides[key] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ProxylessError(f"cannot read the value of '{item}'", "space overrides",
-                                 "quote lists, e.g. 'depths=[2,2,2,2,2,1]'") from None
-    return overrides
 
 
 def _write_json(path: str, data: Any) -> None:

@@ -245,14 +245,14 @@ class SearchConfig:
         return path
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["search.epochs=5", "arch.lr=3e-4"]`` -> ``{"search.epochs": 5, "arch.lr": 0.0003}``."""
+def parse_overrides(items: list[str], example: str = "search.epochs=10") -> dict[str, Any]:
+    """``["search.epochs=5", "arch.lr=3e-4"]`` -> ``{"search.epochs": 5, "arch.lr": 0.0003}``
+    (values read as YAML; ``example`` goes into the error for an item without ``=``)."""
     result: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ProxylessError(f"override '{item}' is not key=value", "overrides",
-                                 "write e.g. search.epochs=10")
+            raise ProxylessError(f"override '{item}' is not key=value", "overrides", f"write e.g. {example}")
         result[key.strip()] = _yaml_scalar(text, item)
     return result
 
