@@ -115,3 +115,30 @@ def test_latency_caption_names_units():
                             "predicted_latency": 2.3, "unit": "ms"}) == " (measured 2.66 ms, target 2.65 ms)"
     assert latency_caption({"predicted_latency": 0.2152, "unit": "MMACs"}) == " (predicted 0.215 MMACs)"
     assert latency_caption({}) == ""
+
+
+def test_convergence_plot_from_new_keys_and_from_older_records(tmp_path):
+    from proxylessnas.search.convergence import normalised_entropy
+    from proxylessnas.viz import plot_convergence
+    from proxylessnas.viz.curves import convergence_series
+
+    space = get_space("tiny")
+    records = synthetic_records(space, 4)  # older rows: probs and arch, no convergence keys
+    series = convergence_series(records)
+    assert series["normalised_entropy"][1] == pytest.approx(
+        [normalised_entropy(list(r["probs"].values())) for r in records])
+    assert series["normalised_entropy"][1][-1] < series["normalised_entropy"][1][0]  # drifting to one op
+    assert series["argmax_changes"][1][0] == 0
+    records[-1].update(normalised_entropy=0.5, mean_max_prob=0.7, argmax_changes=3)
+    series = convergence_series(records)
+    assert (series["normalised_entropy"][1][-1], series["mean_max_prob"][1][-1]) == (0.5, 0.7)
+    assert series["argmax_changes"][1][-1] == 3
+    with Image.open(plot_convergence(records, tmp_path / "c.png")) as image:
+        assert image.width > 100
+    # rows with none of it (older files, no probs or arch): the curves are skipped, the plot still drawn
+    bare = [{"epoch": 1, "train_acc": 0.3}, {"epoch": 2, "train_acc": 0.4}]
+    assert all(values == [] for _, values in convergence_series(bare).values())
+    with Image.open(plot_convergence(bare, tmp_path / "bare.png")) as image:
+        assert image.width > 100
+    append_metrics(tmp_path / "one.jsonl", records[-1])  # the new keys pass the record check
+    assert read_metrics(tmp_path / "one.jsonl")[0]["argmax_changes"] == 3

@@ -48,6 +48,14 @@ from proxylessnas.data import BatchIterator, Dataset, load_dataset, split_valida
 from proxylessnas.errors import ProxylessError
 from proxylessnas.hardware.validate import SpeedGauge
 from proxylessnas.search.config import SearchConfig
+from proxylessnas.search.convergence import (
+    argmax_changes,
+    convergence_summary,
+    convergence_warning,
+    format_convergence,
+    mean_max_probability,
+    normalised_entropy,
+)
 from proxylessnas.search.selection import band_candidates, meets_target, select_by_measurement
 from proxylessnas.search.strategies import (
     LatencyObjective,
@@ -508,7 +516,8 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
                 context.average_attribute(strategy, "baseline")  # REINFORCE: only the mean matters
                 row = epoch_record(epoch, warming_up, supernet, objective, context.average_numbers(sums),
                                    valid_eval, config.run.eval_batches, lr,
-                                   uses_lambda=strategy.name == "gradient")
+                                   uses_lambda=strategy.name == "gradient",
+                                   previous_arch=metrics[-1].get("arch") if metrics else None)
                 row["seconds"] = round(time.perf_counter() - started, 3)
                 metrics.append(row)
                 context.on_main(write_metrics, metrics_path, metrics)
@@ -575,9 +584,10 @@ def new_sums() -> dict[str, float]:
 
 def epoch_record(epoch: int, warming_up: bool, supernet: SuperNet, objective: LatencyObjective,
                  sums: dict[str, float], valid_eval: BatchIterator, eval_batches: int, lr: float,
-                 uses_lambda: bool = True) -> dict:
+                 uses_lambda: bool = True, previous_arch: dict[str, str] | None = None) -> dict:
     """One metrics.jsonl row (``epoch`` counts from 1, as in the log): losses, accuracies, latencies,
-    lambda, entropy, probabilities."""
+    lambda, entropy, convergence (normalised entropy, mean max probability, argmax changes against
+    ``previous_arch``, the row before's "arch"; 0 for the first epoch), probabilities."""
     probs = [p.detach().cpu().double() for p in supernet.probs()]
     argmax = [int(p.argmax()) for p in probs]
     arch_steps = max(1, sums["arch_steps"])
@@ -590,12 +600,14 @@ def epoch_record(epoch: int, warming_up: bool, supernet: SuperNet, objective: La
         "argmax_latency": objective.cost_of(argmax), "target_latency": objective.target,
         "latency_unit": objective.unit, "lambda": objective.weight if uses_lambda else None,
         "entropy": entropy(probs),
+        "normalised_entropy": normalised_entropy(probs), "mean_max_prob": mean_max_probability(probs),
         "valid_acc": path_accuracy(supernet, argmax, valid_eval, eval_batches),
         "probs": {layer.label: [round(float(v), 6) for v in p]
                   for layer, p in zip(supernet.space.searched_layers, probs)},
         "arch": {layer.label: layer.candidates[i].token
                  for layer, i in zip(supernet.space.searched_layers, argmax)},
     }
+    row["argmax_changes"] = argmax_changes(previous_arch, row["arch"])
     for key, value in sums.items():
         if key.startswith("arch_") and key != "arch_steps":
             row[key] = value / arch_steps if sums["arch_steps"] else None
@@ -612,7 +624,11 @@ def epoch_line(row: dict[str, Any], unit: str) -> str:
             f"(target {row['target_latency']:.4g})")
     if row.get("lambda") is not None:
         text += f", lambda {row['lambda']:.3g}"
-    return text + f", entropy {row['entropy']:.3f}"
+    text += f", entropy {row['entropy']:.3f}"
+    if row.get("normalised_entropy") is not None:
+        text += (f" (normalised {row['normalised_entropy']:.2f}), max p {row['mean_max_prob']:.2f}, "
+                 f"argmax changes {row['argmax_changes']}")
+    return text
 
 
 def write_epoch_arch(run_dir: Path, supernet: SuperNet, objective: LatencyObjective, epoch: int) -> Arch:
@@ -772,6 +788,10 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
     }
     arch = Arch.from_ops(space, list(choices.values()), metadata)
     arch.save(run_dir / "arch.json")
+    convergence = convergence_summary(metrics)
+    convergence["warning"] = convergence_warning(
+        convergence, epochs=config.search.epochs, update_every=config.arch.update_every,
+        arch_lr=config.arch.lr, warmup_epochs=config.search.warmup_epochs, latency_mode=config.latency.mode)
     summary: dict[str, Any] = {
         "run_dir": str(run_dir), "arch": arch.to_dict(), "choices": choices,
         "predicted_latency": predicted, "measured_latency": measured, "unit": objective.unit,
@@ -789,13 +809,15 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
         "speed_factors": None if gauge is None else gauge.factors,
         "test_accuracy": test_accuracy, "bn_recalibration_batches": config.run.bn_recalibration_batches,
         "epochs": len(metrics),
+        "convergence": convergence,
         "_child_state_dict": {k: v.detach().cpu() for k, v in derived.state_dict().items()},
     }
     return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """The end-of-run report: op per layer, latencies, accuracy, files."""
+    """The end-of-run report: op per layer, latencies, accuracy, convergence, files; a convergence
+    warning, when there is one, as the last lines."""
     unit = summary["unit"]
     lines = ["", "chosen architecture:"]
     width = max(len(label) for label in summary["choices"])
@@ -825,7 +847,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"selection: {summary['selection']}")
     lines.append(f"test accuracy with inherited weights after BN recalibration: "
                  f"{100 * summary['test_accuracy']:.2f}%")
+    convergence = summary.get("convergence")
+    if convergence:
+        lines.append(format_convergence(convergence))
     for note in summary.get("notes", []):
         lines.append(note)
     lines.append(f"run directory {summary['run_dir']}: {', '.join(summary.get('files', []))}")
+    if convergence and convergence.get("warning"):
+        lines.extend(convergence["warning"].splitlines())
     return "\n".join(lines)

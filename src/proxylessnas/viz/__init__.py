@@ -1,9 +1,15 @@
-"""Plots of a search: architecture diagram, probability heatmap and GIF, curves, scatter.
+"""Plots of a search: architecture diagram, probability heatmap and GIF, curves (latency, accuracy,
+convergence), scatter.
 
 Matplotlib is used without pyplot (Agg canvases), so importing this never changes a backend.
 """
 
-from proxylessnas.viz.curves import plot_accuracy_curves, plot_accuracy_vs_latency, plot_latency_curve
+from proxylessnas.viz.curves import (
+    plot_accuracy_curves,
+    plot_accuracy_vs_latency,
+    plot_convergence,
+    plot_latency_curve,
+)
 from proxylessnas.viz.diagram import draw_architecture, plot_architecture
 from proxylessnas.viz.evolution import animate_search, plot_probability_heatmap, probability_matrix
 from proxylessnas.viz.metrics import append_metrics, entropy, read_metrics
@@ -11,6 +17,7 @@ from proxylessnas.viz.run import PLOT_FILES, plot_run
 
 __all__ = [
     "PLOT_FILES", "animate_search", "append_metrics", "draw_architecture", "entropy",
-    "plot_accuracy_curves", "plot_accuracy_vs_latency", "plot_architecture", "plot_latency_curve",
+    "plot_accuracy_curves", "plot_accuracy_vs_latency", "plot_architecture", "plot_convergence",
+    "plot_latency_curve",
     "plot_probability_heatmap", "plot_run", "probability_matrix", "read_metrics",
 ]

@@ -1,4 +1,4 @@
-"""Curves over epochs (latency, accuracy) and the accuracy-vs-latency scatter for reports."""
+"""Curves over epochs (latency, accuracy, convergence) and the accuracy-vs-latency scatter for reports."""
 
 from __future__ import annotations
 
@@ -7,8 +7,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import MaxNLocator
+
 from proxylessnas.figures import new_figure
 from proxylessnas.figures import save_figure as save
+from proxylessnas.search.convergence import (
+    ENTROPY_WARNING_THRESHOLD,
+    mean_max_probability,
+    normalised_entropy,
+    row_changes,
+)
 
 
 def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -58,6 +66,62 @@ def plot_accuracy_curves(records: Sequence[dict[str, Any]], path: str | os.PathL
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
     figure.suptitle("training during the search", fontsize=9)
+    return save(figure, path)
+
+
+def convergence_series(records: Sequence[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Per epoch: "normalised_entropy", "mean_max_prob" (from the keys, else computed from "probs")
+    and "argmax_changes" (the key, else counted from consecutive "arch"); a record with neither
+    is left out of that series (older metrics.jsonl files)."""
+    computed = {"normalised_entropy": normalised_entropy, "mean_max_prob": mean_max_probability}
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for key, compute in computed.items():
+        pairs = [(r["epoch"], float(r[key]) if r.get(key) is not None else compute(r["probs"]))
+                 for r in records if r.get(key) is not None or r.get("probs")]
+        series[key] = ([p[0] for p in pairs], [p[1] for p in pairs])
+    rows = list(records)
+    changes = [(r["epoch"], float(row_changes(rows, i))) for i, r in enumerate(rows)
+               if r.get("argmax_changes") is not None or r.get("arch")]
+    series["argmax_changes"] = ([p[0] for p in changes], [p[1] for p in changes])
+    return series
+
+
+def plot_convergence(records: Sequence[dict[str, Any]], path: str | os.PathLike,
+                     threshold: float = ENTROPY_WARNING_THRESHOLD) -> Path:
+    """Normalised entropy H_n = sum_d H(p_d) / sum_d ln K_d (1 uniform, 0 one-hot) and the mean max
+    probability per epoch, the warning threshold on H_n, and argmax changes per epoch as bars;
+    curves the records lack are skipped."""
+    series = convergence_series(records)
+    figure = new_figure(6.5, 3.6)
+    ax = figure.add_subplot()
+    drawn = False
+    for key, style, label in (("normalised_entropy", "-", "normalised entropy"),
+                              ("mean_max_prob", "--", "mean max p")):
+        epochs, values = series[key]
+        if values:
+            ax.plot(epochs, values, style, marker=".", label=label)
+            drawn = True
+    if drawn:
+        ax.axhline(threshold, color="0.5", ls=":", lw=1, label=f"warning above {threshold:g}")
+    ax.set_ylim(0.0, 1.05)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("normalised entropy, mean max p")
+    epochs, changes = series["argmax_changes"]
+    if changes:
+        twin = ax.twinx()
+        twin.bar(epochs, changes, width=0.5, color="tab:red", alpha=0.25, zorder=0)
+        twin.set_ylabel("argmax changes", color="tab:red")
+        twin.set_ylim(0, max(1.0, max(changes)) * 1.1)
+        twin.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_zorder(twin.get_zorder() + 1)  # the curves above the bars
+        ax.patch.set_visible(False)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if drawn:
+        ax.legend(fontsize=7, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no convergence data in these records", ha="center", va="center",
+                transform=ax.transAxes, fontsize=8, color="0.4")
+    ax.set_title("convergence of the architecture distribution", fontsize=9)
     return save(figure, path)
 
 

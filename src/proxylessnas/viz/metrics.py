@@ -2,7 +2,7 @@
 
 One JSON object per line, one line per epoch, appended as the search goes::
 
-    {"epoch": 3,                      # int, 0-based, required
+    {"epoch": 3,                      # int, required (the search counts from 1)
      "phase": "search",               # "warmup" | "search"
      "train_loss": 1.21, "train_acc": 0.58,      # weight steps (fractions, not percent)
      "valid_loss": 1.30, "valid_acc": 0.55,      # architecture-validation split
@@ -12,6 +12,9 @@ One JSON object per line, one line per epoch, appended as the search goes::
      "latency_unit": "ms",
      "lambda": 0.8,                   # latency weight in force (the controller's lambda)
      "entropy": 5.2,                  # sum over searched layers of -sum_j p_j ln p_j (nats)
+     "normalised_entropy": 0.93,      # entropy / sum_l ln K_l, K_l >= 2 (1 uniform, 0 one-hot)
+     "mean_max_prob": 0.31,           # mean over layers of max_j p_j
+     "argmax_changes": 2,             # layers whose argmax op changed since the epoch before
      "probs": {"s1.b0": [0.3, ...]},  # softmax(alpha) per searched layer, candidate order
      "arch": {"s1.b0": "mb_k3_e3"}}   # argmax op per searched layer
 
@@ -30,7 +33,8 @@ from typing import Any
 from proxylessnas.errors import ProxylessError
 
 NUMERIC_KEYS = ("train_loss", "train_acc", "valid_loss", "valid_acc", "expected_latency",
-                "argmax_latency", "target_latency", "lambda", "entropy")
+                "argmax_latency", "target_latency", "lambda", "entropy", "normalised_entropy",
+                "mean_max_prob", "argmax_changes")
 
 
 def entropy(probs: Sequence[Sequence[float]]) -> float:

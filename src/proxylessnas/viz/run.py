@@ -7,17 +7,19 @@ from pathlib import Path
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.space import Arch
-from proxylessnas.viz.curves import plot_accuracy_curves, plot_latency_curve
+from proxylessnas.viz.curves import plot_accuracy_curves, plot_convergence, plot_latency_curve
 from proxylessnas.viz.diagram import plot_architecture
 from proxylessnas.viz.evolution import animate_search, plot_probability_heatmap
 from proxylessnas.viz.metrics import read_metrics
 
-PLOT_FILES = ("architecture.png", "probabilities.png", "search.gif", "latency.png", "accuracy.png")
+PLOT_FILES = ("architecture.png", "probabilities.png", "search.gif", "latency.png", "accuracy.png",
+              "convergence.png")
 
 
 def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     """Read RUN_DIR/metrics.jsonl and RUN_DIR/arch.json (the space comes from the arch file) and
-    write plots/{architecture.png, probabilities.png, search.gif, latency.png, accuracy.png};
+    write plots/{architecture.png, probabilities.png, search.gif, latency.png, accuracy.png,
+    convergence.png};
     returns the paths written (the probability plots need records with 'probs')."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -33,6 +35,7 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
         written.append(animate_search(records, space, plots / "search.gif"))
     written.append(plot_latency_curve(records, plots / "latency.png"))
     written.append(plot_accuracy_curves(records, plots / "accuracy.png"))
+    written.append(plot_convergence(records, plots / "convergence.png"))
     return written
 
 
