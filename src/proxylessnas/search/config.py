@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 import os
 import types
 import typing
@@ -92,6 +93,9 @@ class ArchSection:
     weight_decay: float = 0.0
     init_std: float = 1e-3
     update_every: int = 5  # one architecture step every N weight steps
+    # beta: sum over decisions of H(p_d) / ln K_d added to the architecture loss with a weight
+    # that ramps linearly from 0 to beta over the search epochs (0: off, the paper's loss)
+    entropy_weight: float = 0.0
     skip_first_epoch: bool = True  # no architecture step in the first epoch after warm-up
 
 
@@ -352,6 +356,8 @@ def _validate(config: SearchConfig) -> None:
         ("arch.lr", arch.lr > 0, "give a positive learning rate"),
         ("arch.update_every", arch.update_every >= 1, "give 1 or more weight steps per arch step"),
         ("arch.init_std", arch.init_std >= 0, "give 0 or a small positive std"),
+        ("arch.entropy_weight", math.isfinite(arch.entropy_weight) and arch.entropy_weight >= 0,
+         "give 0 (off) or a positive weight such as 0.5"),
         ("reinforce.samples", config.reinforce.samples >= 1, "sample at least one architecture"),
         ("reinforce.baseline_decay", 0 <= config.reinforce.baseline_decay < 1, "give a value in [0, 1)"),
         ("hardware.batch_size", config.hardware.batch_size >= 1, "give a positive batch size"),

@@ -62,6 +62,7 @@ from proxylessnas.search.strategies import (
     NonFiniteLoss,
     batch_norms,
     check_finite,
+    entropy_weight,
     make_arch_optimizer,
     make_strategy,
 )
@@ -500,6 +501,8 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
                     # architecture step every update_every weight steps, on the validation split
                     if arch_steps_on and (step + 1) % config.arch.update_every == 0:
                         valid_images, valid_labels = next(valid_stream)
+                        progress = (phase_epoch * steps_per_epoch + step + 1) / phase_steps
+                        strategy.entropy_weight = entropy_weight(config.arch.entropy_weight, progress)
                         details = strategy.arch_step(valid_images, valid_labels, sampler)
                         sums["arch_steps"] += 1
                         for key, value in details.items():

@@ -196,6 +196,33 @@ class LatencyObjective:
             self.controller.load_state_dict(state["controller"])
 
 
+def entropy_penalty(probs: Sequence[Tensor]) -> Tensor:
+    """``sum_d H(p_d) / ln K_d`` over decisions with K_d >= 2 candidates, differentiable: each
+    decision counts between 0 (one-hot) and 1 (uniform), so the weight is per decision and its
+    pull on one logit does not shrink as the space gains decisions (a sum over all entropies
+    divided by their uniform total would)."""
+    terms = [-(p * torch.log(p.clamp_min(1e-30))).sum() / math.log(p.shape[-1])
+             for p in probs if p.shape[-1] > 1]
+    return torch.stack(terms).sum()
+
+
+def entropy_weight(final_weight: float, progress: float) -> float:
+    """The entropy term's weight at ``progress`` (0 to 1) through the search phase: it ramps
+    linearly, ``beta_t = final_weight * progress``, so early steps follow the accuracy and latency
+    signal alone and the last ones settle the decisions that signal left open."""
+    return final_weight * min(1.0, max(0.0, progress))
+
+
+def add_entropy_term(loss: Tensor, details: dict[str, float], probs: Sequence[Tensor],
+                     weight: float) -> Tensor:
+    """``loss + weight * entropy_penalty(probs)`` (``details["entropy_term"]`` records the term)."""
+    if weight <= 0:
+        return loss
+    term = weight * entropy_penalty(probs)
+    details["entropy_term"] = float(term.detach())
+    return loss + term.to(loss.dtype)
+
+
 def make_arch_optimizer(supernet: SuperNet, lr: float, betas: tuple[float, float], eps: float,
                         weight_decay: float) -> torch.optim.Adam:
     """Adam on the alphas only (paper: lr 1e-3, betas (0, 0.999), eps 1e-8, no weight decay)."""
@@ -214,13 +241,16 @@ class GradientStrategy:
         self.objective = objective
         self.optimizer = optimizer
         self.binary_mode = binary_mode
+        self.entropy_weight = 0.0  # set before each step by the run (see :func:`entropy_weight`)
 
     def arch_step(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> dict[str, float]:
         supernet = self.supernet
         supernet.sample_arch_step(self.binary_mode, generator)
         logits = supernet(images)
         ce = F.cross_entropy(logits, labels)  # no label smoothing in the architecture loss
-        loss, details = self.objective.loss(ce, supernet.probs())
+        probs = supernet.probs()
+        loss, details = self.objective.loss(ce, probs)
+        loss = add_entropy_term(loss, details, probs, self.entropy_weight)
         check_finite("architecture loss", loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=supernet.arch_parameters())  # weights get no gradient here
@@ -251,6 +281,7 @@ class ReinforceStrategy:
         self.reward_exponent = reward_exponent
         self.baseline = MovingAverageBaseline(baseline_decay)
         self._norms = batch_norms(supernet)
+        self.entropy_weight = 0.0  # set before each step by the run (see :func:`entropy_weight`)
 
     @torch.no_grad()
     def _accuracy(self, indices: list[int], images: Tensor, labels: Tensor) -> float:
@@ -268,6 +299,7 @@ class ReinforceStrategy:
                          self.reward_exponent)
         log_probs = torch.stack([supernet.log_prob(a) for a in archs])
         loss, details = reinforce_loss(rewards.to(log_probs.device), log_probs, self.baseline)
+        loss = add_entropy_term(loss, details, supernet.probs(), self.entropy_weight)
         check_finite("REINFORCE loss", loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -275,6 +307,7 @@ class ReinforceStrategy:
         with torch.no_grad():
             expected = float(objective.expected([p.detach() for p in supernet.probs()]))
         return {"loss": details["loss"], "reward": details["reward"], "baseline": details["baseline"],
+                "entropy_term": details.get("entropy_term", 0.0),
                 "arch_accuracy": sum(accuracies) / len(accuracies), "expected_latency": expected,
                 "sampled_latency": sum(latencies) / len(latencies), "target": objective.target}
 
