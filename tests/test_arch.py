@@ -29,7 +29,7 @@ def test_arch_with_overrides_rebuilds_its_space(tmp_path):
     (lambda d: d["choices"].update({"s1.b0": "mb_k7_e3"}), "not a candidate"),
     (lambda d: d["choices"].pop("s1.b1"), "no op chosen"),
     (lambda d: d["choices"].update({"s9.b9": "zero"}), "unknown layer"),
-    (lambda d: d.update({"schema_version": 2}), "schema_version"),
+    (lambda d: d.update({"schema_version": 9}), "schema_version"),
     (lambda d: d.update({"space": "proxyless-cifar"}), "arch is for space|no op chosen|unknown layer"),
     (lambda d: d["choices"].update({"s1.b0": "zero"}), "not a candidate"),
 ])

@@ -71,7 +71,7 @@ def model_card(model: ProxylessNet, *, source: str, exports: dict[str, dict] | N
         "params": params,
         "macs": macs,
         "arch": arch,
-        "ops": [f"{b.label}:mb_k{b.kernel_size}_e{b.expand_ratio}" for b in config.blocks],
+        "ops": config.op_labels(),
         "net_config": model.config(),
         "dataset": dataset,
         "accuracy": accuracy,

@@ -21,8 +21,9 @@ def register(subparsers) -> None:
         description="Export with an output-parity check on random inputs (max abs diff reported; "
                     "refused above the tolerance), safetensors weights and a model card JSON.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", metavar="CHECKPOINT|ARCH_JSON|ZOO_NAME",
-                        help="train checkpoint (.pt), exported weights (.safetensors), arch JSON or zoo name")
+    parser.add_argument("source", metavar="CHECKPOINT|ARCH_JSON|NB201_STRING|ZOO_NAME",
+                        help="train checkpoint (.pt), exported weights (.safetensors), arch JSON, "
+                             "NAS-Bench-201 string or zoo name")
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
     parser.add_argument("--out", metavar="FILE",
                         help="output file (default: exported/<name>.onnx|.torchscript.pt)")
@@ -69,11 +70,13 @@ def _source_model(args):
         dataset_info = {"dataset": args.dataset,
                         "normalisation": {"mean": list(dataset.mean), "std": list(dataset.std)}}
     from proxylessnas.nets.zoo import ZOO
+    from proxylessnas.space.nasbench201 import is_arch_string
 
-    if args.source not in ZOO and source.exists() and (num_classes is None or resolution is None):
-        from proxylessnas.space.arch import Arch
+    if args.source not in ZOO and (source.exists() or is_arch_string(args.source)) and (
+            num_classes is None or resolution is None):
+        from proxylessnas.space.arch import load_arch_or_string
 
-        space = Arch.load(source).resolve_space()
+        space = load_arch_or_string(args.source).resolve_space()
         num_classes = num_classes or space.head.num_classes
         resolution = resolution or space.resolution
     model, description = build_target(args.source, num_classes or 1000, resolution or 224, in_chs or 3)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from proxylessnas.errors import ProxylessError
-from proxylessnas.nets.net import ProxylessNet
+from proxylessnas.nets.net import ProxylessNet, net_from_config
 from proxylessnas.nets.weights import load_weights, save_weights
 
 
@@ -17,7 +17,7 @@ def save_exported_weights(model: ProxylessNet, path: str | os.PathLike) -> Path:
 
 
 def load_exported_weights(path: str | os.PathLike) -> ProxylessNet:
-    """Rebuild a ``ProxylessNet`` from the config stored in a safetensors file, then load it.
+    """Rebuild the net (chain or graph) from the config stored in a safetensors file, then load it.
 
     Only tensors and a JSON string are read: safetensors cannot carry code.
     """
@@ -39,6 +39,6 @@ def load_exported_weights(path: str | os.PathLike) -> ProxylessNet:
         config = json.loads(metadata["net_config"])
     except json.JSONDecodeError:
         raise ProxylessError("malformed net_config metadata", str(path), "export the weights again") from None
-    model = ProxylessNet.from_config(config)
+    model = net_from_config(config, str(path))
     load_weights(model, path)
     return model.eval()

@@ -14,13 +14,16 @@ import hashlib
 import json
 import os
 import re
+from functools import singledispatch
 from pathlib import Path
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.hardware.cost import FlopsCostModel, KeyCostModel, TableCostModel
+from proxylessnas.hardware.graph_cost import GraphFlopsCostModel
 from proxylessnas.hardware.keys import space_keys
 from proxylessnas.hardware.lut import LatencyTable
 from proxylessnas.hardware.measure import Backend, device_name
+from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.spec import SearchSpace
 
 MEASURED_TARGETS = {"cpu": ("torch", "cpu"), "cuda": ("torch", "cuda"),
@@ -119,6 +122,13 @@ def get_cost_model(hardware: str, space: SearchSpace, *, batch_size: int = 1, th
 
     ``require_all_keys=False`` accepts a table that prices only some architectures of the space
     (to predict one arch); a lookup of a missing key is still an error."""
+    return _cost_model_for(space, hardware, batch_size=batch_size, threads=threads, progress=progress,
+                           require_all_keys=require_all_keys)
+
+
+@singledispatch
+def _cost_model_for(space: SearchSpace, hardware: str, *, batch_size: int, threads: int | None,
+                    progress: bool, require_all_keys: bool) -> KeyCostModel:
     if hardware == "flops":
         return FlopsCostModel("macs")
     if hardware == "params":
@@ -126,3 +136,12 @@ def get_cost_model(hardware: str, space: SearchSpace, *, batch_size: int = 1, th
     table = get_table(hardware, space, batch_size=batch_size, threads=threads, progress=progress,
                       require_all_keys=require_all_keys)
     return table_model(table, batch_size)
+
+
+@_cost_model_for.register
+def _graph_cost_model(space: GraphSpace, hardware: str, *, batch_size: int, threads: int | None,
+                      progress: bool, require_all_keys: bool) -> KeyCostModel:
+    if hardware in ANALYTIC_TARGETS:
+        return GraphFlopsCostModel("macs" if hardware == "flops" else "params")
+    raise ProxylessError(f"no latency table for graph spaces yet (hardware '{hardware}')", space.name,
+                         "use --hardware flops or params with this space")

@@ -53,6 +53,10 @@ class NetConfig:
     def feature_chs(self) -> int:
         return self.blocks[-1].out_chs if self.blocks else self.stem_chs
 
+    def op_labels(self) -> list[str]:
+        """``label:token`` of every block, e.g. ``s1.b0:mb_k5_e3``."""
+        return [f"{b.label}:{b.op.token}" for b in self.blocks]
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["blocks"] = [asdict(b) for b in self.blocks]

@@ -1,13 +1,21 @@
-"""The standalone network: a plain ``nn.Module`` built from a :class:`NetConfig`."""
+"""The standalone network: a plain ``nn.Module`` built from a :class:`NetConfig`.
+
+:func:`build_net` builds the standalone net of any space kind: it dispatches on the space's type
+(chains here, graph spaces in ``nets/graph_net.py``); :func:`net_from_config` rebuilds a net
+from any ``config()`` dict, dispatching on its ``kind``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import singledispatch
 from typing import Any
 
 import torch
 from torch import nn
 
-from proxylessnas.nets.config import NetConfig, net_config
+from proxylessnas.errors import ProxylessError
+from proxylessnas.nets.config import NET_KIND, NetConfig, net_config
 from proxylessnas.ops.blocks import Classifier, ConvBNAct, MBConv, Residual, init_weights
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.spec import SearchSpace
@@ -49,7 +57,35 @@ class ProxylessNet(nn.Module):
         return cls(config if isinstance(config, NetConfig) else NetConfig.from_dict(config))
 
 
-def build_net(space: SearchSpace, arch: Arch, num_classes: int | None = None,
-              dropout: float | None = None) -> ProxylessNet:
-    """Standalone net of ``arch``: zero blocks dropped, residuals where stride 1 and in == out."""
-    return ProxylessNet(net_config(space, arch, num_classes, dropout))
+@singledispatch
+def build_net(space, arch: Arch, num_classes: int | None = None, dropout: float | None = None,
+              name: str = "") -> nn.Module:
+    """Standalone net of ``arch`` in ``space`` (a chain ``SearchSpace`` or a ``GraphSpace``).
+
+    Chain: zero blocks dropped, residuals where stride 1 and in == out (:class:`ProxylessNet`).
+    Graph: zero edges dropped, nodes sum their edges (``nets.graph_net.GraphNet``)."""
+    raise ProxylessError(f"no standalone net for a {type(space).__name__}", "build_net",
+                         "give a space from get_space()")
+
+
+@build_net.register
+def _build_chain_net(space: SearchSpace, arch: Arch, num_classes: int | None = None,
+                     dropout: float | None = None, name: str = "") -> ProxylessNet:
+    return ProxylessNet(net_config(space, arch, num_classes, dropout, name))
+
+
+_NET_KINDS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {NET_KIND: ProxylessNet.from_config}
+
+
+def register_net_kind(kind: str, from_config: Callable[[dict[str, Any]], nn.Module]) -> None:
+    """Let :func:`net_from_config` rebuild configs whose ``kind`` is ``kind``."""
+    _NET_KINDS[kind] = from_config
+
+
+def net_from_config(config: dict[str, Any], where: str = "net config") -> nn.Module:
+    """The net of a ``net.config()`` dict of any kind (chain or graph)."""
+    kind = config.get("kind") if isinstance(config, dict) else None
+    if kind not in _NET_KINDS:
+        raise ProxylessError(f"unknown net config kind {kind!r}", where,
+                             f"give a config written by net.config() (kinds: {', '.join(_NET_KINDS)})")
+    return _NET_KINDS[kind](config)

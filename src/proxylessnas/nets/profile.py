@@ -1,5 +1,8 @@
 """Per-layer parameters and multiply-accumulates of a standalone net, counted analytically.
 
+``profile_net`` / ``count_params_macs`` take a chain's ``NetConfig`` or a graph net's
+``GraphNetConfig`` (``nets/graph_net.py``: one row per edge, then the head).
+
 Conv: MACs = k * k * (C_in / groups) * C_out * H_out * W_out; linear: C_in * C_out.
 Parameters count conv, BN (weight and bias) and linear weights; BN running statistics are
 buffers, not parameters. The test suite cross-checks both counts against torch.
@@ -8,6 +11,7 @@ buffers, not parameters. The test suite cross-checks both counts against torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import singledispatch
 
 from proxylessnas.nets.config import NetConfig
 from proxylessnas.space.shapes import Shape, conv_output_size
@@ -32,7 +36,14 @@ def _conv(h: int, w: int, c_in: int, c_out: int, k: int, stride: int, groups: in
     return weights + (2 * c_out if bn else 0), weights * oh * ow, oh, ow
 
 
-def profile_net(config: NetConfig, resolution: int | None = None) -> list[LayerProfile]:
+@singledispatch
+def profile_net(config, resolution: int | None = None) -> list[LayerProfile]:
+    """Per-layer rows of a net config (a graph net's is registered in ``nets/graph_net.py``)."""
+    raise TypeError(f"no profile for {type(config).__name__}")
+
+
+@profile_net.register
+def _profile_chain(config: NetConfig, resolution: int | None = None) -> list[LayerProfile]:
     """One row for the stem, each block, the head and the classifier."""
     side = resolution or config.resolution
     rows: list[LayerProfile] = []
@@ -63,6 +74,6 @@ def profile_net(config: NetConfig, resolution: int | None = None) -> list[LayerP
     return rows
 
 
-def count_params_macs(config: NetConfig, resolution: int | None = None) -> tuple[int, int]:
+def count_params_macs(config, resolution: int | None = None) -> tuple[int, int]:
     rows = profile_net(config, resolution)
     return sum(r.params for r in rows), sum(r.macs for r in rows)

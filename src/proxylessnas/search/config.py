@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.supernet.base import MIXED_OPS
 
 STRATEGIES = ("gradient", "reinforce")
 BINARY_MODES = ("full", "full_v2", "two")
@@ -126,6 +127,8 @@ class LatencySection:
     calibrate: int = 0  # band/under on measured hardware: whole nets timed to map table sums to latency
     gauge: int = 2  # reference nets timed in every whole-net session, to keep the calibration's speed scale
     step_size: float = 0.1
+    # what drives the dual ascent on lambda: the argmax architecture's cost, or E[LAT]
+    controller_cost: str = "argmax"
     initial_weight: float = 0.1
     max_weight: float = 100.0
 
@@ -145,6 +148,9 @@ class SearchSection:
 
     strategy: str = "gradient"
     binary_mode: str = "full_v2"
+    # how the supernet mixes candidates: binary gates (ProxylessNAS), or the baselines darts
+    # (softmax-weighted sum of every candidate) and gumbel (FBNet); the baselines ignore binary_mode
+    mixed_op: str = "binary"
     warmup_epochs: int = 2
     epochs: int = 6
     steps_per_epoch: int | None = None  # cap on weight steps per epoch (None: the whole split)
@@ -336,6 +342,7 @@ def _validate(config: SearchConfig) -> None:
     checks = [
         ("search.strategy", search.strategy in STRATEGIES, f"use one of {', '.join(STRATEGIES)}"),
         ("search.binary_mode", search.binary_mode in BINARY_MODES, f"use one of {', '.join(BINARY_MODES)}"),
+        ("search.mixed_op", search.mixed_op in MIXED_OPS, f"use one of {', '.join(MIXED_OPS)}"),
         ("search.epochs", search.epochs >= 1, "give at least 1 search epoch"),
         ("search.warmup_epochs", search.warmup_epochs >= 0, "give 0 or more warm-up epochs"),
         ("search.steps_per_epoch", search.steps_per_epoch is None or search.steps_per_epoch >= 1,
@@ -346,6 +353,8 @@ def _validate(config: SearchConfig) -> None:
         ("latency.tolerance", 0.0 < latency.tolerance < 1.0, "give a fraction such as 0.05"),
         ("latency.calibrate", latency.calibrate == 0 or latency.calibrate >= 2, "give 0 or at least 2"),
         ("latency.gauge", latency.gauge >= 0, "give 0 (raw timings) or more reference nets"),
+        ("latency.controller_cost", latency.controller_cost in ("argmax", "expected"),
+         "use argmax or expected"),
         ("data.batch_size", data.batch_size >= 1, "give a positive batch size"),
         ("data.valid_batch_size", data.valid_batch_size >= 1, "give a positive batch size"),
         ("data.eval_batch_size", data.eval_batch_size >= 1, "give a positive batch size"),

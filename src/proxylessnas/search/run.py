@@ -68,7 +68,7 @@ from proxylessnas.search.strategies import (
 )
 from proxylessnas.space import Arch, SearchSpace, get_space
 from proxylessnas.space.arch import write_json_atomic
-from proxylessnas.supernet import SuperNet, batch_statistics_only
+from proxylessnas.supernet import DecisionSuperNet, batch_statistics_only, build_supernet
 from proxylessnas.train.bn_recalibration import recalibrate_bn
 from proxylessnas.train.checkpoint import (
     capture_rng_state,
@@ -165,10 +165,11 @@ def make_objective(config: SearchConfig, space: SearchSpace, cost_model) -> Late
                             target_position=latency.target_position, loss_name=latency.loss,
                             loss_params=latency.loss_params, tolerance=latency.tolerance,
                             step_size=latency.step_size, initial_weight=latency.initial_weight,
-                            max_weight=latency.max_weight, check_now=not will_calibrate(config))
+                            max_weight=latency.max_weight, check_now=not will_calibrate(config),
+                            controller_cost=latency.controller_cost)
 
 
-def weight_optimizer(supernet: SuperNet, config: SearchConfig) -> torch.optim.SGD:
+def weight_optimizer(supernet: DecisionSuperNet, config: SearchConfig) -> torch.optim.SGD:
     """SGD (Nesterov) on the weights; no weight decay on BatchNorm and biases (1-D tensors)."""
     weights = config.weights
     params = supernet.weight_parameters()
@@ -286,7 +287,8 @@ def entropy(probs: list[torch.Tensor]) -> float:
 
 
 @torch.no_grad()
-def path_accuracy(supernet: SuperNet, indices: list[int], batches: BatchIterator, max_batches: int) -> float:
+def path_accuracy(supernet: DecisionSuperNet, indices: list[int], batches: BatchIterator,
+                  max_batches: int) -> float:
     """Accuracy of one fixed path on up to ``max_batches`` batches (BN on batch statistics,
     running statistics untouched: they describe the mixture of paths, not this one)."""
     supernet.set_path(indices)
@@ -382,7 +384,7 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
         cost_model = make_cost_model(config, space, progress_enabled)
     objective = make_objective(config, space, cost_model)
 
-    supernet = SuperNet(space, dataset.num_classes).to(device)
+    supernet = build_supernet(space, dataset.num_classes, mixed_op=config.search.mixed_op).to(device)
     supernet = context.sync_batchnorm(supernet, config.run.sync_batchnorm)
     with torch.no_grad():
         init = torch.Generator().manual_seed(seed)
@@ -585,7 +587,7 @@ def new_sums() -> dict[str, float]:
     return {"weight_loss": 0.0, "weight_correct": 0, "weight_seen": 0, "weight_steps": 0, "arch_steps": 0}
 
 
-def epoch_record(epoch: int, warming_up: bool, supernet: SuperNet, objective: LatencyObjective,
+def epoch_record(epoch: int, warming_up: bool, supernet: DecisionSuperNet, objective: LatencyObjective,
                  sums: dict[str, float], valid_eval: BatchIterator, eval_batches: int, lr: float,
                  uses_lambda: bool = True, previous_arch: dict[str, str] | None = None) -> dict:
     """One metrics.jsonl row (``epoch`` counts from 1, as in the log): losses, accuracies, latencies,
@@ -634,7 +636,8 @@ def epoch_line(row: dict[str, Any], unit: str) -> str:
     return text
 
 
-def write_epoch_arch(run_dir: Path, supernet: SuperNet, objective: LatencyObjective, epoch: int) -> Arch:
+def write_epoch_arch(run_dir: Path, supernet: DecisionSuperNet, objective: LatencyObjective,
+                     epoch: int) -> Arch:
     """arch.json (latest) and arches/epoch_NNN.json: the argmax architecture after the 0-based
     ``epoch``, numbered NNN = epoch + 1 like the log and metrics.jsonl."""
     arch = supernet.export()
@@ -724,7 +727,7 @@ def time_architectures(space: SearchSpace, archs: list[list[int]], config: Searc
                      config, space, gauge=gauge)
 
 
-def select_measured(supernet: SuperNet, objective: LatencyObjective, config: SearchConfig,
+def select_measured(supernet: DecisionSuperNet, objective: LatencyObjective, config: SearchConfig,
                     gauge: SpeedGauge | None = None) -> tuple[list[int], str, list[dict[str, Any]]]:
     """Band / under modes on measured hardware: time a few probable architectures that tile the
     band and take the most probable one that meets the target when measured (search/selection.py)."""
@@ -754,8 +757,9 @@ def measure_net_latency(net: torch.nn.Module, config: SearchConfig, space: Searc
     return time_nets([net], config, space, warmup=10, gauge=gauge)[0]
 
 
-def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_part, supernet: SuperNet,
-                  objective: LatencyObjective, device: torch.device, metrics: list[dict]) -> dict[str, Any]:
+def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_part,
+                  supernet: DecisionSuperNet, objective: LatencyObjective, device: torch.device,
+                  metrics: list[dict]) -> dict[str, Any]:
     """Derive, recalibrate BN, test, measure; write the final arch.json; return the summary."""
     from proxylessnas.train.loops import evaluate
 

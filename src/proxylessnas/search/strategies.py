@@ -40,6 +40,8 @@ from proxylessnas.search.reinforce import MovingAverageBaseline, reinforce_loss,
 from proxylessnas.space.spec import SearchSpace
 from proxylessnas.supernet import SuperNet, batch_statistics_only
 
+CONTROLLER_COSTS = ("argmax", "expected")
+
 
 class NonFiniteLoss(Exception):
     """A loss became NaN or infinite; ``what`` says which one."""
@@ -74,10 +76,14 @@ class LatencyObjective:
                  target_position: float = 0.5, loss_name: str = "mul_log",
                  loss_params: dict[str, float] | None = None, tolerance: float = 0.05,
                  step_size: float = 0.1, initial_weight: float = 0.1, max_weight: float = 100.0,
-                 check_now: bool = True) -> None:
+                 check_now: bool = True, controller_cost: str = "argmax") -> None:
         """``check_now=False`` defers the feasibility check of an explicit target to
         :meth:`calibrate` (a target in measured ms is only comparable with the space's range
         after calibration)."""
+        if controller_cost not in CONTROLLER_COSTS:
+            raise ProxylessError(f"unknown controller cost '{controller_cost}'", "latency.controller_cost",
+                                 f"use one of {', '.join(CONTROLLER_COSTS)}")
+        self.controller_cost = controller_cost
         self.space = space
         self.cost_model = cost_model
         self.unit = getattr(cost_model, "unit", "")
@@ -159,9 +165,21 @@ class LatencyObjective:
         return latency_loss(self.loss_name, ce, expected, self.target, **self.loss_params)
 
     def after_arch_step(self, alphas: Sequence[Tensor]) -> None:
-        """Target modes: one dual-ascent step on the argmax architecture's cost."""
-        if self.controller is not None:
-            self.controller.update(self.cost_of(argmax_indices(alphas)))
+        """Target modes: one dual-ascent step on lambda, driven by the argmax architecture's cost
+        (``controller_cost="argmax"``) or by E[LAT] (``"expected"``).
+
+        Near a uniform distribution the argmax is a noisy draw: its cost jumps between cheap and
+        expensive architectures with tiny changes of the logits, so lambda flips sign and drags
+        every logit back and forth. E[LAT] moves smoothly and meets the argmax cost once the
+        distribution has converged; the final selection still enforces the band."""
+        if self.controller is None:
+            return
+        if self.controller_cost == "expected":
+            with torch.no_grad():
+                cost = float(self.expected([torch.softmax(a.detach(), dim=0) for a in alphas]))
+        else:
+            cost = self.cost_of(argmax_indices(alphas))
+        self.controller.update(cost)
 
     def accepts(self, cost: float) -> bool:
         """Whether ``cost`` meets the target (always True in penalty mode)."""
@@ -245,7 +263,8 @@ class GradientStrategy:
 
     def arch_step(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> dict[str, float]:
         supernet = self.supernet
-        supernet.sample_arch_step(self.binary_mode, generator)
+        # the DARTS / Gumbel baselines have one architecture mode, full (every candidate runs)
+        supernet.sample_arch_step(self.binary_mode if supernet.mixed_op == "binary" else "full", generator)
         logits = supernet(images)
         ce = F.cross_entropy(logits, labels)  # no label smoothing in the architecture loss
         probs = supernet.probs()

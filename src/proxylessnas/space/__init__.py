@@ -1,10 +1,20 @@
-"""Search spaces as plain typed data: op grammar, layer and space specs, presets, Arch, shapes."""
+"""Search spaces as plain typed data: op grammar, chain (layer) and graph (decision) specs,
+presets, Arch, shapes."""
 
-from proxylessnas.space.arch import Arch
+from proxylessnas.space.arch import Arch, load_arch_or_string
+from proxylessnas.space.graph import Decision, Edge, GraphHead, GraphSpace, space_from_dict
 from proxylessnas.space.ops import (
+    NONE,
+    SKIP,
     ZERO,
+    AvgPoolOp,
+    ConvBNOp,
     MBConvOp,
+    NoneOp,
     OpSpec,
+    ReLUConvBNOp,
+    ResBlockOp,
+    SkipOp,
     ZeroOp,
     expand_braces,
     format_op,
@@ -22,7 +32,10 @@ from proxylessnas.space.shapes import (
 from proxylessnas.space.spec import BNSpec, HeadSpec, LayerSpec, SearchSpace, StemSpec
 
 __all__ = [
-    "Arch", "BNSpec", "HeadSpec", "LayerShape", "LayerSpec", "MBConvOp", "OpSpec", "SearchSpace",
-    "Shape", "StemSpec", "ZERO", "ZeroOp", "conv_output_size", "expand_braces", "format_op",
-    "get_space", "infer_shapes", "parse_op", "parse_ops", "shapes_by_label", "space_names",
+    "Arch", "AvgPoolOp", "BNSpec", "ConvBNOp", "Decision", "Edge", "GraphHead", "GraphSpace",
+    "HeadSpec", "LayerShape", "LayerSpec", "MBConvOp", "NONE", "NoneOp", "OpSpec", "ReLUConvBNOp",
+    "ResBlockOp", "SKIP", "SearchSpace", "Shape", "SkipOp", "StemSpec", "ZERO", "ZeroOp",
+    "conv_output_size", "expand_braces", "format_op", "get_space", "infer_shapes",
+    "load_arch_or_string", "parse_op", "parse_ops", "shapes_by_label", "space_from_dict",
+    "space_names",
 ]

@@ -1,13 +1,23 @@
-"""Op-string grammar: the candidates of a searched layer, written as short tokens.
+"""Op-string grammar: the candidates of a searched layer or edge, written as short tokens.
 
 Grammar (one op)::
 
-    op     := mbconv | "zero"
-    mbconv := "mb_k" KERNEL "_e" EXPAND       e.g. mb_k5_e6: 5x5 depthwise, expand ratio 6
+    op       := mbconv | "zero" | cell_op | fixed_op
+    mbconv   := "mb_k" KERNEL "_e" EXPAND       e.g. mb_k5_e6: 5x5 depthwise, expand ratio 6
+    cell_op  := "none" | "skip_connect" | "nor_conv_" KERNEL "x" KERNEL | "avg_pool_" KERNEL "x" KERNEL
+    fixed_op := "conv_bn_" KERNEL "x" KERNEL | "res_block_" KERNEL "x" KERNEL
 
-KERNEL is an odd integer >= 1, EXPAND an integer >= 1. Stride and channels belong to the layer,
-not to the op. ``zero`` skips the block (the layer becomes the identity); it is legal only where
-the layer has stride 1 and in == out channels.
+KERNEL is an odd integer >= 1 (both KERNELs of one token equal), EXPAND an integer >= 1. Stride
+and channels belong to the layer or edge, not to the op. In a chain, ``zero`` skips the block
+(the layer becomes the identity); it is legal only where the layer has stride 1 and in == out
+channels. On a graph edge (``space/graph.py``) ``zero`` and ``none`` both mean "the edge
+contributes 0" (``is_zero`` is True for both).
+
+The cell ops are NAS-Bench-201's (Dong & Yang, ICLR 2020): ``skip_connect`` the identity,
+``nor_conv_kxk`` ReLU -> kxk conv -> BN, ``avg_pool_kxk`` average pooling (padding k // 2,
+padding not counted). The fixed ops build a graph space's skeleton: ``conv_bn_kxk`` a kxk conv
++ BN without activation (a stem), ``res_block_kxk`` a ResNet basic block (the benchmark's
+residual reduction block between stages).
 
 A candidate list may use brace expansion and commas: ``"mb_k{3,5,7}_e{3,6},zero"`` expands to
 seven ops, in order (the rightmost brace varies fastest). ``format_op(parse_op(s)) == s``.
@@ -22,6 +32,7 @@ from dataclasses import dataclass
 from proxylessnas.errors import ProxylessError
 
 _MB_RE = re.compile(r"^mb_k(\d+)_e(\d+)$")
+_SQUARE_RE = re.compile(r"^(nor_conv|avg_pool|conv_bn|res_block)_(\d+)x(\d+)$")
 
 
 @dataclass(frozen=True, order=True)
@@ -59,8 +70,126 @@ class ZeroOp:
         return self.token
 
 
-OpSpec = MBConvOp | ZeroOp
+@dataclass(frozen=True, order=True)
+class NoneOp:
+    """``none``: the edge contributes 0 (NAS-Bench-201's name for the zero op)."""
+
+    @property
+    def token(self) -> str:
+        return "none"
+
+    @property
+    def is_zero(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return self.token
+
+
+@dataclass(frozen=True, order=True)
+class SkipOp:
+    """``skip_connect``: the identity (only where stride 1 and in == out channels)."""
+
+    @property
+    def token(self) -> str:
+        return "skip_connect"
+
+    @property
+    def is_zero(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return self.token
+
+
+@dataclass(frozen=True, order=True)
+class ReLUConvBNOp:
+    """``nor_conv_kxk``: ReLU -> kxk conv (stride of the edge, padding k // 2) -> BN."""
+
+    kernel_size: int
+
+    @property
+    def token(self) -> str:
+        return f"nor_conv_{self.kernel_size}x{self.kernel_size}"
+
+    @property
+    def is_zero(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return self.token
+
+
+@dataclass(frozen=True, order=True)
+class AvgPoolOp:
+    """``avg_pool_kxk``: kxk average pool, padding k // 2, padded pixels not counted."""
+
+    kernel_size: int
+
+    @property
+    def token(self) -> str:
+        return f"avg_pool_{self.kernel_size}x{self.kernel_size}"
+
+    @property
+    def is_zero(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return self.token
+
+
+@dataclass(frozen=True, order=True)
+class ConvBNOp:
+    """``conv_bn_kxk``: kxk conv + BN, no activation (the NAS-Bench-201 stem)."""
+
+    kernel_size: int
+
+    @property
+    def token(self) -> str:
+        return f"conv_bn_{self.kernel_size}x{self.kernel_size}"
+
+    @property
+    def is_zero(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return self.token
+
+
+@dataclass(frozen=True, order=True)
+class ResBlockOp:
+    """``res_block_kxk``: ResNet basic block, ``shortcut(x) + BN(conv(ReLU(BN(conv(ReLU(x))))))``.
+
+    Convs kxk (the first with the edge's stride); shortcut: 2x2 average pool + 1x1 conv (no BN)
+    where stride 2, ReLU -> 1x1 conv -> BN where stride 1 and the channels change, else the
+    identity. No ReLU after the sum (NAS-Bench-201's residual reduction block)."""
+
+    kernel_size: int
+
+    @property
+    def token(self) -> str:
+        return f"res_block_{self.kernel_size}x{self.kernel_size}"
+
+    @property
+    def is_zero(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return self.token
+
+
+OpSpec = MBConvOp | ZeroOp | NoneOp | SkipOp | ReLUConvBNOp | AvgPoolOp | ConvBNOp | ResBlockOp
 ZERO = ZeroOp()
+NONE = NoneOp()
+SKIP = SkipOp()
+NAS_BENCH_201_OPS = (NONE, SKIP, ReLUConvBNOp(1), ReLUConvBNOp(3), AvgPoolOp(3))
+"""NAS-Bench-201's five candidates, in the benchmark's order."""
+
+_SQUARE_OPS = {"nor_conv": ReLUConvBNOp, "avg_pool": AvgPoolOp, "conv_bn": ConvBNOp,
+               "res_block": ResBlockOp}
+_KEYWORD_OPS = {"zero": ZERO, "none": NONE, "skip_connect": SKIP}
+_GRAMMAR = ("write ops as 'mb_k<kernel>_e<expand>' (e.g. mb_k5_e6) or 'zero', or cell ops 'none', "
+            "'skip_connect', 'nor_conv_<k>x<k>', 'avg_pool_<k>x<k>'")
 
 
 def parse_op(text: str, where: str = "op string") -> OpSpec:
@@ -69,20 +198,31 @@ def parse_op(text: str, where: str = "op string") -> OpSpec:
     if not isinstance(token, str):
         raise ProxylessError(f"op must be a string, got {type(text).__name__}", where,
                              "write ops as 'mb_k<kernel>_e<expand>' or 'zero'")
-    if token == "zero":
-        return ZERO
+    if token in _KEYWORD_OPS:
+        return _KEYWORD_OPS[token]
+    square = _SQUARE_RE.match(token)
+    if square is not None:
+        family, kernel, kernel_w = square.group(1), int(square.group(2)), int(square.group(3))
+        if kernel != kernel_w:
+            raise ProxylessError(f"non-square kernel {kernel}x{kernel_w} in op '{token}'", where,
+                                 f"use a square odd kernel such as {family}_3x3")
+        _check_kernel(kernel, token, where)
+        return _SQUARE_OPS[family](kernel)
     match = _MB_RE.match(token)
     if match is None:
-        raise ProxylessError(f"unknown op '{token}'", where,
-                             "write ops as 'mb_k<kernel>_e<expand>' (e.g. mb_k5_e6) or 'zero'")
+        raise ProxylessError(f"unknown op '{token}'", where, _GRAMMAR)
     kernel, expand = int(match.group(1)), int(match.group(2))
-    if kernel < 1 or kernel % 2 == 0:
-        raise ProxylessError(f"bad kernel size {kernel} in op '{token}'", where,
-                             "use an odd kernel size such as 3, 5 or 7")
+    _check_kernel(kernel, token, where)
     if expand < 1:
         raise ProxylessError(f"bad expand ratio {expand} in op '{token}'", where,
                              "use an expand ratio >= 1")
     return MBConvOp(kernel, expand)
+
+
+def _check_kernel(kernel: int, token: str, where: str) -> None:
+    if kernel < 1 or kernel % 2 == 0:
+        raise ProxylessError(f"bad kernel size {kernel} in op '{token}'", where,
+                             "use an odd kernel size such as 3, 5 or 7")
 
 
 def format_op(op: OpSpec) -> str:

@@ -1,6 +1,7 @@
-"""Named search spaces: the paper's ImageNet space, a CIFAR-size space and a tiny test space.
+"""Named search spaces: the paper's ImageNet space, a CIFAR-size space, a tiny test space (chains)
+and NAS-Bench-201 (a graph space, ``space/nasbench201.py``).
 
-All three share one builder, :func:`mobile_chain`: a stem, one fixed first block, then stages
+The three chains share one builder, :func:`mobile_chain`: a stem, one fixed first block, then stages
 of MBConv blocks. The first block of a stage carries the stage's stride; the zero candidate is
 added only where stride is 1 and in == out channels.
 
@@ -18,7 +19,9 @@ from typing import Any
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.ops.blocks import make_divisible
-from proxylessnas.space.ops import ZERO, parse_op, parse_ops
+from proxylessnas.space.graph import GraphSpace
+from proxylessnas.space.nasbench201 import nasbench201
+from proxylessnas.space.ops import ZERO, MBConvOp, parse_op, parse_ops
 from proxylessnas.space.spec import BNSpec, HeadSpec, LayerSpec, SearchSpace, StemSpec
 
 PAPER_CANDIDATES = "mb_k{3,5,7}_e{3,6}"
@@ -55,6 +58,10 @@ def mobile_chain(
     ops = tuple(op for op in parse_ops(candidates, f"{name}: candidates") if not op.is_zero)
     if not ops:
         raise ProxylessError("no MBConv candidates", name, "give candidates such as mb_k3_e6")
+    others = [op.token for op in ops if not isinstance(op, MBConvOp)]
+    if others:
+        raise ProxylessError(f"op(s) {', '.join(others)} are not MBConv ops", f"{name}: candidates",
+                             "a chain space takes mb_k<kernel>_e<expand> candidates and 'zero'")
     layers = [LayerSpec("s0.b0", stem_width, first_width, 1, (parse_op(first_op, name),))]
     chs = first_width
     for stage, (width, depth, stride) in enumerate(zip(stage_widths, depths, strides), start=1):
@@ -132,19 +139,20 @@ def tiny(
         bn_eps=bn_eps, overrides={})
 
 
-PRESETS: dict[str, Callable[..., SearchSpace]] = {
+PRESETS: dict[str, Callable[..., SearchSpace | GraphSpace]] = {
     "proxyless-imagenet": proxyless_imagenet,
     "proxyless-cifar": proxyless_cifar,
     "tiny": tiny,
+    "nasbench201": nasbench201,
 }
 
 
-def _public_params(factory: Callable[..., SearchSpace]) -> list[str]:
+def _public_params(factory: Callable[..., SearchSpace | GraphSpace]) -> list[str]:
     return [name for name, p in inspect.signature(factory).parameters.items()
             if p.kind is p.KEYWORD_ONLY and not name.startswith("_")]
 
 
-def get_space(name: str, **overrides: Any) -> SearchSpace:
+def get_space(name: str, **overrides: Any) -> SearchSpace | GraphSpace:
     """A preset space by name, customised by keyword overrides (validated; unknown keys fail).
 
     >>> get_space("proxyless-imagenet", width_mult=1.4, resolution=160).resolution

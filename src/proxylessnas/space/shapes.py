@@ -8,6 +8,7 @@ and the reports all take their shapes from :func:`infer_shapes`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import singledispatch
 
 from proxylessnas.space.spec import SearchSpace
 
@@ -31,7 +32,8 @@ class Shape:
 
 @dataclass(frozen=True)
 class LayerShape:
-    """Input and output shape of one part of the chain; ``kind`` is stem|block|head|classifier."""
+    """Input and output shape of one part of a space; ``kind`` is stem|block|head|classifier for a
+    chain, fixed|searched|head for a graph's edges and head."""
 
     label: str
     kind: str
@@ -39,7 +41,15 @@ class LayerShape:
     output: Shape
 
 
-def infer_shapes(space: SearchSpace, resolution: int | None = None) -> tuple[LayerShape, ...]:
+@singledispatch
+def infer_shapes(space, resolution: int | None = None) -> tuple[LayerShape, ...]:
+    """Shapes of every part of ``space``; a graph space (``space/graph.py``) registers its own:
+    one row per edge, in edge order, then the head."""
+    raise TypeError(f"no shape inference for {type(space).__name__}")
+
+
+@infer_shapes.register
+def _chain_shapes(space: SearchSpace, resolution: int | None = None) -> tuple[LayerShape, ...]:
     """Shapes of the stem, every layer (labels as in the space), the head and the classifier."""
     side = resolution or space.resolution
     current = Shape(side, side, space.stem.in_chs)
@@ -61,5 +71,5 @@ def infer_shapes(space: SearchSpace, resolution: int | None = None) -> tuple[Lay
     return tuple(out)
 
 
-def shapes_by_label(space: SearchSpace, resolution: int | None = None) -> dict[str, LayerShape]:
+def shapes_by_label(space, resolution: int | None = None) -> dict[str, LayerShape]:
     return {shape.label: shape for shape in infer_shapes(space, resolution)}

@@ -107,6 +107,11 @@ class SearchSpace:
         return tuple(layer for layer in self.layers if layer.searchable)
 
     @property
+    def decisions(self) -> tuple[LayerSpec, ...]:
+        """The searched layers: a chain is the graph whose every decision has one edge."""
+        return self.searched_layers
+
+    @property
     def fixed_layers(self) -> tuple[LayerSpec, ...]:
         return tuple(layer for layer in self.layers if not layer.searchable)
 

@@ -28,11 +28,18 @@ from proxylessnas.supernet.gate import BinaryGate, batch_statistics_only
 
 
 class MixedOp(nn.Module):
-    """Candidates of one layer (``None`` for the zero op), an optional identity shortcut and the
-    layer's architecture logits ``alpha`` (one per candidate)."""
+    """Candidates of one layer or edge (``None`` for the zero op), an optional identity shortcut
+    and the architecture logits ``alpha`` (one per candidate).
+
+    With ``own_alpha=False`` the logits live elsewhere (a graph space's decision, shared by all
+    its edges) and are handed over with :meth:`use_gates` / :meth:`use_weights`. A zero
+    candidate contributes 0: with the shortcut the layer is the identity, without it the edge
+    outputs ``zeros`` of its output shape (``out_chs`` channels, side ``(n - 1) // stride + 1``).
+    """
 
     def __init__(self, candidates: Sequence[tuple[str, nn.Module | None]], shortcut: bool,
-                 label: str = "") -> None:
+                 label: str = "", *, own_alpha: bool = True, out_chs: int | None = None,
+                 stride: int = 1) -> None:
         super().__init__()
         if len(candidates) < 2:
             raise ProxylessError("a mixed op needs at least two candidates", label or "MixedOp",
@@ -40,8 +47,11 @@ class MixedOp(nn.Module):
         self.label = label
         self.names = [name for name, _ in candidates]
         self.shortcut = shortcut
-        if any(body is None for _, body in candidates) and not shortcut:
-            raise ProxylessError("a zero candidate needs the identity shortcut", label or "MixedOp",
+        self.out_chs = out_chs
+        self.stride = stride
+        if any(body is None for _, body in candidates) and not shortcut and out_chs is None:
+            raise ProxylessError("a zero candidate needs the identity shortcut or the edge's out_chs",
+                                 label or "MixedOp",
                                  "use zero only where stride is 1 and in == out channels")
         self.candidates = nn.ModuleDict({name: body for name, body in candidates if body is not None})
         self._bodies: list[nn.Module | None] = [body for _, body in candidates]
@@ -50,8 +60,9 @@ class MixedOp(nn.Module):
             [] if body is None else [m for m in body.modules()
                                      if isinstance(m, nn.modules.batchnorm._BatchNorm)]
             for body in self._bodies]
-        self.alpha = nn.Parameter(torch.zeros(len(candidates)))
+        self.alpha = nn.Parameter(torch.zeros(len(candidates))) if own_alpha else None
         self._state: tuple | None = None
+        self._gate_alpha: torch.Tensor | None = None
 
     @classmethod
     def from_layer(cls, layer: LayerSpec, bn: BNSpec | None = None) -> MixedOp:
@@ -75,9 +86,13 @@ class MixedOp(nn.Module):
         """Run only candidate ``index``, without gates."""
         self._state = ("path", index)
 
-    def use_gates(self, active: int, gate_set: Sequence[int], mode: str) -> None:
-        """Run candidate ``active`` behind binary gates over ``gate_set`` (see gate.py)."""
+    def use_gates(self, active: int, gate_set: Sequence[int], mode: str,
+                  alpha: torch.Tensor | None = None) -> None:
+        """Run candidate ``active`` behind binary gates over ``gate_set`` (see gate.py); the
+        gate gradients go to ``alpha`` (default: this op's own logits)."""
         self._state = ("gates", active, tuple(gate_set), mode != "full")
+        # a plain reference: assigning a Parameter to a module attribute would register it
+        object.__setattr__(self, "_gate_alpha", self.alpha if alpha is None else alpha)
 
     def use_weights(self, weights: torch.Tensor) -> None:
         """Run every candidate and sum the outputs weighted by ``weights`` (DARTS / Gumbel)."""
@@ -96,6 +111,11 @@ class MixedOp(nn.Module):
         with batch_statistics_only(self._batch_norms[index]):
             return self._bodies[index](x)
 
+    def zero_output(self, x: torch.Tensor) -> torch.Tensor:
+        """What a zero candidate outputs on an edge without shortcut: zeros of the edge's shape."""
+        side = lambda n: (n - 1) // self.stride + 1  # noqa: E731
+        return x.new_zeros(x.shape[0], self.out_chs, side(x.shape[2]), side(x.shape[3]))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         state = self._state
         if state is None:
@@ -105,14 +125,17 @@ class MixedOp(nn.Module):
         if kind == "path":
             body = self._bodies[state[1]]
             if body is None:
-                return x
+                return x if self.shortcut else self.zero_output(x)
             out = body(x)
             return x + out if self.shortcut else out
         if kind == "gates":
             _, active, gate_set, recompute = state
             body = self._bodies[active]
-            active_output = None if body is None else body(x)
-            return BinaryGate.apply(self.alpha, x, active_output, self.candidate_output,
+            if body is not None:
+                active_output = body(x)
+            else:  # zero: the identity behind the shortcut, else an output of zeros (gate gradient 0)
+                active_output = None if self.shortcut else self.zero_output(x)
+            return BinaryGate.apply(self._gate_alpha, x, active_output, self.candidate_output,
                                     self._is_zero, active, gate_set, self.shortcut, recompute)
         weights = state[1]
         out = x if self.shortcut else None
@@ -121,7 +144,7 @@ class MixedOp(nn.Module):
                 continue
             term = weights[index] * body(x)
             out = term if out is None else out + term
-        return out
+        return self.zero_output(x) if out is None else out
 
     def extra_repr(self) -> str:
         return f"label={self.label!r}, candidates={self.names}, shortcut={self.shortcut}"

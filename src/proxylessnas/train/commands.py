@@ -16,6 +16,8 @@ TRAIN_EXAMPLE = """examples:
   proxyless train runs/search/arch.json ema_decay=0.999 --dataset cifar10:DIR --init-from runs/search
   proxyless train mobilenet_v2 --dataset cifar10:DIR --out runs/mbv2 --resume
   proxyless train runs/search/arch.json --dataset cifar10:DIR --nproc 4 lr=0.2   # 4 GPUs, 4x the batch
+  proxyless train --dataset cifar10:DIR --epochs 200 \
+    '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'
 key=value recipe overrides may stand anywhere on the line. Zoo names train their CIFAR-size
 variant (stride-1 stem, proxyless-cifar space) on datasets of 64 pixels or less."""
 
@@ -30,7 +32,8 @@ def register(subparsers) -> None:
                     "with warm-up, label smoothing, optional EMA). key=value overrides any recipe field.",
         epilog=TRAIN_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("target", metavar="ARCH_JSON|ZOO_NAME")
+    train.add_argument("target", metavar="ARCH_JSON|NB201_STRING|ZOO_NAME",
+                       help="arch JSON file, NAS-Bench-201 string ('|nor_conv_3x3~0|+|...|') or zoo name")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. lr=0.05")
     train.add_argument("--dataset", default="demo", metavar="SPEC", help="dataset spec (default: demo)")
     train.add_argument("--epochs", type=int)
@@ -88,7 +91,7 @@ def run_train(args) -> int:
     from proxylessnas.train.bn_recalibration import recalibrate_bn
     from proxylessnas.train.recipe import default_recipe
     from proxylessnas.train.run import seed_everything, train_batches, train_model
-    from proxylessnas.train.target import build_target, load_search_init
+    from proxylessnas.train.target import build_target, load_search_init, target_name
 
     launched = relaunch_if_requested(args)
     if launched is not None:
@@ -110,7 +113,7 @@ def run_train(args) -> int:
         recipe = recipe.with_overrides({"compile": True})
     if recipe.warmup_epochs > recipe.epochs:
         recipe = recipe.with_overrides({"warmup_epochs": float(recipe.epochs) * 0.1})
-    out = Path(args.out or f"runs/train-{Path(args.target).stem}")
+    out = Path(args.out or f"runs/train-{target_name(args.target)}")
     seed_everything(recipe.seed)
     shape = (dataset.num_classes, dataset.resolution, dataset.channels)
     run_info = {"dataset_spec": args.dataset, "target": args.target,
@@ -137,9 +140,9 @@ def run_train(args) -> int:
 
 
 def load_trained_model(path: str | Path):
-    """A ``ProxylessNet`` with the deployed weights of a training checkpoint (.pt) or an
+    """The net (chain or graph) with the deployed weights of a training checkpoint (.pt) or an
     exported safetensors file (net config in its metadata)."""
-    from proxylessnas.nets.net import ProxylessNet
+    from proxylessnas.nets import net_from_config
     from proxylessnas.train.checkpoint import load_checkpoint
 
     path = Path(path)
@@ -151,7 +154,7 @@ def load_trained_model(path: str | Path):
     if "net_config" not in state or "weights" not in state:
         raise ProxylessError("checkpoint has no net_config/weights", str(path),
                              "give last.pt or best.pt of a 'proxyless train' run")
-    model = ProxylessNet.from_config(state["net_config"])
+    model = net_from_config(state["net_config"], str(path))
     try:
         model.load_state_dict(state["weights"])
     except RuntimeError as err:

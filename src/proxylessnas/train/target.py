@@ -1,4 +1,5 @@
-"""What to train: a net from an arch JSON, a zoo name, or the net a search run derived.
+"""What to train: a net from an arch JSON, a NAS-Bench-201 string, a zoo name, or the net a
+search run derived.
 
 Zoo nets are ImageNet-shaped (stride-2 stem, 224 input). For datasets of 64 pixels or less the
 zoo name gives its **CIFAR-size variant**: the same ops and stage widths in the
@@ -16,9 +17,11 @@ import torch
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.config import net_config
-from proxylessnas.nets.net import ProxylessNet
+from proxylessnas.nets.net import ProxylessNet, build_net
 from proxylessnas.nets.zoo import ZOO, get_entry
-from proxylessnas.space.arch import Arch, read_json
+from proxylessnas.space.arch import Arch, load_arch_or_string, read_json
+from proxylessnas.space.graph import GraphSpace
+from proxylessnas.space.nasbench201 import is_arch_string
 from proxylessnas.space.presets import get_space
 from proxylessnas.space.spec import SearchSpace
 from proxylessnas.train.checkpoint import load_checkpoint
@@ -38,7 +41,7 @@ def zoo_net_for(name: str, num_classes: int, resolution: int, in_chs: int = 3,
                                    name=name + suffix))
 
 
-def space_for_data(arch: Arch, num_classes: int, resolution: int, in_chs: int) -> SearchSpace:
+def space_for_data(arch: Arch, num_classes: int, resolution: int, in_chs: int) -> SearchSpace | GraphSpace:
     """The arch's space with the dataset's classes, resolution and channels."""
     overrides = {**arch.space_overrides, "num_classes": num_classes, "resolution": resolution,
                  "in_chs": in_chs}
@@ -48,28 +51,40 @@ def space_for_data(arch: Arch, num_classes: int, resolution: int, in_chs: int) -
 
 
 def arch_net_for(arch: Arch, num_classes: int, resolution: int, in_chs: int = 3,
-                 dropout: float | None = None, name: str = "") -> ProxylessNet:
+                 dropout: float | None = None, name: str = "") -> torch.nn.Module:
+    """The standalone net of ``arch`` (chain or graph space) sized for the data."""
     space = space_for_data(arch, num_classes, resolution, in_chs)
-    return ProxylessNet(net_config(space, arch, dropout=dropout, name=name))
+    return build_net(space, arch, dropout=dropout, name=name)
+
+
+def target_name(target: str) -> str:
+    """A file-name-safe name of a target: the zoo name, the arch file's stem, or
+    ``nb201-<8 hex digits of the string's sha1>`` for a NAS-Bench-201 string."""
+    if is_arch_string(target):
+        import hashlib
+
+        return "nb201-" + hashlib.sha1(target.strip().encode()).hexdigest()[:8]
+    return Path(target).stem
 
 
 def build_target(target: str, num_classes: int, resolution: int, in_chs: int = 3,
-                 dropout: float | None = None) -> tuple[ProxylessNet, dict]:
-    """(net, description) for ``target``: a zoo name or the path of an arch JSON file."""
+                 dropout: float | None = None) -> tuple[torch.nn.Module, dict]:
+    """(net, description) for ``target``: a zoo name, the path of an arch JSON file or a
+    NAS-Bench-201 string (``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``)."""
     if target in ZOO:
         net = zoo_net_for(target, num_classes, resolution, in_chs, dropout)
         return net, {"kind": "zoo", "name": target}
-    path = Path(target)
-    if not path.exists():
+    if not is_arch_string(target) and not Path(target).exists():
         raise ProxylessError(f"'{target}' is neither a zoo name nor a file", "target",
-                             f"give an arch JSON file or one of {', '.join(ZOO)}")
-    arch = Arch.load(path)
-    net = arch_net_for(arch, num_classes, resolution, in_chs, dropout, name=path.stem)
-    return net, {"kind": "arch", "path": str(path), "arch": arch.to_dict()}
+                             f"give an arch JSON file, a NAS-Bench-201 string or one of {', '.join(ZOO)}")
+    arch = load_arch_or_string(target)
+    net = arch_net_for(arch, num_classes, resolution, in_chs, dropout, name=target_name(target))
+    source = {"string": target.strip()} if is_arch_string(target) else {"path": str(target)}
+    return net, {"kind": "arch", **source, "arch": arch.to_dict()}
 
 
 def load_search_init(run_dir: str | os.PathLike, num_classes: int, resolution: int, in_chs: int = 3,
-                     dropout: float | None = None) -> tuple[ProxylessNet, Arch]:
+                     dropout: float | None = None) -> tuple[torch.nn.Module, Arch]:
     """The standalone net a search run derived, with the weights it inherited.
 
     Reads ``RUN_DIR/checkpoint.pt``. Two layouts are understood:
@@ -89,7 +104,7 @@ def load_search_init(run_dir: str | os.PathLike, num_classes: int, resolution: i
     else:
         arch = Arch.from_dict(read_json(run_dir / "arch.json", "arch file"), str(run_dir / "arch.json"))
     space = space_for_data(arch, num_classes, resolution, in_chs)
-    net = ProxylessNet(net_config(space, arch, dropout=dropout, name=run_dir.name))
+    net = build_net(space, arch, dropout=dropout, name=run_dir.name)
     where = str(run_dir / "checkpoint.pt")
     if isinstance(state.get("child_state_dict"), dict):
         child_state = state["child_state_dict"]

@@ -1,22 +1,33 @@
-"""The architecture diagram, as in the paper's figure: one box per block along the chain.
+"""The architecture diagram of a chain or graph space, dispatched once on the space's class.
 
-Box width grows with the expand ratio (MB1 narrow, MB6 wide), the colour gives the kernel size,
-a skipped (zero) block is a dashed, empty box; dotted lines mark stage boundaries, annotated
-above with the stage's width and below with its output feature-map size (from infer_shapes).
+:func:`architecture_diagram` (functools.singledispatch) gives the drawer of a space:
+:class:`ChainDiagram` for a chain (:class:`~proxylessnas.space.spec.SearchSpace`),
+:class:`~proxylessnas.viz.cell_diagram.CellDiagram` for a graph
+(:class:`~proxylessnas.space.graph.GraphSpace`); :func:`draw_architecture` and
+:func:`plot_architecture` go through it, so a new kind of space registers its own drawer.
+
+The chain diagram, as in the paper's figure: one box per block along the chain. Box width grows
+with the expand ratio (MB1 narrow, MB6 wide), the colour gives the kernel size, a skipped (zero)
+block is a dashed, empty box; dotted lines mark stage boundaries, annotated above with the
+stage's width and below with its output feature-map size (from infer_shapes).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import singledispatch
 from pathlib import Path
+from typing import Protocol
 
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch, Rectangle
 
 from proxylessnas.figures import new_figure
 from proxylessnas.figures import save_figure as save
-from proxylessnas.space import Arch, SearchSpace, shapes_by_label
+from proxylessnas.space import Arch, GraphSpace, SearchSpace, shapes_by_label
+from proxylessnas.viz.cell_diagram import CellDiagram
 from proxylessnas.viz.style import KERNEL_COLOURS, op_colour, op_label
 
 BOX_HEIGHT = 2.0
@@ -32,9 +43,50 @@ def _stage(label: str) -> str:
     return label.split(".")[0]
 
 
-def draw_architecture(ax: Axes, space: SearchSpace, arch: Arch,
+class Diagram(Protocol):
+    """How the architecture of one kind of space is drawn."""
+
+    def size(self, arch: Arch) -> tuple[float, float]:
+        """Figure (width, height) in inches for :func:`plot_architecture`."""
+
+    def draw(self, ax: Axes, arch: Arch, probabilities: Mapping[str, float] | None = None) -> None:
+        """Draw ``arch`` on ``ax``; ``probabilities`` (label -> p of the chosen op) are written
+        beside the choices."""
+
+
+@singledispatch
+def architecture_diagram(space) -> Diagram:
+    """The drawer of ``space``'s architectures (dispatched on the space's class)."""
+    raise TypeError(f"no architecture diagram for {type(space).__name__}")
+
+
+@dataclass(frozen=True)
+class ChainDiagram:
+    """The paper-style chain diagram (see the module docstring)."""
+
+    space: SearchSpace
+
+    def size(self, arch: Arch) -> tuple[float, float]:
+        total = 2.0 + sum(box_width(None if op.is_zero else op.expand_ratio) + GAP
+                          for op in arch.ops(self.space))
+        return max(6.0, total * 0.42), 2.6
+
+    def draw(self, ax: Axes, arch: Arch, probabilities: Mapping[str, float] | None = None) -> None:
+        _draw_chain(ax, self.space, arch, probabilities)
+
+
+architecture_diagram.register(SearchSpace, ChainDiagram)
+architecture_diagram.register(GraphSpace, CellDiagram)
+
+
+def draw_architecture(ax: Axes, space: SearchSpace | GraphSpace, arch: Arch,
                       probabilities: Mapping[str, float] | None = None) -> None:
     """Draw ``arch`` on ``ax``; ``probabilities`` (label -> p of the chosen op) are written below."""
+    architecture_diagram(space).draw(ax, arch, probabilities)
+
+
+def _draw_chain(ax: Axes, space: SearchSpace, arch: Arch,
+                probabilities: Mapping[str, float] | None = None) -> None:
     shapes = shapes_by_label(space)
     x = 0.0
 
@@ -91,13 +143,14 @@ def draw_architecture(ax: Axes, space: SearchSpace, arch: Arch,
               title_fontsize=7)
 
 
-def plot_architecture(space: SearchSpace, arch: Arch, path: str | os.PathLike, title: str | None = None,
+def plot_architecture(space: SearchSpace | GraphSpace, arch: Arch, path: str | os.PathLike,
+                      title: str | None = None,
                       probabilities: Mapping[str, float] | None = None) -> Path:
     """Write the diagram of ``arch`` to ``path`` (PNG, SVG, PDF by extension)."""
-    total = 2.0 + sum(box_width(None if op.is_zero else op.expand_ratio) + GAP for op in arch.ops(space))
-    figure = new_figure(max(6.0, total * 0.42), 2.6)
+    diagram = architecture_diagram(space)
+    figure = new_figure(*diagram.size(arch))
     ax = figure.add_subplot()
-    draw_architecture(ax, space, arch, probabilities)
+    diagram.draw(ax, arch, probabilities)
     if title:
         ax.set_title(title, fontsize=9)
     return save(figure, path)
