@@ -13,7 +13,8 @@ from proxylessnas.search.strategies import add_entropy_term, entropy_penalty, en
 def test_penalty_is_one_per_uniform_decision_and_zero_for_one_hot():
     uniform = [torch.full((k,), 1.0 / k, dtype=torch.float64) for k in (2, 5, 7)]
     assert float(entropy_penalty(uniform)) == pytest.approx(3.0)
-    one_hot = [torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64)]
+    one_hot = [torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64),
+               torch.tensor([0.0, 1.0], dtype=torch.float64)]
     assert float(entropy_penalty(one_hot)) == pytest.approx(0.0, abs=1e-12)
 
 

@@ -142,3 +142,101 @@ def test_convergence_plot_from_new_keys_and_from_older_records(tmp_path):
         assert image.width > 100
     append_metrics(tmp_path / "one.jsonl", records[-1])  # the new keys pass the record check
     assert read_metrics(tmp_path / "one.jsonl")[0]["argmax_changes"] == 3
+
+
+# -- graph (cell) spaces ------------------------------------------------------------------------
+
+NB201_STRING = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"
+                "|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
+
+
+def tiny_graph_space():
+    return get_space("nasbench201", channels=4, cells_per_stage=1, num_classes=4, resolution=16)
+
+
+def test_plot_run_writes_every_plot_for_a_graph_run(tmp_path):
+    space = tiny_graph_space()
+    records = synthetic_records(space, 4)
+    write_run(tmp_path, space, records)
+    written = plot_run(tmp_path)
+    assert sorted(p.name for p in written) == sorted(PLOT_FILES)
+    for path in written:
+        with Image.open(path) as image:
+            assert image.width > 100 and image.height > 100
+    with Image.open(tmp_path / "plots" / "search.gif") as gif:
+        assert gif.n_frames == len(records)
+
+
+def test_graph_diagram_of_a_nasbench201_string(tmp_path):
+    from proxylessnas.space.nasbench201 import arch_from_string
+
+    space, arch = get_space("nasbench201"), arch_from_string(NB201_STRING)
+    path = plot_architecture(space, arch, tmp_path / "nb201.png", title="cell")
+    assert path.stat().st_size > 0
+    with Image.open(path) as image:
+        assert image.width > 300 and image.height > 200
+    text = plot_architecture(space, arch, tmp_path / "nb201.svg").read_text()  # texts as comments
+    assert text.count("5 x cell") == 3 and "res_block_3x3" in text and "FC 10" in text
+    assert text.count("nor_conv_3x3") >= 4 and "skip_connect" in text and "nor_conv_1x1" in text
+
+
+def test_graph_skeleton_and_cell_edges():
+    from proxylessnas.viz.cell_diagram import cell_edges, dead_nodes, skeleton
+
+    space = get_space("nasbench201", cells_per_stage=2)
+    boxes = skeleton(space)
+    assert [box.lines[0] for box in boxes] == ["stem", "s1: 2 x cell", "s2.reduce", "s2: 2 x cell",
+                                               "s3.reduce", "s3: 2 x cell", "head"]
+    assert [box.cells for box in boxes] == [0, 2, 0, 2, 0, 2, 0]
+    assert boxes[3].lines[1] == "32ch 16x16"
+    edges = cell_edges(space)
+    assert [(e.src, e.dst) for e in edges] == [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]
+    from proxylessnas.space.nasbench201 import arch_from_string
+
+    arch = arch_from_string("|none~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|")
+    assert dead_nodes(edges, arch.choices) == {1, 3}
+
+
+def custom_graph_space():
+    """Decisions not labelled 'j<-i', with different candidates: the diagram lists them."""
+    from proxylessnas.space import ConvBNOp, Decision, Edge, GraphHead, GraphSpace, parse_ops
+
+    small, convs = parse_ops("none,skip_connect,nor_conv_3x3"), parse_ops("nor_conv_{1x1,3x3,5x5}")
+    return GraphSpace(
+        "custom", 16, 3, ("input", "a", "b", "c"),
+        (Edge("stem", "input", "a", 3, 8, 1, op=ConvBNOp(3)),
+         Edge("e1", "a", "b", 8, 8, 1, decision="first"),
+         Edge("e2", "b", "c", 8, 8, 1, decision="second"),
+         Edge("e3", "a", "c", 8, 8, 1, decision="third")),
+        (Decision("first", small), Decision("second", convs), Decision("third", small)), "c",
+        GraphHead(8, 10))
+
+
+def test_graph_diagram_falls_back_to_a_list_and_heatmap_has_token_columns(tmp_path):
+    from proxylessnas.viz import decision_matrix, plot_probability_heatmap
+    from proxylessnas.viz.cell_diagram import cell_edges
+
+    space = custom_graph_space()
+    assert cell_edges(space) is None
+    arch = Arch.from_ops(space, ["skip_connect", "nor_conv_5x5", "none"])
+    text = plot_architecture(space, arch, tmp_path / "custom.svg", probabilities={"first": 0.5}).read_text()
+    assert "first -&gt; skip_connect  (p=0.50)" in text and "second -&gt; nor_conv_5x5" in text
+    records = synthetic_records(space, 8)
+    matrix, rows, tokens = decision_matrix(records[-1]["probs"], space)
+    assert rows == ["first", "second", "third"]
+    assert tokens == ["none", "skip_connect", "nor_conv_3x3", "nor_conv_1x1", "nor_conv_5x5"]
+    assert matrix.shape == (3, 5) and math.isnan(matrix[1, 0]) and math.isnan(matrix[0, 3])
+    assert matrix[1, 2:].sum() == pytest.approx(1.0)
+    with Image.open(plot_probability_heatmap(records, space, tmp_path / "p.png")) as image:
+        assert image.width > 300  # 6 of the 8 epochs, one panel each
+
+
+def test_op_colours_by_family():
+    from proxylessnas.space import parse_op
+    from proxylessnas.viz.style import op_colour, op_label
+
+    tokens = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+    assert len({op_colour(parse_op(t)) for t in tokens}) == len(tokens)
+    assert op_colour(parse_op("none")) == op_colour(parse_op("zero"))
+    assert [op_label(parse_op(t)) for t in ("zero", "mb_k5_e6", "nor_conv_3x3")] == [
+        "skip", "MB6 5x5", "nor_conv_3x3"]

@@ -50,6 +50,7 @@ from proxylessnas.hardware.validate import SpeedGauge
 from proxylessnas.search.config import SearchConfig
 from proxylessnas.search.convergence import (
     argmax_changes,
+    collapse_warning,
     convergence_summary,
     convergence_warning,
     format_convergence,
@@ -68,6 +69,7 @@ from proxylessnas.search.strategies import (
 )
 from proxylessnas.space import Arch, SearchSpace, get_space
 from proxylessnas.space.arch import write_json_atomic
+from proxylessnas.space.ops import is_parameter_free
 from proxylessnas.supernet import DecisionSuperNet, batch_statistics_only, build_supernet
 from proxylessnas.train.bn_recalibration import recalibrate_bn
 from proxylessnas.train.checkpoint import (
@@ -796,6 +798,8 @@ def finish_search(run_dir: Path, config: SearchConfig, dataset: Dataset, train_p
     arch = Arch.from_ops(space, list(choices.values()), metadata)
     arch.save(run_dir / "arch.json")
     convergence = convergence_summary(metrics)
+    free = {op.token for d in space.decisions for op in d.candidates if is_parameter_free(op)}
+    convergence["collapse"] = collapse_warning(choices, free)
     convergence["warning"] = convergence_warning(
         convergence, epochs=config.search.epochs, update_every=config.arch.update_every,
         arch_lr=config.arch.lr, warmup_epochs=config.search.warmup_epochs, latency_mode=config.latency.mode)
@@ -860,6 +864,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     for note in summary.get("notes", []):
         lines.append(note)
     lines.append(f"run directory {summary['run_dir']}: {', '.join(summary.get('files', []))}")
-    if convergence and convergence.get("warning"):
-        lines.extend(convergence["warning"].splitlines())
+    for key in ("collapse", "warning"):
+        if convergence and convergence.get(key):
+            lines.extend(convergence[key].splitlines())
     return "\n".join(lines)

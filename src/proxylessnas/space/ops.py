@@ -192,6 +192,12 @@ _GRAMMAR = ("write ops as 'mb_k<kernel>_e<expand>' (e.g. mb_k5_e6) or 'zero', or
             "'skip_connect', 'nor_conv_<k>x<k>', 'avg_pool_<k>x<k>'")
 
 
+def is_parameter_free(op: OpSpec) -> bool:
+    """Ops that learn nothing (zero / none, identity, pooling): a search that settles on them
+    everywhere has collapsed (they win early because they need no training)."""
+    return isinstance(op, (ZeroOp, NoneOp, SkipOp, AvgPoolOp))
+
+
 def parse_op(text: str, where: str = "op string") -> OpSpec:
     """Parse one op token; the error names the bad token and shows the grammar."""
     token = text.strip() if isinstance(text, str) else text

@@ -38,6 +38,9 @@ SKELETON_Y = 3.4
 """Bottom of the skeleton row; the cell's nodes lie on y = 0."""
 CELL_COLOUR = "#e3eefb"
 ZERO_LINE = "0.55"
+LIST_LINE = 0.42
+LIST_CHAR = 0.15
+"""Line height and monospace character width of the fallback list, in drawing units."""
 SCALE = 0.42
 """Inches per drawing unit in :meth:`CellDiagram.size`."""
 _EDGE_LABEL = re.compile(r"^(\d+)<-(\d+)$")
@@ -137,15 +140,12 @@ class CellDiagram:
     # -- layout ------------------------------------------------------------------------------
     @property
     def width(self) -> float:
+        """Width of the skeleton row (the drawing's width)."""
         return len(self.boxes) * BOX_WIDTH + (len(self.boxes) - 1) * BOX_GAP
 
     @property
     def num_nodes(self) -> int:
         return max(e.dst for e in self.edges) + 1 if self.edges else 0
-
-    def _cell_left(self) -> float:
-        span = (self.num_nodes - 1) * NODE_SPACING if self.edges else 5.0
-        return (self.width - span) / 2
 
     def _rad(self, edge: CellEdge) -> float:
         """arc3 curvature: 0 for neighbours, then wider arcs, above (< 0) from even nodes."""
@@ -155,38 +155,40 @@ class CellDiagram:
         magnitude = 0.3 + 0.13 * (span - 2)
         return -magnitude if edge.src % 2 == 0 else magnitude
 
-    def _cell_extent(self) -> tuple[float, float]:
-        """(bottom, top) of the cell drawing."""
-        if not self.edges:
-            lines = max(1, len(self.space.all_decisions))
-            return -0.5 - 0.42 * lines, 1.5
-        bulge = [-self._rad(e) * (e.dst - e.src) * NODE_SPACING / 2 for e in self.edges]
-        return min([0.0, *bulge]) - 1.0, max([0.0, *bulge]) + 0.8
+    def _frame(self) -> tuple[float, float, float, float]:
+        """(left, bottom, width, height) of the cell's frame; the cell's nodes lie on y = 0."""
+        if self.edges:
+            span = (self.num_nodes - 1) * NODE_SPACING
+            bulge = [-self._rad(e) * (e.dst - e.src) * NODE_SPACING / 2 for e in self.edges]
+            bottom, top = min([0.0, *bulge]) - 0.8, max([0.0, *bulge]) + 0.8
+            return (self.width - span) / 2 - 1.0, bottom, span + 2.0, top - bottom
+        lines = max(1, len(self.space.all_decisions))
+        chars = max([len(f"{d.label} -> {op.token}  (p=0.00)") for d in self.space.all_decisions
+                     for op in d.candidates] or [16])
+        width = max(4.0, LIST_CHAR * chars + 1.0)
+        height = 0.75 + LIST_LINE * lines
+        return (self.width - width) / 2, SKELETON_Y - 0.9 - height, width, height
 
     def size(self, arch: Arch) -> tuple[float, float]:
-        bottom, _ = self._cell_extent()
+        _, bottom, _, _ = self._frame()
         height = SKELETON_Y + BOX_HEIGHT + 0.6 - bottom
         return max(6.0, (self.width + 0.4) * SCALE), height * SCALE + 0.7
 
     # -- drawing -----------------------------------------------------------------------------
     def draw(self, ax: Axes, arch: Arch, probabilities: Mapping[str, float] | None = None) -> None:
         self._draw_skeleton(ax)
-        bottom, top = self._cell_extent()
-        left = self._cell_left()
-        span = (self.num_nodes - 1) * NODE_SPACING if self.edges else 5.0
-        frame = FancyBboxPatch((left - 1.0, bottom + 0.2), span + 2.0, top - bottom - 0.2,
-                               boxstyle="round,pad=0.1", facecolor=CELL_COLOUR, edgecolor="0.6",
-                               lw=0.8, ls="--", zorder=0)
-        ax.add_patch(frame)
+        left, bottom, width, height = self._frame()
+        ax.add_patch(FancyBboxPatch((left, bottom), width, height, boxstyle="round,pad=0.1",
+                                    facecolor=CELL_COLOUR, edgecolor="0.6", lw=0.8, ls="--", zorder=0))
         cells = sum(box.cells for box in self.boxes)
-        ax.text(left - 0.9, top - 0.05, f"cell (shared by all {cells})", fontsize=7, va="top",
-                ha="left", color="0.3")
+        ax.text(left + 0.1, bottom + height - 0.05, f"cell, used {cells} times" if cells > 1 else "cell",
+                fontsize=7, va="top", ha="left", color="0.3")
         if self.edges:
-            self._draw_cell(ax, arch, probabilities or {}, left)
+            self._draw_cell(ax, arch, probabilities or {}, left + 1.0)
         else:
-            self._draw_list(ax, arch, probabilities or {}, left, top - 0.6)
+            self._draw_list(ax, arch, probabilities or {}, left + 0.6, bottom + height - 0.65)
         ax.set_xlim(-0.2, self.width + 0.2)
-        ax.set_ylim(bottom - 0.1, SKELETON_Y + BOX_HEIGHT + 0.6)
+        ax.set_ylim(bottom - 0.2, SKELETON_Y + BOX_HEIGHT + 0.6)
         ax.set_aspect("equal")
         ax.axis("off")
         self._legend(ax)
@@ -253,7 +255,7 @@ class CellDiagram:
             text = f"{decision.label} -> {op_label(op)}"
             if decision.label in probabilities:
                 text += f"  (p={probabilities[decision.label]:.2f})"
-            y = top - 0.42 * i
+            y = top - LIST_LINE * i
             ax.add_patch(Circle((left - 0.35, y), 0.12, facecolor=op_colour(op), edgecolor="0.3", lw=0.6))
             ax.text(left - 0.1, y, text, fontsize=7, va="center", family="monospace")
 

@@ -24,6 +24,8 @@ from proxylessnas.space import Arch, GraphSpace, SearchSpace, parse_op
 from proxylessnas.viz.diagram import draw_architecture
 from proxylessnas.viz.style import op_colour
 
+Space = SearchSpace | GraphSpace
+
 
 def _with_probs(records: Sequence[dict[str, Any]], where: str) -> list[dict[str, Any]]:
     kept = [record for record in records if record.get("probs")]
@@ -33,7 +35,7 @@ def _with_probs(records: Sequence[dict[str, Any]], where: str) -> list[dict[str,
     return kept
 
 
-def probability_matrix(records: Sequence[dict[str, Any]], space: SearchSpace) -> tuple[np.ndarray, list[str]]:
+def probability_matrix(records: Sequence[dict[str, Any]], space: Space) -> tuple[np.ndarray, list[str]]:
     """Rows (layer, candidate) in space order, columns epochs; row names 'label op'."""
     records = _with_probs(records, "metrics")
     rows, names = [], []
@@ -45,7 +47,7 @@ def probability_matrix(records: Sequence[dict[str, Any]], space: SearchSpace) ->
     return np.asarray(rows, dtype=float), names
 
 
-def plot_probability_heatmap(records: Sequence[dict[str, Any]], space: SearchSpace | GraphSpace,
+def plot_probability_heatmap(records: Sequence[dict[str, Any]], space: Space,
                              path: str | os.PathLike) -> Path:
     """The candidate probabilities of every searched layer or decision over the epochs."""
     return _heatmap(space, records, path)
@@ -81,7 +83,7 @@ MAX_PANELS = 6
 
 
 def decision_matrix(probs: Mapping[str, Sequence[float]],
-                    space: SearchSpace | GraphSpace) -> tuple[np.ndarray, list[str], list[str]]:
+                    space: Space) -> tuple[np.ndarray, list[str], list[str]]:
     """One epoch's probabilities as (decisions x candidate tokens, row labels, column tokens).
 
     Columns are every searched decision's candidate tokens in order of first appearance; a
@@ -112,8 +114,10 @@ def _graph_heatmap(space: GraphSpace, records: Sequence[dict[str, Any]], path: s
     shown = [records[i] for i in shown_epochs(len(records))]
     _, rows, tokens = decision_matrix(shown[0]["probs"], space)
     panel_width = 0.5 + 0.34 * len(tokens)
-    figure = new_figure(1.4 + panel_width * len(shown) + 0.8, 1.9 + 0.26 * len(rows))
+    height = 1.9 + 0.26 * len(rows)
+    figure = new_figure(1.4 + panel_width * len(shown) + 0.8, height)
     axes = figure.subplots(1, len(shown), squeeze=False)[0]
+    figure.subplots_adjust(top=1 - 0.55 / height)  # room for the title above the panels' titles
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
     for ax, record in zip(axes, shown):
         matrix, _, _ = decision_matrix(record["probs"], space)
@@ -132,7 +136,7 @@ def _graph_heatmap(space: GraphSpace, records: Sequence[dict[str, Any]], path: s
     return save(figure, path)
 
 
-def _argmax_arch(space: SearchSpace, probs: dict[str, list[float]]) -> tuple[Arch, dict[str, float]]:
+def _argmax_arch(space: Space, probs: dict[str, list[float]]) -> tuple[Arch, dict[str, float]]:
     ops, chosen = [], {}
     for layer in space.searched_layers:
         p = probs[layer.label]
@@ -142,7 +146,7 @@ def _argmax_arch(space: SearchSpace, probs: dict[str, list[float]]) -> tuple[Arc
     return Arch.from_ops(space, ops), chosen
 
 
-def _stacked_bars(ax, space: SearchSpace, probs: dict[str, list[float]]) -> None:
+def _stacked_bars(ax, space: Space, probs: dict[str, list[float]]) -> None:
     for x, layer in enumerate(space.searched_layers):
         bottom = 0.0
         for op, p in zip(layer.candidates, probs[layer.label]):
@@ -155,7 +159,7 @@ def _stacked_bars(ax, space: SearchSpace, probs: dict[str, list[float]]) -> None
     ax.set_ylabel("p", fontsize=8)
 
 
-def animate_search(records: Sequence[dict[str, Any]], space: SearchSpace, path: str | os.PathLike,
+def animate_search(records: Sequence[dict[str, Any]], space: Space, path: str | os.PathLike,
                    fps: float = 2.0) -> Path:
     """GIF, one frame per epoch: the argmax architecture (with each choice's probability) above
     the per-layer (or per-decision) probabilities as stacked bars (colours of
@@ -164,7 +168,7 @@ def animate_search(records: Sequence[dict[str, Any]], space: SearchSpace, path: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure = new_figure(11, 5.2)
-    top = figure.add_axes((0.02, 0.5, 0.96, 0.48))  # centred as before; room for the title
+    top = figure.add_axes((0.02, 0.53, 0.96, 0.42))  # room above it for the title
     bottom = figure.add_axes((0.06, 0.1, 0.92, 0.24))
     writer = PillowWriter(fps=fps)
     with writer.saving(figure, str(path), dpi=80):
@@ -183,6 +187,6 @@ def animate_search(records: Sequence[dict[str, Any]], space: SearchSpace, path: 
     return path
 
 
-def arch_from_record(space: SearchSpace, record: dict[str, Any]) -> Arch:
+def arch_from_record(space: Space, record: dict[str, Any]) -> Arch:
     """The record's 'arch' ({label: op}) as an Arch of ``space``."""
     return Arch.from_ops(space, [parse_op(record["arch"][layer.label]) for layer in space.searched_layers])
