@@ -102,3 +102,19 @@ def test_no_search_path_opens_the_accuracy_table(tmp_path, monkeypatch):
     assert main(["search", "--dataset", "synthetic:120?resolution=16", "--out", str(out), *TINY]) == 0
     assert opened, "the spy saw no file at all"
     assert not [p for p in opened if "nats_bench" in p or "nasbench201/" in p]
+
+
+def test_benchmark_cells_train_with_the_benchmark_recipe(tmp_path):
+    from proxylessnas.space.nasbench201 import arch_from_string
+    from proxylessnas.train.recipe import nasbench201_recipe
+    from proxylessnas.train.target import is_benchmark_cell
+
+    string = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+    assert is_benchmark_cell(string)
+    path = tmp_path / "cell.json"
+    arch_from_string(string).save(path)
+    assert is_benchmark_cell(str(path))
+    assert not is_benchmark_cell("proxyless_cpu") and not is_benchmark_cell(str(tmp_path / "missing.json"))
+    recipe = nasbench201_recipe()
+    assert (recipe.epochs, recipe.batch_size, recipe.lr, recipe.weight_decay, recipe.nesterov,
+            recipe.label_smoothing) == (200, 256, 0.1, 5e-4, True, 0.0)

@@ -165,7 +165,9 @@ def convergence_warning(summary: Mapping[str, Any], *, epochs: int, update_every
     warmup = "search.warmup_epochs" if warmup_epochs is None else \
         f"search.warmup_epochs={max(1, 2 * warmup_epochs)} (now {warmup_epochs})"
     return text + (f"\nwarning: train the weights longer and average more: {warmup}, {more_epochs}, a "
-                   f"larger data.valid_batch_size (a larger arch.lr will not help).")
+                   f"larger data.valid_batch_size (a larger arch.lr will not help); or let the last "
+                   f"epochs settle what the signal left open with arch.entropy_weight=0.1 and, in a "
+                   f"target mode, latency.controller_cost=expected (docs/search.md, Convergence).")
 
 
 def collapse_warning(choices: Choices, parameter_free_tokens: Iterable[str],

@@ -89,9 +89,9 @@ def resolve_device(name: str) -> torch.device:
 def run_train(args) -> int:
     from proxylessnas.data import load_dataset
     from proxylessnas.train.bn_recalibration import recalibrate_bn
-    from proxylessnas.train.recipe import default_recipe
+    from proxylessnas.train.recipe import default_recipe, nasbench201_recipe
     from proxylessnas.train.run import seed_everything, train_batches, train_model
-    from proxylessnas.train.target import build_target, load_search_init, target_name
+    from proxylessnas.train.target import build_target, is_benchmark_cell, load_search_init, target_name
 
     launched = relaunch_if_requested(args)
     if launched is not None:
@@ -104,7 +104,7 @@ def run_train(args) -> int:
                                  "give --threads N with N >= 1")
         torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset)
-    recipe = default_recipe(dataset.resolution)
+    recipe = nasbench201_recipe() if is_benchmark_cell(args.target) else default_recipe(dataset.resolution)
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
              "ema_decay": args.ema_decay, "seed": args.seed}
     recipe = recipe.with_overrides({k: v for k, v in flags.items() if v is not None})

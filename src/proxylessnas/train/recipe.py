@@ -131,6 +131,14 @@ def cifar_recipe() -> TrainRecipe:
                        eval_batch_size=1000)
 
 
+def nasbench201_recipe() -> TrainRecipe:
+    """The NAS-Bench-201 standalone training (Dong & Yang, ICLR 2020): SGD Nesterov 0.9, lr 0.1
+    with cosine decay, weight decay 5e-4, batch 256, 200 epochs, no label smoothing (random crop
+    and flip come with the CIFAR data pipeline), so a table entry can be reproduced."""
+    return TrainRecipe(epochs=200, batch_size=256, lr=0.1, warmup_epochs=0.0, weight_decay=5e-4,
+                       label_smoothing=0.0, eval_batch_size=1000)
+
+
 def default_recipe(resolution: int) -> TrainRecipe:
     """CIFAR-size defaults for inputs up to 64 pixels, ImageNet-size ones above."""
     return cifar_recipe() if resolution <= SMALL_RESOLUTION else imagenet_recipe()

@@ -10,6 +10,7 @@ dataset's classes, channels and resolution.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -55,6 +56,20 @@ def arch_net_for(arch: Arch, num_classes: int, resolution: int, in_chs: int = 3,
     """The standalone net of ``arch`` (chain or graph space) sized for the data."""
     space = space_for_data(arch, num_classes, resolution, in_chs)
     return build_net(space, arch, dropout=dropout, name=name)
+
+
+def is_benchmark_cell(target: str) -> bool:
+    """A NAS-Bench-201 cell (a benchmark string, or an arch file of the ``nasbench201`` space):
+    ``proxyless train`` then uses the benchmark's own training recipe."""
+    if is_arch_string(target):
+        return True
+    path = Path(target)
+    if path.suffix != ".json" or not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("space") == "nasbench201"
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return False  # a bad file gets its one-line error where it is loaded
 
 
 def target_name(target: str) -> str:
