@@ -229,6 +229,65 @@ def imagenet_section() -> str:
     return text
 
 
+def nasbench201_section() -> str:
+    """NAS-Bench-201: the found cells judged by the benchmark's table (benchmarks/nasbench201.py)."""
+    import statistics
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from nasbench201 import PUBLISHED, RESULTS  # noqa: PLC0415 - the benchmark owns its peers list
+
+    text = "## 7. NAS-Bench-201: searches judged by the benchmark's exact table\n\n"
+    units = [json.loads(p.read_text()) for p in sorted((RESULTS / "units").glob("*.json"))]
+    searches = [u for u in units if u["unit"].startswith("search-")]
+    if not units:
+        return text + missing("python benchmarks/nasbench201.py search-two-s0 search-two-s1 search-two-s2")
+    text += (f"*Source: `{RESULTS.relative_to(ROOT).as_posix()}/units/` ({len(units)} unit(s)); "
+             "`python benchmarks/nasbench201.py --report` writes runs.json.* CIFAR-10 from "
+             "../shared/data/cifar10 (a JPEG quality-75 copy; the benchmark trained on the original "
+             "images); weights on one half of the training set, architecture steps on the other half; "
+             "C = 16, N = 5 (the benchmark's skeleton), recipe `nasbench201` (195 weight steps of 64 "
+             "images an epoch, 4 warm-up + 8 search epochs: about 1/4 of the DARTS protocol's 50 "
+             "epochs, sized for 1 h on this CPU). Accuracies are the table's 200-epoch test accuracy "
+             "of the found cell; rank among the 15,625 cells (1 = best).\n\n")
+    if searches:
+        body = [[u["strategy"], str(u["seed"]), f"`{u['arch']}`", f"{u['cifar10_test']:.2f}",
+                 f"{u['cifar100_test']:.2f}", f"{u['imagenet16_test']:.2f}", str(u["rank"]),
+                 f"{u['percentile']:.1f}", f"{u['wall_s'] / 60:.0f}", f"{u['peak_rss_gb']:.2f}",
+                 f"{u['normalised_entropy']:.2f}"] for u in searches]
+        text += table(["strategy", "seed", "found cell", "CIFAR-10", "CIFAR-100", "ImageNet16-120", "rank",
+                       "percentile", "wall (min)", "peak RSS (GB)", "final H_n"], body) + "\n"
+        groups: dict[str, list[float]] = {}
+        for u in searches:
+            groups.setdefault(u["strategy"], []).append(u["cifar10_test"])
+        body = [[name, str(len(v)), f"{statistics.fmean(v):.2f}",
+                 f"{statistics.stdev(v):.2f}" if len(v) > 1 else "-", f"{min(v):.2f}"]
+                for name, v in groups.items()]
+        text += table(["strategy", "seeds", "mean CIFAR-10", "std", "worst"], body) + "\n"
+        text += "Anytime: the table's CIFAR-10 accuracy of the argmax cell after each epoch.\n\n"
+        body = [[u["unit"], " ".join(f"{a['cifar10_test']:.1f}" for a in u["anytime"])] for u in searches]
+        text += table(["run", "epochs 1, 2, ..."], body) + "\n"
+    ranking = next((u for u in units if u["unit"] == "ranking"), None)
+    if ranking:
+        text += (f"Ranking ({ranking['samples']} uniformly drawn cells, inherited weights of "
+                 f"`{ranking['source']}` after BN recalibration, {ranking['valid_images']} validation "
+                 f"images): Kendall tau **{ranking['kendall_tau']:.3f}**, "
+                 f"Spearman {ranking['spearman']:.3f}; "
+                 f"over the table's top 10 % of them ({ranking['top10_count']} cells): tau "
+                 f"{ranking['top10_kendall_tau']:.3f}, Spearman {ranking['top10_spearman']:.3f}.\n\n")
+    budgets = [u for u in units if u["unit"].startswith("macs-")]
+    if budgets:
+        body = [[u["unit"], f"{u['budget_macs']:.1f}", f"{u['macs']:.1f}", "yes" if u["budget_met"] else "NO",
+                 f"{u['cifar10_test']:.2f}", f"{u['table_best_in_budget']['cifar10_test']:.2f}",
+                 f"{u['gap_to_best']:.2f}"] for u in budgets]
+        text += table(["search", "budget (MMACs)", "found (MMACs)", "met", "found CIFAR-10",
+                       "table best in budget", "gap"], body) + "\n"
+    body = [[name, f"{acc:.2f}", source] for name, acc, source in PUBLISHED]
+    text += "Published CIFAR-10 results of the found cell (searching on CIFAR-10, GPU searches):\n\n"
+    text += table(["method", "CIFAR-10 test", "source"], body)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DOCS / "RESULTS.md")
@@ -240,6 +299,7 @@ def main() -> None:
             "published numbers, resumably). This file is written by `benchmarks/render_results.py`: "
             "edit the scripts, not this file.\n\n")
     text += supernet_section() + latency_section() + cifar_section() + imagenet_section()
+    text += "\n" + nasbench201_section()
     args.out.write_text(text)
     print(f"wrote {args.out}")
 

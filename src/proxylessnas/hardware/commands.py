@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_build)
 
     p = _parser(sub, "predict", "predicted latency (or MACs) of one architecture")
-    p.add_argument("arch", metavar="ARCH_JSON|ZOO_NAME")
+    p.add_argument("arch", metavar="ARCH_JSON|ZOO_NAME|NB201_STRING")
     p.add_argument("--hardware", required=True, help="cpu | cuda | onnxruntime | flops | params | TABLE")
     _backend_args(p, hardware=True)
     p.add_argument("--per-layer", action="store_true", help="print the cost of every block")
@@ -94,7 +94,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_import)
 
     p = _parser(sub, "measure", "measure one network end to end")
-    p.add_argument("model", metavar="MODEL_OR_ARCH", help="zoo name, arch JSON or net config JSON")
+    p.add_argument("model", metavar="MODEL_OR_ARCH",
+                   help="zoo name, arch JSON, net config JSON or NAS-Bench-201 string")
     p.add_argument("--backend", default="torch", help="torch | torchscript | onnxruntime | cuda")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
@@ -137,17 +138,19 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _load_arch(text: str):
-    """(space, arch) from a zoo name or an arch JSON file."""
+    """(space, arch) from a zoo name, an arch JSON file or a NAS-Bench-201 string."""
     from proxylessnas.nets.zoo import ZOO
-    from proxylessnas.space.arch import Arch
+    from proxylessnas.space.arch import load_arch_or_string
+    from proxylessnas.space.nasbench201 import is_arch_string
 
     if text in ZOO:
         entry = ZOO[text]
         return entry.space(), entry.arch()
-    if not Path(text).exists():
-        raise ProxylessError(f"'{text}' is neither a zoo model nor a file", "arch",
-                             f"give an arch JSON or one of {', '.join(ZOO)}")
-    arch = Arch.load(text)
+    if not is_arch_string(text) and not Path(text).exists():
+        raise ProxylessError(f"'{text}' is neither a zoo model, a file nor a NAS-Bench-201 string", "arch",
+                             f"give an arch JSON, a string such as '|nor_conv_3x3~0|+|...|' or one of "
+                             f"{', '.join(ZOO)}")
+    arch = load_arch_or_string(text)
     return arch.resolve_space(), arch
 
 
@@ -270,19 +273,23 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _load_module(text: str):
-    """(module, input shape without batch) from a zoo name, an arch JSON or a net config JSON."""
-    from proxylessnas.nets.net import ProxylessNet, build_net
+    """(module, input shape without batch) from a zoo name, an arch JSON, a net config JSON (chain
+    or graph) or a NAS-Bench-201 string."""
+    from proxylessnas.nets import build_net, net_from_config
+    from proxylessnas.nets.config import NET_KIND
+    from proxylessnas.nets.graph_net import GRAPH_NET_KIND
     from proxylessnas.space.arch import read_json
+    from proxylessnas.space.nasbench201 import is_arch_string
 
     path = Path(text)
-    if path.is_file():
+    if not is_arch_string(text) and path.is_file():
         data = read_json(path, "model file")
-        if isinstance(data, dict) and data.get("kind") == "proxylessnas.net":
-            net = ProxylessNet.from_config(data)
+        if isinstance(data, dict) and data.get("kind") in (NET_KIND, GRAPH_NET_KIND):
+            net = net_from_config(data, str(path))
             cfg = net.net_config
             return net, (cfg.in_chs, cfg.resolution, cfg.resolution)
     space, arch = _load_arch(text)
-    return build_net(space, arch), (space.stem.in_chs, space.resolution, space.resolution)
+    return build_net(space, arch), (space.in_chs, space.resolution, space.resolution)
 
 
 def cmd_measure(args: argparse.Namespace) -> int:

@@ -6,7 +6,11 @@ probabilities::
     E[cost] = fixed + sum_l sum_j p_lj * c_lj
 
 where ``fixed`` prices the stem, the fixed layers, the head and the classifier, and ``c_lj`` is
-the cost of candidate j of searched layer l at that layer's shape (zero costs 0).
+the cost of candidate j of searched layer l at that layer's shape (zero costs 0). In a graph space
+(``space/graph.py``) l is a decision and ``c_lj`` sums candidate j's key over every edge taking l;
+``fixed`` prices the fixed edges and the head. The same ``KeyCostModel`` (and so
+:class:`TableCostModel` and the predictor's model) prices chains and graphs alike, through
+:func:`~proxylessnas.hardware.keys.space_keys` and :func:`~proxylessnas.hardware.keys.arch_keys`.
 """
 
 from __future__ import annotations
@@ -64,13 +68,23 @@ class KeyCostModel:
         return float(sum(self.cost(k) for k in keys) + self.per_network)
 
     def candidate_costs(self, space: SearchSpace) -> tuple[float, list[torch.Tensor]]:
-        """(fixed cost, per searched layer a float64 vector of candidate costs; zero = 0)."""
+        """(fixed cost, per searched layer or decision a float64 vector of candidate costs; zero = 0).
+
+        A graph space's candidate cost sums the keys of every edge taking the decision (shared
+        cells: each key priced once, counted once per edge)."""
         self.check_space(space)
         keys = space_keys(space)
-        self.require([*keys.fixed, *(k for layer in keys.searched for k in layer if k is not None)])
+        self.require(keys.unique())
         fixed = float(sum(self.cost(k) for k in keys.fixed) + self.per_network)
-        vectors = [torch.tensor([0.0 if k is None else self.cost(k) for k in layer], dtype=torch.float64)
-                   for layer in keys.searched]
+        prices: dict[LayerKey, float] = {}
+
+        def price(key: LayerKey) -> float:
+            if key not in prices:
+                prices[key] = self.cost(key)
+            return prices[key]
+
+        vectors = [torch.tensor([sum((price(k) for k in cand), 0.0) for cand in decision],
+                                dtype=torch.float64) for decision in keys.candidate_keys()]
         return fixed, vectors
 
     def expected_cost(self, space: SearchSpace, probs: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -8,33 +8,25 @@ so ``E[cost] = fixed + sum_d <p_d, c_d>`` stays linear in the probabilities (the
 :meth:`~proxylessnas.hardware.cost.KeyCostModel.expected_cost` as for chains). Costs come from
 the op registry's analytic counts (:func:`~proxylessnas.nets.graph_net.op_params_macs`, the way
 ``torch.utils.flop_counter`` counts MACs).
+
+Measured latency of graph spaces needs no class of its own: the key-based models
+(:class:`~proxylessnas.hardware.cost.TableCostModel`, the predictor's) price a graph through its
+edge keys (``hardware/keys.py``), with the same fixed + per-decision sums.
 """
 
 from __future__ import annotations
 
 import torch
 
-from proxylessnas.errors import ProxylessError
-from proxylessnas.hardware.cost import KeyCostModel
-from proxylessnas.hardware.keys import LayerKey
+from proxylessnas.hardware.cost import FlopsCostModel
 from proxylessnas.nets.graph_net import op_params_macs
 from proxylessnas.ops.cell_blocks import pool_head_params_macs
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.graph import GraphSpace
 
 
-class GraphFlopsCostModel(KeyCostModel):
+class GraphFlopsCostModel(FlopsCostModel):
     """Multiply-accumulates (unit MMACs) or parameters (unit Mparams) of a graph space's edges."""
-
-    def __init__(self, metric: str = "macs") -> None:
-        if metric not in ("macs", "params"):
-            raise ProxylessError(f"unknown metric '{metric}'", "flops cost model", "use macs or params")
-        self.metric = metric
-        self.unit = "MMACs" if metric == "macs" else "Mparams"
-
-    def cost(self, key: LayerKey) -> float:
-        raise ProxylessError("a graph space is priced per edge, not per chain key", "flops cost model",
-                             "call candidate_costs(space) or arch_cost(space, arch)")
 
     def _edge_cost(self, space: GraphSpace, op, edge, side: int) -> float:
         params, macs = op_params_macs(op, edge.in_chs, edge.out_chs, edge.stride, side, side)

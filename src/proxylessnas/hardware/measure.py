@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from proxylessnas.errors import ProxylessError
-from proxylessnas.hardware.keys import LayerKey
+from proxylessnas.hardware.keys import GRAPH_KINDS, LayerKey, key_op
 from proxylessnas.hardware.lut import LatencyStats, quantile
 from proxylessnas.ops.blocks import Classifier, ConvBNAct, MBConv, Residual, init_weights
 
@@ -138,9 +138,22 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def build_block(key: LayerKey, bn_momentum: float = 0.1, bn_eps: float = 1e-3) -> nn.Module:
-    """A standalone module computing exactly the block a key describes (eval mode)."""
+    """A standalone module computing exactly the block a key describes (eval mode).
+
+    Graph-space keys get the module the graph net builds for that op
+    (:func:`~proxylessnas.nets.graph_net.build_op`, ``PoolHead`` for ``pool_head``) with PyTorch's
+    default initialisation, as in :class:`~proxylessnas.nets.graph_net.GraphNet`."""
     (_, _, ic), (_, _, oc) = key.input, key.output
     bn = {"bn_momentum": bn_momentum, "bn_eps": bn_eps}
+    if key.kind == "pool_head":
+        from proxylessnas.ops.cell_blocks import PoolHead
+
+        return PoolHead(ic, oc, True, 0.0, **bn).eval()
+    if key.kind in GRAPH_KINDS:
+        from proxylessnas.nets.graph_net import build_op
+        from proxylessnas.space.spec import BNSpec
+
+        return build_op(key_op(key), ic, oc, key.stride, BNSpec(bn_momentum, bn_eps)).eval()
     if key.kind == "stem":
         module: nn.Module = ConvBNAct(ic, oc, key.kernel_size, key.stride, **bn)
     elif key.kind == "head":

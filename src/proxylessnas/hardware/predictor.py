@@ -7,7 +7,8 @@ is the output feature-map size, i.e. roughly a stage)::
     predicted(arch) = table_sum(arch) + b
                       + sum_{mbconv blocks k} (a_g lut(k) + d_g + m_g MMACs(k) + q_g Mparams(k))
 
-with g the group of block k. The parameter term stands for cache effects: in a whole network
+with g the group of block k (in a graph space the sum runs over the non-zero cell-op edges too:
+``nor_conv``, ``avg_pool``, ``skip``). The parameter term stands for cache effects: in a whole network
 the weights of consecutive blocks evict each other, which an isolated, repeated block never sees.
 Because it is a sum of per-block terms, it is itself a per-key cost (``lut(k) + a_g lut(k) +
 d_g + m_g MMACs(k) + q_g Mparams(k)``, zero still 0, ``b`` once per network), so the expected cost
@@ -36,9 +37,15 @@ PREDICTOR_SCHEMA_VERSION = 1
 FEATURES = ("lut", "one", "mmacs", "mparams")
 
 
+SEARCHED_KINDS = ("mbconv", "nor_conv", "avg_pool", "skip")
+"""Kinds that get a correction: MBConv blocks and graph-space cell ops (their per-key constant
+also stands for the sum of the edge into its node, which no key prices)."""
+
+
 def key_group(key: LayerKey) -> str | None:
-    """The correction group of a key: the output side of MBConv blocks; None for the rest."""
-    return str(key.output[0]) if key.kind == "mbconv" else None
+    """The correction group of a key: the output side of MBConv blocks and cell ops; None for
+    the rest (fixed parts: their cost is in every network, the intercept absorbs any error)."""
+    return str(key.output[0]) if key.kind in SEARCHED_KINDS else None
 
 
 def key_features(key: LayerKey, lut_value: float) -> tuple[float, ...]:

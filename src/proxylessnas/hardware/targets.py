@@ -5,7 +5,9 @@
 release's YAML). Measured targets use a cached table, one per (machine, backend, space,
 resolution, batch size, threads), in ``$PROXYLESS_CACHE/latency/`` or
 ``~/.cache/proxylessnas/latency/``: built on first use (resumable), reused afterwards. A table
-with a fitted predictor yields the predictor-corrected model.
+with a fitted predictor yields the predictor-corrected model. Chains and graph spaces
+(``space/graph.py``) alike: a graph's table holds the keys of its edges and head
+(``hardware/keys.py``); only MACs/params of a graph use their own model (``graph_cost.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from proxylessnas.hardware.graph_cost import GraphFlopsCostModel
 from proxylessnas.hardware.keys import space_keys
 from proxylessnas.hardware.lut import LatencyTable
 from proxylessnas.hardware.measure import Backend, device_name
+from proxylessnas.space.arch import Space
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.spec import SearchSpace
 
@@ -42,12 +45,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40] or "unknown"
 
 
-def space_fingerprint(space: SearchSpace) -> str:
+def space_fingerprint(space: Space) -> str:
     text = json.dumps(space.to_dict(), sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def cached_table_path(space: SearchSpace, backend: Backend, resolution: int | None = None) -> Path:
+def cached_table_path(space: Space, backend: Backend, resolution: int | None = None) -> Path:
     """Where the table for this machine, backend, space, resolution and batch size lives."""
     resolution = resolution or space.resolution
     name = (f"{_slug(device_name(backend.device))}-{backend.label}-{space.name}-"
@@ -83,7 +86,7 @@ def table_model(table: LatencyTable, batch_size: int | None = None,
     return TableCostModel(table, batch_size)
 
 
-def get_table(hardware: str, space: SearchSpace, *, batch_size: int = 1, threads: int | None = None,
+def get_table(hardware: str, space: Space, *, batch_size: int = 1, threads: int | None = None,
               progress: bool = True, build: bool = True, require_all_keys: bool = True) -> LatencyTable:
     """The table behind a measured target or a path, checked against ``space`` and batch size
     (and, with ``require_all_keys``, holding every key of the space)."""
@@ -116,7 +119,7 @@ def get_table(hardware: str, space: SearchSpace, *, batch_size: int = 1, threads
     return table
 
 
-def get_cost_model(hardware: str, space: SearchSpace, *, batch_size: int = 1, threads: int | None = None,
+def get_cost_model(hardware: str, space: Space, *, batch_size: int = 1, threads: int | None = None,
                    progress: bool = True, require_all_keys: bool = True) -> KeyCostModel:
     """A cost model for ``space`` on ``hardware`` (see module docstring); strict about keys.
 
@@ -143,5 +146,6 @@ def _graph_cost_model(space: GraphSpace, hardware: str, *, batch_size: int, thre
                       progress: bool, require_all_keys: bool) -> KeyCostModel:
     if hardware in ANALYTIC_TARGETS:
         return GraphFlopsCostModel("macs" if hardware == "flops" else "params")
-    raise ProxylessError(f"no latency table for graph spaces yet (hardware '{hardware}')", space.name,
-                         "use --hardware flops or params with this space")
+    table = get_table(hardware, space, batch_size=batch_size, threads=threads, progress=progress,
+                      require_all_keys=require_all_keys)
+    return table_model(table, batch_size)

@@ -95,7 +95,7 @@ def measure_networks(space: SearchSpace, archs: Sequence[Arch], backend: Backend
     With a ``gauge``, its networks are timed in every chunk too and each chunk's statistics are
     divided by the chunk's speed factor (:class:`SpeedGauge`).
     """
-    shape = (backend.batch_size, space.stem.in_chs, space.resolution, space.resolution)
+    shape = (backend.batch_size, space.in_chs, space.resolution, space.resolution)
     extra = list(gauge.archs) if gauge is not None else []
     results: list[LatencyStats] = []
     gauge_medians: list[list[float]] = []

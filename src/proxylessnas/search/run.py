@@ -326,6 +326,8 @@ def plot_run_dir(run_dir: Path, progress: Progress) -> str | None:
         plot_run(run_dir)
     except ProxylessError as err:
         return f"plots skipped: {err.line()}"
+    except Exception as err:  # noqa: BLE001 - plots are a by-product: a drawing bug must not end a search
+        return f"plots skipped: {type(err).__name__}: {err} (a plotting bug; the search goes on)"
     return None
 
 
@@ -706,7 +708,7 @@ def time_nets(nets: list[torch.nn.Module], config: SearchConfig, space: SearchSp
 
     hardware = config.hardware
     backend = backend_for(hardware.target, hardware.batch_size, hardware.threads)
-    shape = (hardware.batch_size, space.stem.in_chs, space.resolution, space.resolution)
+    shape = (hardware.batch_size, space.in_chs, space.resolution, space.resolution)
     extra = [] if gauge is None else [build_net(space, arch) for arch in gauge.archs]
     runners = [prepare_runner(net, shape, backend) for net in [*nets, *extra]]
     rounds = max(2, hardware.measure_runs // 5)

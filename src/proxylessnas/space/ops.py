@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from proxylessnas.errors import ProxylessError
 
@@ -35,8 +36,31 @@ _MB_RE = re.compile(r"^mb_k(\d+)_e(\d+)$")
 _SQUARE_RE = re.compile(r"^(nor_conv|avg_pool|conv_bn|res_block)_(\d+)x(\d+)$")
 
 
+class _Op:
+    """What every op spec has: a ``token`` (its string), ``is_zero`` (contributes 0) and
+    ``parameter_free`` (learns nothing: a search that settles on such ops everywhere collapsed)."""
+
+    is_zero: ClassVar[bool] = False
+    parameter_free: ClassVar[bool] = False
+    token: str
+
+    def __str__(self) -> str:
+        return self.token
+
+
+class _SquareOp(_Op):
+    """An op with one odd ``kernel_size``, written ``<prefix>_<k>x<k>``."""
+
+    prefix: ClassVar[str]
+    kernel_size: int
+
+    @property
+    def token(self) -> str:
+        return f"{self.prefix}_{self.kernel_size}x{self.kernel_size}"
+
+
 @dataclass(frozen=True, order=True)
-class MBConvOp:
+class MBConvOp(_Op):
     """Inverted-residual block: 1x1 expand (if expand_ratio > 1), kxk depthwise, 1x1 project."""
 
     kernel_size: int
@@ -46,136 +70,68 @@ class MBConvOp:
     def token(self) -> str:
         return f"mb_k{self.kernel_size}_e{self.expand_ratio}"
 
-    @property
-    def is_zero(self) -> bool:
-        return False
-
-    def __str__(self) -> str:
-        return self.token
-
 
 @dataclass(frozen=True, order=True)
-class ZeroOp:
+class ZeroOp(_Op):
     """Skip the block: the layer computes the identity (only where stride 1 and in == out)."""
 
-    @property
-    def token(self) -> str:
-        return "zero"
-
-    @property
-    def is_zero(self) -> bool:
-        return True
-
-    def __str__(self) -> str:
-        return self.token
+    token: ClassVar[str] = "zero"
+    is_zero: ClassVar[bool] = True
+    parameter_free: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, order=True)
-class NoneOp:
+class NoneOp(_Op):
     """``none``: the edge contributes 0 (NAS-Bench-201's name for the zero op)."""
 
-    @property
-    def token(self) -> str:
-        return "none"
-
-    @property
-    def is_zero(self) -> bool:
-        return True
-
-    def __str__(self) -> str:
-        return self.token
+    token: ClassVar[str] = "none"
+    is_zero: ClassVar[bool] = True
+    parameter_free: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, order=True)
-class SkipOp:
+class SkipOp(_Op):
     """``skip_connect``: the identity (only where stride 1 and in == out channels)."""
 
-    @property
-    def token(self) -> str:
-        return "skip_connect"
-
-    @property
-    def is_zero(self) -> bool:
-        return False
-
-    def __str__(self) -> str:
-        return self.token
+    token: ClassVar[str] = "skip_connect"
+    parameter_free: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, order=True)
-class ReLUConvBNOp:
+class ReLUConvBNOp(_SquareOp):
     """``nor_conv_kxk``: ReLU -> kxk conv (stride of the edge, padding k // 2) -> BN."""
 
+    prefix: ClassVar[str] = "nor_conv"
     kernel_size: int
-
-    @property
-    def token(self) -> str:
-        return f"nor_conv_{self.kernel_size}x{self.kernel_size}"
-
-    @property
-    def is_zero(self) -> bool:
-        return False
-
-    def __str__(self) -> str:
-        return self.token
 
 
 @dataclass(frozen=True, order=True)
-class AvgPoolOp:
+class AvgPoolOp(_SquareOp):
     """``avg_pool_kxk``: kxk average pool, padding k // 2, padded pixels not counted."""
 
+    prefix: ClassVar[str] = "avg_pool"
+    parameter_free: ClassVar[bool] = True
     kernel_size: int
-
-    @property
-    def token(self) -> str:
-        return f"avg_pool_{self.kernel_size}x{self.kernel_size}"
-
-    @property
-    def is_zero(self) -> bool:
-        return False
-
-    def __str__(self) -> str:
-        return self.token
 
 
 @dataclass(frozen=True, order=True)
-class ConvBNOp:
+class ConvBNOp(_SquareOp):
     """``conv_bn_kxk``: kxk conv + BN, no activation (the NAS-Bench-201 stem)."""
 
+    prefix: ClassVar[str] = "conv_bn"
     kernel_size: int
-
-    @property
-    def token(self) -> str:
-        return f"conv_bn_{self.kernel_size}x{self.kernel_size}"
-
-    @property
-    def is_zero(self) -> bool:
-        return False
-
-    def __str__(self) -> str:
-        return self.token
 
 
 @dataclass(frozen=True, order=True)
-class ResBlockOp:
+class ResBlockOp(_SquareOp):
     """``res_block_kxk``: ResNet basic block, ``shortcut(x) + BN(conv(ReLU(BN(conv(ReLU(x))))))``.
 
     Convs kxk (the first with the edge's stride); shortcut: 2x2 average pool + 1x1 conv (no BN)
     where stride 2, ReLU -> 1x1 conv -> BN where stride 1 and the channels change, else the
     identity. No ReLU after the sum (NAS-Bench-201's residual reduction block)."""
 
+    prefix: ClassVar[str] = "res_block"
     kernel_size: int
-
-    @property
-    def token(self) -> str:
-        return f"res_block_{self.kernel_size}x{self.kernel_size}"
-
-    @property
-    def is_zero(self) -> bool:
-        return False
-
-    def __str__(self) -> str:
-        return self.token
 
 
 OpSpec = MBConvOp | ZeroOp | NoneOp | SkipOp | ReLUConvBNOp | AvgPoolOp | ConvBNOp | ResBlockOp
@@ -193,9 +149,8 @@ _GRAMMAR = ("write ops as 'mb_k<kernel>_e<expand>' (e.g. mb_k5_e6) or 'zero', or
 
 
 def is_parameter_free(op: OpSpec) -> bool:
-    """Ops that learn nothing (zero / none, identity, pooling): a search that settles on them
-    everywhere has collapsed (they win early because they need no training)."""
-    return isinstance(op, (ZeroOp, NoneOp, SkipOp, AvgPoolOp))
+    """Ops that learn nothing (zero / none, identity, pooling)."""
+    return op.parameter_free
 
 
 def parse_op(text: str, where: str = "op string") -> OpSpec:

@@ -103,6 +103,11 @@ class SearchSpace:
                                  self.name, "make the head width match the last layer")
 
     @property
+    def in_chs(self) -> int:
+        """Image channels (as ``GraphSpace.in_chs``)."""
+        return self.stem.in_chs
+
+    @property
     def searched_layers(self) -> tuple[LayerSpec, ...]:
         return tuple(layer for layer in self.layers if layer.searchable)
 
