@@ -46,10 +46,11 @@ class DecisionSuperNet(nn.Module):
         self._pairs: list[tuple[int, int]] | None = None
         self._pair_logsumexp: list[torch.Tensor] | None = None
 
+    # -- parameters ---------------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:  # pragma: no cover - abstract
+        """One logit vector per searched decision, in ``space.decisions`` order."""
         raise NotImplementedError
 
-    # -- parameters ---------------------------------------------------------------------------
     def weight_parameters(self) -> list[nn.Parameter]:
         """Every parameter that is not an architecture logit."""
         arch = {id(p) for p in self.arch_parameters()}
@@ -76,7 +77,7 @@ class DecisionSuperNet(nn.Module):
 
     def sample_arch_step(self, mode: str, generator: torch.Generator | None = None) -> list[int]:
         """Prepare an architecture step in ``mode`` (full | full_v2 | two); returns the active
-        index per decision. See the module docstring for the step sequence."""
+        index per decision (the step sequence: supernet/supernet.py's module docstring)."""
         if mode not in MODES:
             raise ProxylessError(f"unknown architecture mode '{mode}'", "supernet",
                                  f"use one of {', '.join(MODES)}")
@@ -131,15 +132,14 @@ class DecisionSuperNet(nn.Module):
         return torch.stack([torch.log_softmax(alpha, dim=0)[index]
                             for alpha, index in zip(self.arch_parameters(), indices)]).sum()
 
-    # -- deriving ----------------------------------------------------------------------------
     # -- deriving -----------------------------------------------------------------------------
     def export(self) -> Arch:
         """The most probable op per decision (argmax of ``p``), probabilities in the metadata."""
-        layers = self.space.decisions
+        decisions = self.space.decisions
         probs = [p.detach().cpu() for p in self.probs()]
-        ops = [layer.candidates[int(p.argmax())] for layer, p in zip(layers, probs)]
-        metadata = {"probabilities": {layer.label: [round(float(v), 6) for v in p]
-                                      for layer, p in zip(layers, probs)}}
+        ops = [decision.candidates[int(p.argmax())] for decision, p in zip(decisions, probs)]
+        metadata = {"probabilities": {decision.label: [round(float(v), 6) for v in p]
+                                      for decision, p in zip(decisions, probs)}}
         return Arch.from_ops(self.space, ops, metadata)
 
     # -- forward ------------------------------------------------------------------------------
@@ -162,14 +162,14 @@ class DecisionSuperNet(nn.Module):
 
     def _check_indices(self, indices: Sequence[int]) -> list[int]:
         indices = [int(i) for i in indices]
-        layers = self.space.decisions
-        if len(indices) != len(layers):
-            raise ProxylessError(f"{len(indices)} indices for {len(layers)} searched decisions",
+        decisions = self.space.decisions
+        if len(indices) != len(decisions):
+            raise ProxylessError(f"{len(indices)} indices for {len(decisions)} searched decisions",
                                  "supernet", "give one candidate index per searched decision")
-        for layer, index in zip(layers, indices):
-            if not 0 <= index < len(layer.candidates):
-                raise ProxylessError(f"candidate index {index} out of range", layer.label,
-                                     f"use 0..{len(layer.candidates) - 1}")
+        for decision, index in zip(decisions, indices):
+            if not 0 <= index < len(decision.candidates):
+                raise ProxylessError(f"candidate index {index} out of range", decision.label,
+                                     f"use 0..{len(decision.candidates) - 1}")
         return indices
 
     def _use_paths(self, indices: Sequence[int]) -> None:
