@@ -14,7 +14,7 @@ an interrupted search resumes from its checkpoint):
   ``gumbel``. Reported: the found cell, its table accuracies, rank and percentile among the
   15,625, wall time, peak memory, final normalised entropy, and the anytime curve (the table
   accuracy of the argmax cell after every epoch).
-- ``ranking``: the supernet of ``search-two-s0`` ranks >= 100 uniformly drawn cells by
+- ``ranking``: the supernet of ``search-two-s0`` (``--source``) ranks >= 100 uniformly drawn cells by
   inherited-weight validation accuracy after BatchNorm recalibration; Kendall tau and Spearman
   against the table, over all and over the table's top 10 % among them.
 - ``macs-<percent>``: a MACs-constrained search (``latency.mode=under``) with the budget at
@@ -286,6 +286,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per search")
     parser.add_argument("--samples", type=int, default=100, help="cells for the ranking unit")
     parser.add_argument("--valid-images", type=int, default=2000, help="validation images per cell (ranking)")
+    parser.add_argument("--source", default="search-two-s0", help="the search whose supernet is ranked")
     parser.add_argument("--report", action="store_true", help="write runs.json from the finished units")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra override for the search units (repeatable)")
@@ -300,7 +301,7 @@ def main() -> None:
             variant, _, seed = unit[len("search-"):].rpartition("-s")
             result = search_unit(unit, variant, int(seed), args.threads, args.overrides)
         elif unit == "ranking":
-            result = ranking_unit("search-two-s0", args.samples, args.valid_images, args.threads)
+            result = ranking_unit(args.source, args.samples, args.valid_images, args.threads)
         elif unit.startswith("macs-"):
             result = macs_unit(unit, int(unit[len("macs-"):]), 0, args.threads)
         else:
