@@ -8,18 +8,23 @@ Every row runs in a fresh process (peak memory is a per-process high-water mark)
   Adam step, ``finish_arch_step``);
 - ``darts|gumbel/weight|arch``: the weighted-sum baselines.
 
-The path is fixed so that every method runs the same child: its logits are set to +30 on one
-candidate per layer (sampling still runs, p is ~1 on that candidate; in mode ``two`` the second
-member of the pair is then uniform among the others). ``peak_mem_mb`` is the growth of the
+``--space`` picks the search space (default ``proxyless-imagenet``, the paper's chain); a graph
+space such as ``nasbench201`` (6 decisions shared by 90 edges) is measured the same way, with its
+own image channels, classes and resolution. The path is fixed so that every method runs the same
+child: its logits are set to +30 on one candidate per decision (per searched layer of a chain;
+sampling still runs, p is ~1 on that candidate; in mode ``two`` the second member of the pair is
+then uniform among the others). ``peak_mem_mb`` is the growth of the
 process's peak resident memory (VmHWM, reset after the model and optimiser are built) over the
 measured steps: activations, gradients, optimiser state, allocator slack. ``saved_mb`` is the
 size of the tensors autograd saved for backward in one step (allocator-independent).
 ``median_step_s`` is the median wall time of a step, ``median_cpu_s`` its median process CPU
 time (all threads; less sensitive to other processes on a shared machine); ``child_ratio`` and
 ``child_cpu_ratio`` are the medians of per-step ratios against the child's step, measured
-alternately in the same process, after the memory measurement.
+alternately in the same process, after the memory measurement. The sweep over the number of
+candidates per layer (MBConv candidates) only exists for chain spaces.
 
     python benchmarks/supernet_cost.py [--quick] [--out benchmarks/results/supernet_cost.json]
+    python benchmarks/supernet_cost.py --space nasbench201   # -> supernet_cost_nasbench201.json
 """
 
 from __future__ import annotations
@@ -34,12 +39,17 @@ import sys
 import time
 from pathlib import Path
 
+RESULTS = Path(__file__).parent / "results"
 SWEEP_OPS = ("mb_k5_e3", "mb_k3_e3", "mb_k7_e3", "mb_k3_e6", "mb_k5_e6", "mb_k7_e6", "mb_k9_e3",
              "mb_k9_e6", "mb_k3_e4", "mb_k5_e4", "mb_k7_e4", "mb_k9_e4")
 METHODS = (("child", "-"), ("binary", "weight"), ("binary", "full"), ("binary", "full_v2"),
            ("binary", "two"), ("darts", "weight"), ("darts", "arch"), ("gumbel", "weight"),
            ("gumbel", "arch"))
 SWEEP_METHODS = (("binary", "weight"), ("binary", "full_v2"), ("binary", "two"), ("darts", "arch"))
+DEFAULT_SPACE = "proxyless-imagenet"
+# Main-table sizes (resolution, batch) per space, full and --quick; other spaces: their own
+# resolution at batch 64 (--quick: 8). The sweep runs at the first full (or quick) size.
+SIZES = {"proxyless-imagenet": ([(64, 32), (224, 8)], [(64, 8)])}
 
 
 def memory_kb(field: str) -> int:
@@ -49,28 +59,42 @@ def memory_kb(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def build_space(spec: dict):
+    """The space of a row: the preset at the row's resolution (the sweep's rows: N candidates)."""
+    from proxylessnas import get_space
+
+    overrides = {"resolution": spec["resolution"]}
+    if spec["n_candidates"] is not None:
+        overrides["candidates"] = list(SWEEP_OPS[: spec["n_candidates"] - 1])
+    return get_space(spec["space"], **overrides)
+
+
+def fixed_path(space, n_candidates: int | None) -> list[int]:
+    """One candidate index per decision: drawn uniformly with a fixed seed, or (sweep) the same
+    op everywhere, so that the child is the same for every N."""
+    import torch
+
+    if n_candidates is not None:
+        return [0] * len(space.decisions)
+    generator = torch.Generator().manual_seed(0)
+    return [int(torch.randint(len(d.candidates), (1,), generator=generator)) for d in space.decisions]
+
+
 def run_worker(spec: dict) -> dict:
     import torch
     from torch import nn
 
-    from proxylessnas import Arch, build_net, get_space
-    from proxylessnas.supernet import SuperNet
+    from proxylessnas import Arch, build_net
+    from proxylessnas.supernet import build_supernet
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
-    overrides = {"resolution": spec["resolution"], "num_classes": 1000}
-    if spec["n_candidates"] is not None:
-        overrides["candidates"] = list(SWEEP_OPS[: spec["n_candidates"] - 1])
-    space = get_space("proxyless-imagenet", **overrides)
-    if spec["n_candidates"] is None:  # a path drawn uniformly with a fixed seed
-        generator = torch.Generator().manual_seed(0)
-        path = [int(torch.randint(len(l.candidates), (1,), generator=generator))
-                for l in space.searched_layers]
-    else:  # the same op everywhere, so the child is the same for every N
-        path = [0] * len(space.searched_layers)
-    arch = Arch.from_ops(space, [l.candidates[i] for l, i in zip(space.searched_layers, path)])
-    images = torch.randn(spec["batch"], 3, spec["resolution"], spec["resolution"])
-    labels = torch.randint(0, 1000, (spec["batch"],))
+    space = build_space(spec)
+    num_classes = space.head.num_classes
+    path = fixed_path(space, spec["n_candidates"])
+    arch = Arch.from_ops(space, [d.candidates[i] for d, i in zip(space.decisions, path)])
+    images = torch.randn(spec["batch"], space.in_chs, spec["resolution"], spec["resolution"])
+    labels = torch.randint(0, num_classes, (spec["batch"],))
     generator = torch.Generator().manual_seed(1)
 
     def sgd(params):
@@ -88,7 +112,7 @@ def run_worker(spec: dict) -> dict:
         net = build_net(space, arch)
         step = child_step_fn(net, sgd(net.parameters()))
     else:
-        supernet = SuperNet(space, mixed_op=method)
+        supernet = build_supernet(space, num_classes, mixed_op=method)
         with torch.no_grad():
             for alpha, index in zip(supernet.arch_parameters(), path):
                 alpha.zero_()
@@ -148,8 +172,8 @@ def run_worker(spec: dict) -> dict:
         ratios.append(elapsed / reference)
         cpu_times.append(elapsed_cpu)
         cpu_ratios.append(elapsed_cpu / reference_cpu)
-    return {"method": method, "mode": mode,
-            "n_candidates": max(len(l.candidates) for l in space.searched_layers),
+    return {"space": spec["space"], "method": method, "mode": mode,
+            "n_candidates": max(len(d.candidates) for d in space.decisions),
             "resolution": spec["resolution"], "batch": spec["batch"],
             "peak_mem_mb": round(peak_mb, 1), "saved_mb": round(saved_mb, 1),
             "median_step_s": round(statistics.median(times), 4),
@@ -190,27 +214,56 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
+    from proxylessnas import SearchSpace, get_space
+    from proxylessnas.space import space_names
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--space", default=DEFAULT_SPACE, choices=space_names(),
+                        help=f"search space preset (default {DEFAULT_SPACE}); a graph space such as "
+                             "nasbench201 runs at its own resolution and classes, without the sweep")
     parser.add_argument("--quick", action="store_true", help="one size, a 3-point sweep, few steps")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "supernet_cost.json"))
-    parser.add_argument("--sizes", help="main-table sizes as RESxBATCH,... (default 64x32,224x8)")
-    parser.add_argument("--no-sweep", action="store_true", help="skip the sweep over N")
+    parser.add_argument("--out", help="result file (default benchmarks/results/supernet_cost.json, "
+                                      "supernet_cost_<space>.json for another space)")
+    parser.add_argument("--sizes", help="main-table sizes as RESxBATCH,... (default: 64x32,224x8 for "
+                                        "proxyless-imagenet, the space's resolution x 64 otherwise)")
+    parser.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
+                        help="the sweep over the number of candidates N (default: on for a chain "
+                             "space; a graph space has none)")
+    parser.add_argument("--memory-steps", type=int, help="steps of the memory measurement "
+                                                         "(default 2, --quick 1)")
+    parser.add_argument("--time-steps", type=int, help="timed steps per row (default 5, --quick 2)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(run_worker(json.loads(args.worker))))
         return
+    for name in ("memory_steps", "time_steps"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    space = get_space(args.space)
+    if args.sweep is None:
+        args.sweep = isinstance(space, SearchSpace)
+    elif args.sweep and not isinstance(space, SearchSpace):
+        parser.error(f"--sweep varies the MBConv candidates of every layer of a chain space; "
+                     f"'{args.space}' is a graph space whose decisions keep their own candidates: "
+                     "drop --sweep (the main table is measured without it)")
+    full_sizes, quick_sizes = SIZES.get(args.space, ([(space.resolution, 64)], [(space.resolution, 8)]))
     if args.quick:
-        sizes, sweep_size, sweep_ns, memory_steps, time_steps = [(64, 8)], (64, 8), (2, 13), 1, 2
+        sizes, sweep_ns, memory_steps, time_steps = quick_sizes, (2, 13), 1, 2
     else:
-        sizes, sweep_size = [(64, 32), (224, 8)], (64, 32)
-        sweep_ns, memory_steps, time_steps = (2, 3, 5, 7, 9, 11, 13), 2, 5
+        sizes, sweep_ns, memory_steps, time_steps = full_sizes, (2, 3, 5, 7, 9, 11, 13), 2, 5
+    sweep_size = sizes[0]
+    memory_steps = args.memory_steps or memory_steps
+    time_steps = args.time_steps or time_steps
     if args.sizes:
         sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
-    if args.no_sweep:
+    if not args.sweep:
         sweep_ns = ()
-    base = {"threads": args.threads, "memory_steps": memory_steps, "time_steps": time_steps}
+    out = Path(args.out) if args.out else RESULTS / (
+        "supernet_cost.json" if args.space == DEFAULT_SPACE else f"supernet_cost_{args.space}.json")
+    base = {"space": args.space, "threads": args.threads, "memory_steps": memory_steps,
+            "time_steps": time_steps}
     rows = []
     started = time.time()
     jobs = [dict(base, resolution=r, batch=b, n_candidates=None, method=m, mode=mode)
@@ -233,11 +286,23 @@ def main() -> None:
                "load_average_at_end": os.getloadavg(), "quick": args.quick,
                "memory_steps": memory_steps, "time_steps": time_steps,
                "wall_s": round(time.time() - started, 1)}
-    out = Path(args.out)
+    # The main table's child (the same path at every size) and its step-time ratios, by size.
+    child_ops = [d.candidates[i].token for d, i in zip(space.decisions, fixed_path(space, None))]
+    ratios: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if not r["sweep"] and r["method"] != "child":
+            ratios.setdefault(f"{r['resolution']}x{r['batch']}", {})[f"{r['method']}/{r['mode']}"] = \
+                r["child_ratio"]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "machine": machine}, indent=1) + "\n")
-    plot(rows, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')} in {machine['wall_s']} s")
+    out.write_text(json.dumps({"space": args.space, "num_classes": space.head.num_classes,
+                               "in_chs": space.in_chs, "decisions": len(space.decisions),
+                               "child_ops": child_ops, "child_ratio_by_size": ratios,
+                               "rows": rows, "machine": machine}, indent=1) + "\n")
+    if any(r["sweep"] for r in rows):
+        plot(rows, out.with_suffix(".png"))
+        print(f"wrote {out} and {out.with_suffix('.png')} in {machine['wall_s']} s")
+    else:
+        print(f"wrote {out} in {machine['wall_s']} s (no sweep, no plot)")
 
 
 if __name__ == "__main__":
