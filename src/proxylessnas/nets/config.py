@@ -19,6 +19,15 @@ NET_SCHEMA_VERSION = 1
 NET_KIND = "proxylessnas.net"
 
 
+def check_config_header(data: Any, kind: str, version: int, what: str, writer: str, where: str) -> None:
+    """Refuse anything but a ``{"kind": kind, "schema_version": version, ...}`` mapping."""
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        raise ProxylessError(f"not a proxylessnas {what} config", where, f"give a config written by {writer}")
+    if data.get("schema_version") != version:
+        raise ProxylessError(f"unsupported {what} schema_version {data.get('schema_version')!r}",
+                             where, f"this version reads schema_version {version}")
+
+
 @dataclass(frozen=True)
 class BlockConfig:
     label: str
@@ -64,12 +73,7 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "net config") -> NetConfig:
-        if not isinstance(data, dict) or data.get("kind") != NET_KIND:
-            raise ProxylessError("not a proxylessnas net config", where,
-                                 "give a config written by ProxylessNet.config()")
-        if data.get("schema_version") != NET_SCHEMA_VERSION:
-            raise ProxylessError(f"unsupported net schema_version {data.get('schema_version')!r}",
-                                 where, f"this version reads schema_version {NET_SCHEMA_VERSION}")
+        check_config_header(data, NET_KIND, NET_SCHEMA_VERSION, "net", "ProxylessNet.config()", where)
         fields = {k: v for k, v in data.items() if k not in ("kind", "schema_version")}
         try:
             fields["blocks"] = tuple(BlockConfig(**b) for b in fields["blocks"])

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.nets.config import check_config_header
 from proxylessnas.nets.net import build_net, register_net_kind
 from proxylessnas.nets.profile import LayerProfile, _conv, profile_net
 from proxylessnas.ops.blocks import MBConv
@@ -91,30 +92,24 @@ def _build_skip(op: SkipOp, in_chs, out_chs, stride, bn=DEFAULT_BN, *, affine=Tr
 
 
 @build_op.register
-def _build_relu_conv_bn(op: ReLUConvBNOp, in_chs, out_chs, stride, bn=DEFAULT_BN, *, affine=True,
-                        track_running_stats=True):
-    return ReLUConvBN(in_chs, out_chs, op.kernel_size, stride, affine=affine,
-                      track_running_stats=track_running_stats, bn_momentum=bn.momentum, bn_eps=bn.eps)
-
-
-@build_op.register
 def _build_pool(op: AvgPoolOp, in_chs, out_chs, stride, bn=DEFAULT_BN, *, affine=True,
                 track_running_stats=True):
     return avg_pool(op.kernel_size, stride)
 
 
-@build_op.register
-def _build_conv_bn(op: ConvBNOp, in_chs, out_chs, stride, bn=DEFAULT_BN, *, affine=True,
-                   track_running_stats=True):
-    return ConvBN(in_chs, out_chs, op.kernel_size, stride, affine=affine,
-                  track_running_stats=track_running_stats, bn_momentum=bn.momentum, bn_eps=bn.eps)
+_CONV_BN_BLOCKS = {ReLUConvBNOp: ReLUConvBN, ConvBNOp: ConvBN, ResBlockOp: ResBlock}
+"""Op families built of convs with BatchNorm: one constructor signature for all of them."""
 
 
-@build_op.register
-def _build_res_block(op: ResBlockOp, in_chs, out_chs, stride, bn=DEFAULT_BN, *, affine=True,
-                     track_running_stats=True):
-    return ResBlock(in_chs, out_chs, op.kernel_size, stride, affine=affine,
-                    track_running_stats=track_running_stats, bn_momentum=bn.momentum, bn_eps=bn.eps)
+def _build_conv_bn_block(op, in_chs, out_chs, stride, bn=DEFAULT_BN, *, affine=True,
+                         track_running_stats=True):
+    return _CONV_BN_BLOCKS[type(op)](in_chs, out_chs, op.kernel_size, stride, affine=affine,
+                                     track_running_stats=track_running_stats, bn_momentum=bn.momentum,
+                                     bn_eps=bn.eps)
+
+
+for _kind in _CONV_BN_BLOCKS:
+    build_op.register(_kind)(_build_conv_bn_block)
 
 
 @build_op.register
@@ -194,12 +189,8 @@ class GraphNetConfig:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "net config") -> GraphNetConfig:
-        if not isinstance(data, dict) or data.get("kind") != GRAPH_NET_KIND:
-            raise ProxylessError("not a proxylessnas graph net config", where,
-                                 "give a config written by GraphNet.config()")
-        if data.get("schema_version") != GRAPH_NET_SCHEMA_VERSION:
-            raise ProxylessError(f"unsupported graph net schema_version {data.get('schema_version')!r}",
-                                 where, f"this version reads schema_version {GRAPH_NET_SCHEMA_VERSION}")
+        check_config_header(data, GRAPH_NET_KIND, GRAPH_NET_SCHEMA_VERSION, "graph net", "GraphNet.config()",
+                            where)
         if not isinstance(data.get("space"), dict):
             raise ProxylessError("graph net config has no space", where,
                                  "write it with GraphNet.config()")
