@@ -41,6 +41,18 @@ class DecisionSuperNet(nn.Module):
     temperature: float
     decision_ops: list[list[MixedOp]]
 
+    def __init__(self, space, num_classes: int | None, mixed_op: str) -> None:
+        """The settings every supernet has; subclasses build their modules after this."""
+        super().__init__()
+        check_mixed_op(mixed_op)
+        if not space.decisions:
+            raise ProxylessError("the space has no searched decision", space.name,
+                                 "give some layer or decision two or more candidates")
+        self.space = space
+        self.num_classes = space.head.num_classes if num_classes is None else num_classes
+        self.mixed_op = mixed_op
+        self.temperature = 5.0  # Gumbel-softmax only; FBNet anneals it by 0.956 per epoch.
+
     def _start_sampling(self) -> None:
         self._sampler = LayerSampler([ops[0].num_candidates for ops in self.decision_ops])
         self._pairs: list[tuple[int, int]] | None = None

@@ -18,13 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.graph_net import GraphNet, build_op
 from proxylessnas.nets.net import build_net
 from proxylessnas.ops.cell_blocks import PoolHead
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.graph import GraphSpace
-from proxylessnas.supernet.base import ALPHA_INIT_STD, DecisionSuperNet, check_mixed_op
+from proxylessnas.supernet.base import ALPHA_INIT_STD, DecisionSuperNet
 from proxylessnas.supernet.mixed_op import MixedOp
 
 
@@ -33,15 +32,7 @@ class GraphSuperNet(DecisionSuperNet):
 
     def __init__(self, space: GraphSpace, num_classes: int | None = None,
                  mixed_op: str = "binary") -> None:
-        super().__init__()
-        check_mixed_op(mixed_op)
-        if not space.decisions:
-            raise ProxylessError("the space has no searched decision", space.name,
-                                 "give some decision two or more candidates")
-        self.space = space
-        self.num_classes = space.head.num_classes if num_classes is None else num_classes
-        self.mixed_op = mixed_op
-        self.temperature = 5.0  # Gumbel-softmax only
+        super().__init__(space, num_classes, mixed_op)
         position = {d.label: k for k, d in enumerate(space.decisions)}
         self.alphas = nn.ParameterList([nn.Parameter(torch.zeros(len(d.candidates)))
                                         for d in space.decisions])

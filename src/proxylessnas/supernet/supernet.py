@@ -30,12 +30,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.net import ProxylessNet, build_net
 from proxylessnas.ops.blocks import Classifier, ConvBNAct, MBConv, Residual, init_weights
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.spec import SearchSpace
-from proxylessnas.supernet.base import ALPHA_INIT_STD, MIXED_OPS, DecisionSuperNet, check_mixed_op
+from proxylessnas.supernet.base import ALPHA_INIT_STD, MIXED_OPS, DecisionSuperNet
 from proxylessnas.supernet.init import embed_smallest_candidate, zero_init_residual_branches
 from proxylessnas.supernet.mixed_op import MixedOp
 
@@ -56,15 +55,7 @@ class SuperNet(DecisionSuperNet):
     def __init__(self, space: SearchSpace, num_classes: int | None = None,
                  mixed_op: str = "binary", embed_smallest: bool = True,
                  zero_init_residual: bool = True) -> None:
-        super().__init__()
-        check_mixed_op(mixed_op)
-        if not space.searched_layers:
-            raise ProxylessError("the space has no searched layer", space.name,
-                                 "give some layer two or more candidates")
-        self.space = space
-        self.num_classes = space.head.num_classes if num_classes is None else num_classes
-        self.mixed_op = mixed_op
-        self.temperature = 5.0  # Gumbel-softmax only; FBNet anneals it by 0.956 per epoch.
+        super().__init__(space, num_classes, mixed_op)
         bn = {"bn_momentum": space.bn.momentum, "bn_eps": space.bn.eps}
         self.stem = ConvBNAct(space.stem.in_chs, space.stem.out_chs, space.stem.kernel_size,
                               space.stem.stride, **bn)
