@@ -14,9 +14,10 @@ an interrupted search resumes from its checkpoint):
   ``gumbel``. Reported: the found cell, its table accuracies, rank and percentile among the
   15,625, wall time, peak memory, final normalised entropy, and the anytime curve (the table
   accuracy of the argmax cell after every epoch).
-- ``ranking``: the supernet of ``search-two-s0`` (``--source``) ranks >= 100 uniformly drawn cells by
-  inherited-weight validation accuracy after BatchNorm recalibration; Kendall tau and Spearman
-  against the table, over all and over the table's top 10 % among them.
+- ``ranking`` (kept as ``ranking-<source>``): the supernet of ``--source`` (default
+  ``search-two-s0``) ranks >= 100 uniformly drawn cells by inherited-weight validation
+  accuracy after BatchNorm recalibration; Kendall tau and Spearman against the table, over all
+  and over the table's top 10 % among them.
 - ``macs-<percent>``: a MACs-constrained search (``latency.mode=under``) with the budget at
   <percent> of the way from the cheapest cell above 80 % to the most expensive cell, against
   the table's best cell within the same budget (analytic MACs of all 15,625 cells).
@@ -241,7 +242,7 @@ def ranking_unit(source: str, samples: int, valid_images: int, threads: int) -> 
     cut = sorted(truth, reverse=True)[max(0, len(truth) // 10 - 1)]
     top = [r for r in rows if r["cifar10_test"] >= cut]
     top_pairs = ([r["inherited_valid"] for r in top], [r["cifar10_test"] for r in top])
-    return {"unit": "ranking", "source": source, "samples": samples, "valid_images": len(valid),
+    return {"unit": f"ranking-{source}", "source": source, "samples": samples, "valid_images": len(valid),
             "kendall_tau": kendall_tau(inherited, truth), "spearman": spearman(inherited, truth),
             "top10_count": len(top),
             "top10_kendall_tau": kendall_tau(*top_pairs), "top10_spearman": spearman(*top_pairs),
@@ -294,13 +295,15 @@ def main() -> None:
     if not TABLE.is_file() or not CIFAR.is_dir():
         raise SystemExit(f"needs {TABLE} and {CIFAR}")
     for unit in args.units:
+        if unit == "ranking":
+            unit = f"ranking-{args.source}"  # one ranking per supernet
         if unit_path(unit).is_file():
             print(f"{unit}: done")
             continue
         if unit.startswith("search-"):
             variant, _, seed = unit[len("search-"):].rpartition("-s")
             result = search_unit(unit, variant, int(seed), args.threads, args.overrides)
-        elif unit == "ranking":
+        elif unit.startswith("ranking-"):
             result = ranking_unit(args.source, args.samples, args.valid_images, args.threads)
         elif unit.startswith("macs-"):
             result = macs_unit(unit, int(unit[len("macs-"):]), 0, args.threads)

@@ -276,8 +276,7 @@ def nasbench201_section() -> str:
         text += "Anytime: the table's CIFAR-10 accuracy of the argmax cell after each epoch.\n\n"
         body = [[u["unit"], " ".join(f"{a['cifar10_test']:.1f}" for a in u["anytime"])] for u in searches]
         text += table(["run", "epochs 1, 2, ..."], body) + "\n"
-    ranking = next((u for u in units if u["unit"] == "ranking"), None)
-    if ranking:
+    for ranking in (u for u in units if u["unit"].startswith("ranking")):
         text += (f"Ranking ({ranking['samples']} uniformly drawn cells, inherited weights of "
                  f"`{ranking['source']}` after BN recalibration, {ranking['valid_images']} validation "
                  f"images): Kendall tau **{ranking['kendall_tau']:.3f}**, "
