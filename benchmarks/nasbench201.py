@@ -42,6 +42,8 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from proxylessnas.hardware.validate import kendall_tau  # tau-b, the latency report's
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 TABLE = SHARED / "data" / "nasbench201" / "nats_bench.csv"
@@ -101,12 +103,11 @@ def cell_macs() -> dict[str, float]:
     """Analytic MMACs of every cell's standalone net (10 classes, 32x32)."""
     from proxylessnas import get_space
     from proxylessnas.hardware.graph_cost import GraphFlopsCostModel
-    from proxylessnas.space.nasbench201 import CANDIDATES
+    from proxylessnas.space.nasbench201 import CANDIDATES, format_string
 
     space = get_space("nasbench201")
     fixed, vectors = GraphFlopsCostModel("macs").candidate_costs(space)
     names = CANDIDATES.split(",")
-    from proxylessnas.space.nasbench201 import format_string
     return {format_string(ops): fixed + sum(float(v[names.index(op)]) for v, op in zip(vectors, ops))
             for ops in itertools.product(names, repeat=6)}
 
@@ -163,25 +164,6 @@ def search_unit(unit: str, variant: str, seed: int, threads: int, extra: list[st
             "collapse": summary["convergence"].get("collapse"),
             "supernet_test_accuracy": summary["test_accuracy"], "macs": summary["predicted_latency"],
             "overrides": [*VARIANTS[variant], *extra], "anytime": anytime}
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Kendall tau-b (ties in either list counted as in scipy's default)."""
-    concordant = discordant = ties_a = ties_b = 0
-    for i, j in itertools.combinations(range(len(a)), 2):
-        da, db = a[i] - a[j], b[i] - b[j]
-        if da == 0 and db == 0:
-            continue
-        if da == 0:
-            ties_a += 1
-        elif db == 0:
-            ties_b += 1
-        elif (da > 0) == (db > 0):
-            concordant += 1
-        else:
-            discordant += 1
-    denominator = math.sqrt((concordant + discordant + ties_a) * (concordant + discordant + ties_b))
-    return (concordant - discordant) / denominator if denominator else float("nan")
 
 
 def ranks(values: list[float]) -> list[float]:
