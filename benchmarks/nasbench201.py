@@ -188,7 +188,11 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 
 def ranking_unit(source: str, samples: int, valid_images: int, threads: int) -> dict:
-    """Inherited-weight validation accuracy of ``samples`` uniform cells against the table."""
+    """Inherited-weight validation accuracy of ``samples`` uniform cells against the table.
+
+    ``source`` is a run under RUNS (its checkpoint.pt) or a checkpoint file ``<name>.pt`` there
+    (a copy taken after some epoch); the images are those the run searched on (its dataset spec,
+    e.g. ``?resolution=16``)."""
     import random
 
     import torch
@@ -202,8 +206,8 @@ def ranking_unit(source: str, samples: int, valid_images: int, threads: int) -> 
     from proxylessnas.train.loops import evaluate
 
     torch.set_num_threads(threads)
-    state = load_checkpoint(RUNS / source / "checkpoint.pt")
-    dataset = load_dataset(f"cifar10:{CIFAR}")
+    state = load_checkpoint(RUNS / source if source.endswith(".pt") else RUNS / source / "checkpoint.pt")
+    dataset = load_dataset(state["config"]["data"]["dataset"])
     train_part, valid_part = split_validation(dataset, 0.5, seed=int(state["config"]["run"]["seed"]))
     space = get_space("nasbench201")
     supernet = build_supernet(space, dataset.num_classes)
@@ -224,7 +228,9 @@ def ranking_unit(source: str, samples: int, valid_images: int, threads: int) -> 
     cut = sorted(truth, reverse=True)[max(0, len(truth) // 10 - 1)]
     top = [r for r in rows if r["cifar10_test"] >= cut]
     top_pairs = ([r["inherited_valid"] for r in top], [r["cifar10_test"] for r in top])
-    return {"unit": f"ranking-{source}", "source": source, "samples": samples, "valid_images": len(valid),
+    return {"unit": f"ranking-{source.removesuffix('.pt')}", "source": source,
+            "epochs_trained": state["epoch"],
+            "dataset": state["config"]["data"]["dataset"], "samples": samples, "valid_images": len(valid),
             "kendall_tau": kendall_tau(inherited, truth), "spearman": spearman(inherited, truth),
             "top10_count": len(top),
             "top10_kendall_tau": kendall_tau(*top_pairs), "top10_spearman": spearman(*top_pairs),
@@ -278,7 +284,7 @@ def main() -> None:
         raise SystemExit(f"needs {TABLE} and {CIFAR}")
     for unit in args.units:
         if unit == "ranking":
-            unit = f"ranking-{args.source}"  # one ranking per supernet
+            unit = f"ranking-{args.source.removesuffix('.pt')}"  # one ranking per supernet
         if unit_path(unit).is_file():
             print(f"{unit}: done")
             continue
