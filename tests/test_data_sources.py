@@ -267,7 +267,8 @@ def test_limit_per_class():
         ("cifar10:/no/such/folder", "not found"),
         ("synthetic:abc", "bad synthetic size"),
         ("synthetic:100?colour=1", "unknown dataset option"),
-        ("synthetic:100?resolution=big", "bad value"),
+        ("synthetic:100?resolution=big", "resolution=big is not an input side"),
+        ("synthetic:100?limit_per_class=-1", "limit_per_class=-1 is not a positive integer"),
     ],
 )
 def test_bad_specs(spec, message):

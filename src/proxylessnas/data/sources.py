@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from proxylessnas import arguments
 from proxylessnas.data import cifar, idx, images
 from proxylessnas.data.cache import cache_key, cached
 from proxylessnas.data.dataset import Dataset, ImageSet, channel_stats
@@ -31,15 +32,8 @@ STREAM_MIN_IMAGES = 50_000  # image folders bigger than this are streamed from d
 STREAM_MIN_RESOLUTION = 65  # ... and so are those decoded above 64x64
 FOLDER_TEST_FRACTION = 0.2  # imagefolder:DIR without train/ and test/ sub-folders
 SPECS = "cifar10:DIR, fashion-mnist[:DIR], mnist:DIR, imagefolder:DIR, demo, synthetic[:N]"
-_OPTIONS = {"resolution": int, "limit_per_class": int, "stream": None, "seed": int}
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(text)
+_OPTIONS = {"resolution": arguments.resolution, "limit_per_class": arguments.positive_int,
+            "stream": arguments.boolean, "seed": arguments.seed}
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, dict]:
@@ -54,12 +48,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict]:
                 raise ProxylessError(
                     f"unknown dataset option '{key}'", spec, f"use one of {sorted(_OPTIONS)}"
                 )
-            try:
-                options[key] = _parse_bool(value) if key == "stream" else _OPTIONS[key](value)
-            except ValueError:
-                raise ProxylessError(
-                    f"bad value '{value}' for dataset option '{key}'", spec, "give a number"
-                ) from None
+            options[key] = _OPTIONS[key].parse(value, spec, key)
     name, _, path = body.partition(":")
     return name.strip().lower(), (path or None), options
 
@@ -84,8 +73,17 @@ def load_dataset(
     keywords = {"resolution": resolution, "limit_per_class": limit_per_class, "stream": stream}
     for key, value in keywords.items():
         if value is not None:
-            options[key] = value
-    common = {"cache_dir": cache_dir, "cache": cache}
+            options[key] = _OPTIONS[key].check(value, spec, key)
+    dataset = _load(name, path, spec, options, {"cache_dir": cache_dir, "cache": cache})
+    present = len(dataset.train.labels.unique())
+    if present < 2:
+        raise ProxylessError(f"the training images are of {present} class(es) only; a classifier needs "
+                             "at least two classes", spec, "give images of two or more classes")
+    return dataset
+
+
+def _load(name: str, path: str | None, spec: str, options: dict, common: dict) -> Dataset:
+    """The dataset ``name`` at ``path`` with ``options`` (see :func:`load_dataset`)."""
     if name == "cifar10":
         return _load_cifar10(_folder(path, spec), options, **common)
     if name in ("fashion-mnist", "fashion_mnist", "mnist"):

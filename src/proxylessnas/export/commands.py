@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from proxylessnas import arguments
 from proxylessnas.errors import ProxylessError
 
 EXAMPLE = """examples:
@@ -25,14 +26,19 @@ def register(subparsers) -> None:
                         help="train checkpoint (.pt), exported weights (.safetensors), arch JSON, "
                              "NAS-Bench-201 string or zoo name")
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
-    parser.add_argument("--out", metavar="FILE",
+    parser.add_argument("--out", metavar="FILE", type=arguments.new_file,
                         help="output file (default: exported/<name>.onnx|.torchscript.pt)")
     parser.add_argument("--dataset", metavar="SPEC", help="size an arch/zoo net for this dataset")
-    parser.add_argument("--num-classes", type=int, help="classes of an arch/zoo net (default: 1000 for zoo)")
-    parser.add_argument("--resolution", type=int, help="input size of an arch/zoo net (default: 224 for zoo)")
-    parser.add_argument("--in-chs", type=int, default=None, help="input channels of an arch/zoo net (3)")
-    parser.add_argument("--weights", metavar="FILE", help="weights for an arch/zoo net (safetensors or .pt)")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed output difference")
+    parser.add_argument("--num-classes", type=arguments.positive_int,
+                        help="classes of an arch/zoo net (default: 1000 for zoo)")
+    parser.add_argument("--resolution", type=arguments.resolution,
+                        help="input size of an arch/zoo net (default: 224 for zoo)")
+    parser.add_argument("--in-chs", type=arguments.positive_int, default=None,
+                        help="input channels of an arch/zoo net (3)")
+    parser.add_argument("--weights", metavar="FILE", type=arguments.existing_file,
+                        help="weights for an arch/zoo net (safetensors or .pt)")
+    parser.add_argument("--tolerance", type=arguments.positive_float, default=1e-4,
+                        help="largest allowed output difference")
     parser.add_argument("--latency", action="store_true",
                         help="measure latency for the card (torch, TorchScript, ONNX Runtime on CPU; CUDA)")
     parser.set_defaults(func=run_export)
@@ -90,34 +96,36 @@ def run_export(args) -> int:
     from proxylessnas.export.card import measure_latency, model_card
     from proxylessnas.export.formats import SUFFIXES, export_model
     from proxylessnas.export.weights import save_exported_weights
+    from proxylessnas.runfolder_lock import hold_output_file
     from proxylessnas.space.arch import write_json_atomic
 
-    if args.tolerance <= 0:
-        raise ProxylessError(f"tolerance {args.tolerance} must be positive", "--tolerance", "use e.g. 1e-4")
+    if args.out:
+        arguments.require_suffix(args.out, SUFFIXES[args.format], f"--out for --format {args.format}")
     model, info = _source_model(args)
     model = model.cpu().eval()
     default_suffix = ".onnx" if args.format == "onnx" else ".torchscript" + SUFFIXES["torchscript"]
     out = Path(args.out) if args.out else Path("exported") / f"{info['name']}{default_suffix}"
     base = out.with_name(out.name.split(".")[0])
-    config = model.net_config
-    result = export_model(model, out, args.format, in_chs=config.in_chs, resolution=config.resolution,
-                          tolerance=args.tolerance)
-    weights = save_exported_weights(model, base.with_suffix(".safetensors"))
-    latency = None
-    if args.latency:
-        import torch
+    with hold_output_file(base, "export"):  # model, weights and card of one base name as one set
+        config = model.net_config
+        result = export_model(model, out, args.format, in_chs=config.in_chs, resolution=config.resolution,
+                              tolerance=args.tolerance)
+        weights = save_exported_weights(model, base.with_suffix(".safetensors"))
+        latency = None
+        if args.latency:
+            import torch
 
-        backends = ["torch-cpu", "torchscript-cpu", "onnxruntime-cpu"]
-        if torch.cuda.is_available():
-            backends.append("torch-cuda")
-        latency = measure_latency(model, backends)
-    card = model_card(model, source=str(args.source), exports={args.format: {
-        "file": out.name, "max_abs_diff": result.parity.max_abs_diff, **result.parity.to_dict()}},
-        weights_file=weights.name, dataset=info.get("dataset"), accuracy=info.get("accuracy"),
-        latency=latency, arch=info.get("arch"), normalisation=info.get("normalisation"))
-    card_path = base.with_name(base.name + ".card.json")
-    card = _merge_with_existing(card, card_path)
-    write_json_atomic(card_path, card)
+            backends = ["torch-cpu", "torchscript-cpu", "onnxruntime-cpu"]
+            if torch.cuda.is_available():
+                backends.append("torch-cuda")
+            latency = measure_latency(model, backends)
+        card = model_card(model, source=str(args.source), exports={args.format: {
+            "file": out.name, "max_abs_diff": result.parity.max_abs_diff, **result.parity.to_dict()}},
+            weights_file=weights.name, dataset=info.get("dataset"), accuracy=info.get("accuracy"),
+            latency=latency, arch=info.get("arch"), normalisation=info.get("normalisation"))
+        card_path = base.with_name(base.name + ".card.json")
+        card = _merge_with_existing(card, card_path)
+        write_json_atomic(card_path, card)
     print(f"wrote {out} ({args.format}; max abs diff vs eager {result.parity.max_abs_diff:.3g} "
           f"on batches {list(result.parity.batch_sizes)}), {weights}, {card_path}")
     if latency:

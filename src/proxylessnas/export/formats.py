@@ -3,7 +3,9 @@
 Both write to a temporary file beside the target, reload that file, compare its outputs with
 the eager model's (:mod:`proxylessnas.export.parity`) and move it into place with
 ``os.replace`` only when the check passes; otherwise the temporary file is deleted and a
-:class:`ProxylessError` reports the difference.
+:class:`ProxylessError` reports the difference. A model whose weights hold NaN or infinite values
+is refused before anything is written, and one process writes a given file at a time
+(:func:`~proxylessnas.runfolder_lock.hold_output_file`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from torch import nn
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.export.parity import PARITY_TOLERANCE, ParityReport, check_parity, random_inputs
+from proxylessnas.finite import require_finite_weights
+from proxylessnas.runfolder_lock import hold_output_file
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -36,21 +40,37 @@ class ExportResult:
 def _write_checked(model: nn.Module, path: Path, fmt: str, write: Callable[[Path], None],
                    load: Callable[[Path], Callable], in_chs: int, resolution: int,
                    tolerance: float) -> ExportResult:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=SUFFIXES[fmt], dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        parity = check_parity(model, load(tmp), random_inputs(in_chs, resolution), tolerance)
-        if not parity.passed:
-            raise ProxylessError(
-                f"{fmt} output differs from eager by {parity.max_abs_diff:.3g} (> {tolerance:g})",
-                str(path), "not written; report the model config, or try another opset/format")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    require_finite_weights(model, str(path), f"no {fmt} file written; export a model whose training did "
+                                             "not diverge")
+    with hold_output_file(path, f"{fmt} export"):
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=SUFFIXES[fmt], dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            write(tmp)
+            parity = check_parity(model, load(tmp), random_inputs(in_chs, resolution), tolerance)
+            if not parity.passed:
+                raise parity_error(parity, fmt, path)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return ExportResult(path, fmt, parity)
+
+
+def parity_error(parity: ParityReport, fmt: str, path: Path) -> ProxylessError:
+    """Why a parity check failed, as one line: NaN/infinite outputs first, then the difference."""
+    if parity.nonfinite_eager:
+        return ProxylessError(f"the model's own outputs hold {parity.nonfinite_eager} NaN or infinite "
+                              "value(s) on random inputs", str(path),
+                              f"no {fmt} file written; its weights overflow: export a model whose training "
+                              "did not diverge")
+    if parity.nonfinite_exported:
+        return ProxylessError(f"{fmt} outputs hold {parity.nonfinite_exported} NaN or infinite value(s) "
+                              "where eager's are finite", str(path),
+                              "not written; report the model config, or try another opset/format")
+    return ProxylessError(f"{fmt} output differs from eager by {parity.max_abs_diff:.3g} "
+                          f"(> {parity.tolerance:g})", str(path),
+                          "not written; report the model config, or try another opset/format")
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, in_chs: int, resolution: int,

@@ -7,12 +7,15 @@ import os
 from pathlib import Path
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.finite import require_finite_weights
 from proxylessnas.nets.net import ProxylessNet, net_from_config
 from proxylessnas.nets.weights import load_weights, save_weights
 
 
 def save_exported_weights(model: ProxylessNet, path: str | os.PathLike) -> Path:
-    """``model``'s weights as safetensors (atomic), with ``net_config`` in the metadata."""
+    """``model``'s weights as safetensors (atomic), with ``net_config`` in the metadata; weights
+    holding NaN or infinite values are refused."""
+    require_finite_weights(model, str(path), "not written; export a model whose training did not diverge")
     return save_weights(model, path)
 
 

@@ -10,6 +10,7 @@ output resumes from it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -25,6 +26,7 @@ from proxylessnas.hardware.measure import (
     measure_interleaved,
     prepare_runner,
 )
+from proxylessnas.runfolder_lock import hold_output_file
 from proxylessnas.space.spec import SearchSpace
 
 PROVENANCE_MATCH = ("backend", "device", "device_type", "batch_size", "threads", "dtype", "clock")
@@ -48,46 +50,49 @@ def build_lut(space: SearchSpace, backend: Backend, out: str | os.PathLike | Non
     """Measure every unique key of ``space`` (or ``keys``) on ``backend``; save to ``out``.
 
     An existing ``out`` for the same target and backend is resumed; one for another target is
-    an error unless ``overwrite``.
+    an error unless ``overwrite``. ``out`` is locked for the build
+    (:func:`~proxylessnas.runfolder_lock.hold_output_file`): a second build of it is refused.
     """
     backend.check_available()
-    target = TableTarget.of(space, resolution, backend.batch_size)
-    wanted = keys if keys is not None else space_keys(space, resolution).unique()
-    table = LatencyTable(target, backend.provenance(), {}, source=str(out or "latency table"))
-    if out is not None and Path(out).exists() and not overwrite:
-        existing = LatencyTable.load(out)
-        reason = _compatible(existing, target, backend)
-        if reason is not None:
-            raise ProxylessError(f"existing table cannot be resumed: {reason}", str(out),
-                                 "choose another --out, or pass --overwrite to replace it")
-        table.entries.update(existing.entries)
-        table.predictor = existing.predictor
-    todo = [k for k in wanted if str(k) not in table.entries]
-    table.provenance.update({"complete": not todo, "keys": len(wanted),
-                             "method": {"seconds_per_key": seconds_per_key, "min_samples": min_samples,
-                                        "rounds": rounds, "chunk_size": chunk_size,
-                                        "outliers": "dropped beyond 3 IQR", "statistic": "median"}})
-    bar = _progress(len(wanted), len(wanted) - len(todo), progress, f"latency {backend.label}")
-    for start in range(0, len(todo), chunk_size):
-        chunk = todo[start:start + chunk_size]
-        runners = [prepare_runner(build_block(k, space.bn.momentum, space.bn.eps),
-                                  key_input_shape(k, backend.batch_size), backend) for k in chunk]
-        estimate = max(estimate_ms(r, backend.threads) for r in runners)
-        per_round = max(1, math.ceil(max(min_samples / rounds,
-                                          seconds_per_key * 1e3 / max(estimate, 1e-3) / rounds)))
-        per_round = min(per_round, 200)
-        stats = measure_interleaved(runners, rounds=rounds, per_round=per_round,
-                                    threads=backend.threads, seed=start)
-        for key, s in zip(chunk, stats):
-            table.entries[str(key)] = s
-        table.provenance["complete"] = len(table.missing(wanted)) == 0
-        if out is not None:
+    held = contextlib.nullcontext() if out is None else hold_output_file(out, "latency table")
+    with held:  # one builder per table file: a second one would interleave its timings
+        target = TableTarget.of(space, resolution, backend.batch_size)
+        wanted = keys if keys is not None else space_keys(space, resolution).unique()
+        table = LatencyTable(target, backend.provenance(), {}, source=str(out or "latency table"))
+        if out is not None and Path(out).exists() and not overwrite:
+            existing = LatencyTable.load(out)
+            reason = _compatible(existing, target, backend)
+            if reason is not None:
+                raise ProxylessError(f"existing table cannot be resumed: {reason}", str(out),
+                                     "choose another --out, or pass --overwrite to replace it")
+            table.entries.update(existing.entries)
+            table.predictor = existing.predictor
+        todo = [k for k in wanted if str(k) not in table.entries]
+        table.provenance.update({"complete": not todo, "keys": len(wanted),
+                                 "method": {"seconds_per_key": seconds_per_key, "min_samples": min_samples,
+                                            "rounds": rounds, "chunk_size": chunk_size,
+                                            "outliers": "dropped beyond 3 IQR", "statistic": "median"}})
+        bar = _progress(len(wanted), len(wanted) - len(todo), progress, f"latency {backend.label}")
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start:start + chunk_size]
+            runners = [prepare_runner(build_block(k, space.bn.momentum, space.bn.eps),
+                                      key_input_shape(k, backend.batch_size), backend) for k in chunk]
+            estimate = max(estimate_ms(r, backend.threads) for r in runners)
+            per_round = max(1, math.ceil(max(min_samples / rounds,
+                                              seconds_per_key * 1e3 / max(estimate, 1e-3) / rounds)))
+            per_round = min(per_round, 200)
+            stats = measure_interleaved(runners, rounds=rounds, per_round=per_round,
+                                        threads=backend.threads, seed=start)
+            for key, s in zip(chunk, stats):
+                table.entries[str(key)] = s
+            table.provenance["complete"] = len(table.missing(wanted)) == 0
+            if out is not None:
+                table.save(out)
+            bar.update(len(chunk))
+        bar.close()
+        if out is not None and not todo:
             table.save(out)
-        bar.update(len(chunk))
-    bar.close()
-    if out is not None and not todo:
-        table.save(out)
-    return table
+        return table
 
 
 class _NoBar:

@@ -6,6 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from proxylessnas.arguments import (
+    existing_file,
+    new_file,
+    non_negative_int,
+    output_folder,
+    positive_float,
+    positive_int,
+    resolution,
+    seed,
+)
 from proxylessnas.cli import add_command, add_group
 from proxylessnas.errors import ProxylessError
 
@@ -24,10 +34,13 @@ def _parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     return add_command(sub, name, help_text, EXAMPLES[name])
 
 
-def _space_args(p: argparse.ArgumentParser, required: bool = False) -> None:
-    p.add_argument("--space", default=None if required else "proxyless-cifar", required=required,
-                   help="search space name (default: %(default)s)")
-    p.add_argument("--resolution", type=int, default=None, help="input resolution (default: the space's)")
+DEFAULT_SPACE = "proxyless-cifar"
+
+
+def _space_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default=None, help=f"search space name (default: {DEFAULT_SPACE})")
+    p.add_argument("--resolution", type=resolution, default=None,
+                   help="input resolution (default: the space's)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="space overrides, e.g. width_mult=0.5 'depths=[2,2,2,2,2,1]'")
 
@@ -37,8 +50,8 @@ def _backend_args(p: argparse.ArgumentParser, hardware: bool = False) -> None:
         p.add_argument("--backend", default="torch",
                        help="torch | torchscript | onnxruntime (default: torch)")
         p.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
-    p.add_argument("--batch-size", type=int, default=1, help="batch size (default: 1)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="batch size (default: 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default: 1)")
     p.add_argument("--clock", default="auto",
                    help="auto | thread | wall: auto uses the thread's CPU time with one CPU thread")
 
@@ -50,8 +63,9 @@ def register(subparsers) -> None:
     p = _parser(sub, "build", "time every unique block of a space and save a latency table")
     _space_args(p)
     _backend_args(p)
-    p.add_argument("--out", default=None, help="table path (default: the cache used by --hardware)")
-    p.add_argument("--seconds-per-key", type=float, default=1.0, help="timing budget per block")
+    p.add_argument("--out", default=None, type=new_file,
+                   help="table path (default: the cache used by --hardware)")
+    p.add_argument("--seconds-per-key", type=positive_float, default=1.0, help="timing budget per block")
     p.add_argument("--overwrite", action="store_true", help="replace an existing table for another target")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_build)
@@ -61,59 +75,64 @@ def register(subparsers) -> None:
     p.add_argument("--hardware", required=True, help="cpu | cuda | onnxruntime | flops | params | TABLE")
     _backend_args(p, hardware=True)
     p.add_argument("--per-layer", action="store_true", help="print the cost of every block")
-    p.add_argument("--json", default=None, help="write the prediction to this JSON file")
+    p.add_argument("--json", default=None, type=new_file, help="write the prediction to this JSON file")
     p.set_defaults(func=cmd_predict)
 
     p = _parser(sub, "validate", "measure random architectures end to end and compare with predictions")
     p.add_argument("--hardware", required=True, help="cpu | cuda | onnxruntime | TABLE (a JSON table)")
     _space_args(p)
     _backend_args(p, hardware=True)
-    p.add_argument("--samples", type=int, default=100, help="architectures to validate on (default: 100)")
-    p.add_argument("--fit", type=int, default=0,
+    p.add_argument("--samples", type=positive_int, default=100,
+                   help="architectures to validate on (at least 2; default: 100)")
+    p.add_argument("--fit", type=non_negative_int, default=0,
                    help="first fit the predictor on this many other architectures and save it in the table")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gauge", type=int, default=3,
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--gauge", type=non_negative_int, default=3,
                    help="reference nets timed in every chunk to remove the machine's speed changes "
                         "between chunks (default: 3; 0: raw timings)")
-    p.add_argument("--json", default=None, help="write the report here")
-    p.add_argument("--plot", default=None, help="write a predicted-vs-measured scatter plot here")
+    p.add_argument("--json", default=None, type=new_file, help="write the report here")
+    p.add_argument("--plot", default=None, type=new_file,
+                   help="write a predicted-vs-measured scatter plot here")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_validate)
 
     p = _parser(sub, "export-ops", "write each unique block as ONNX plus a manifest, to time on a device")
     _space_args(p)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--out", required=True, type=output_folder, help="output directory")
     p.set_defaults(func=cmd_export_ops)
 
     p = _parser(sub, "import", "turn device timings (CSV/JSON) or the reference YAML into a table")
-    p.add_argument("measurements", metavar="CSV|JSON|YAML")
-    p.add_argument("--manifest", default=None, help="manifest.json from export-ops (CSV/JSON input)")
+    p.add_argument("measurements", metavar="CSV|JSON|YAML", type=existing_file)
+    p.add_argument("--manifest", default=None, type=existing_file,
+                   help="manifest.json from export-ops (CSV/JSON input)")
     p.add_argument("--device-name", default="unknown device", help="recorded in the provenance")
-    p.add_argument("--out", required=True, help="table path")
+    p.add_argument("--out", required=True, type=new_file, help="table path")
     p.set_defaults(func=cmd_import)
 
     p = _parser(sub, "measure", "measure one network end to end")
     p.add_argument("model", metavar="MODEL_OR_ARCH",
                    help="zoo name, arch JSON, net config JSON or NAS-Bench-201 string")
     p.add_argument("--backend", default="torch", help="torch | torchscript | onnxruntime | cuda")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--clock", default="auto")
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per round")
-    p.add_argument("--json", default=None)
+    p.add_argument("--rounds", type=positive_int, default=10)
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per round")
+    p.add_argument("--json", default=None, type=new_file)
     p.set_defaults(func=cmd_measure)
 
 
-def _space(args: argparse.Namespace):
+def _space(args: argparse.Namespace, default: str = DEFAULT_SPACE, base: dict[str, Any] | None = None):
+    """The space of ``--space`` (or ``default``), ``--resolution`` and the key=value overrides
+    (on top of the overrides ``base``)."""
     from proxylessnas.search.config import parse_overrides
     from proxylessnas.space import get_space
 
-    overrides = parse_overrides(args.overrides or [], example="width_mult=0.5")
-    if args.resolution:
+    overrides = {**(base or {}), **parse_overrides(args.overrides or [], example="width_mult=0.5")}
+    if args.resolution is not None:
         overrides["resolution"] = args.resolution
-    return get_space(args.space, **overrides)
+    return get_space(args.space or default, **overrides)
 
 
 def _write_json(path: str, data: Any) -> None:
@@ -195,8 +214,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     if args.samples < 2:
         raise ProxylessError("--samples must be at least 2", "validate", "give --samples N with N >= 2")
-    if args.gauge < 0:
-        raise ProxylessError("--gauge must be at least 0", "validate", "give --gauge 3, or 0 for raw timings")
     if args.hardware in MEASURED_TARGETS:
         space = _space(args)
         backend = backend_for(args.hardware, args.batch_size, args.threads)
@@ -213,6 +230,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise ProxylessError("table names no space", str(table_path), "validate a table built here")
         space = get_space(table.target.space, **table.target.space_overrides)
         table.check_target(space)
+        asked = args.space is not None or args.resolution is not None or args.overrides
+        base = table.target.space_overrides if args.space in (None, space.name) else {}
+        if asked and _space(args, space.name, base) != space:
+            raise ProxylessError(f"--space, --resolution and the overrides ask for another space than the "
+                                 f"table's ({table.target.describe()})", str(table_path),
+                                 "leave them out (a table fixes the space), or build a table for that space")
         backend = backend_of_table(table)
     gauge = SpeedGauge.for_space(space, args.gauge) if args.gauge else None
     if args.fit:

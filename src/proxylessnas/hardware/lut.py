@@ -33,6 +33,7 @@ from proxylessnas.space.spec import SearchSpace
 TABLE_KIND = "proxylessnas.latency_table"
 TABLE_SCHEMA_VERSION = 1
 STATISTICS = ("median", "mean")
+UNITS = ("ms",)  # every timing we take, and the whole-net measurements compared with tables, are in ms
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,10 @@ class LatencyTable:
         statistic = data.get("statistic", "median")
         if statistic not in STATISTICS:
             raise ProxylessError(f"unknown statistic '{statistic}'", where, f"use one of {STATISTICS}")
+        unit = data.get("unit", "ms")
+        if unit not in UNITS:
+            raise ProxylessError(f"unknown latency unit {unit!r}", where,
+                                 f"convert the table to {' or '.join(UNITS)}")
         try:
             t = data["target"]
             target = TableTarget(t.get("space"), dict(t.get("space_overrides") or {}),
@@ -208,8 +213,7 @@ class LatencyTable:
         predictor = data.get("predictor")
         if predictor is not None and not isinstance(predictor, dict):
             raise ProxylessError("malformed latency table ('predictor' must be an object)", where, fix)
-        return cls(target, provenance, entries, str(data.get("unit", "ms")), statistic, predictor,
-                   where)
+        return cls(target, provenance, entries, unit, statistic, predictor, where)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LatencyTable:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from proxylessnas.arguments import non_negative_int, output_folder, positive_float, positive_int
+from proxylessnas.data import parse_spec
 from proxylessnas.errors import ProxylessError
 from proxylessnas.search.config import SearchConfig, SpaceSection, config_names, load_config
 from proxylessnas.train.distributed import add_launch_arguments, launched_rank, relaunch_if_requested
@@ -45,13 +47,15 @@ def register(subparsers) -> None:
     search.add_argument("--space", metavar="NAME", help="search space preset (proxyless-cifar, tiny, ...)")
     search.add_argument("--hardware", metavar="TARGET",
                         help="cpu, cuda, onnxruntime, flops, params, or a latency table file")
-    search.add_argument("--target-latency", metavar="MS", type=float,
+    search.add_argument("--target-latency", metavar="MS", type=positive_float,
                         help="latency target in the cost model's unit (ms for measured hardware)")
     search.add_argument("--strategy", choices=("gradient", "reinforce"))
     search.add_argument("--binary-mode", choices=("full", "full_v2", "two"))
-    search.add_argument("--epochs", type=int, metavar="N", help="search epochs after the warm-up")
-    search.add_argument("--warmup-epochs", type=int, metavar="N", help="weights-only warm-up epochs")
-    search.add_argument("--out", metavar="DIR", help="run directory (default from the recipe)")
+    search.add_argument("--epochs", type=positive_int, metavar="N", help="search epochs after the warm-up")
+    search.add_argument("--warmup-epochs", type=non_negative_int, metavar="N",
+                        help="weights-only warm-up epochs")
+    search.add_argument("--out", metavar="DIR", type=output_folder,
+                        help="run directory (default from the recipe)")
     search.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     search.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_launch_arguments(search)
@@ -93,6 +97,8 @@ def resolve_config(args) -> SearchConfig:
         config = config.with_overrides(list(args.overrides))
     if not args.resume and args.out is None:
         config = config.with_overrides({"run.out": str(fresh_run_dir(Path(config.run.out)))}, "command line")
+    output_folder.check(config.run.out, "search config", "run.out")
+    parse_spec(config.data.dataset)  # a bad dataset option fails here, before the run folder is made
     return config
 
 

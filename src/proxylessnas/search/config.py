@@ -29,6 +29,18 @@ from typing import Any
 
 import yaml
 
+from proxylessnas.arguments import (
+    Kind,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    rate,
+    resolution,
+    seed,
+    unit_interval,
+)
 from proxylessnas.errors import ProxylessError
 from proxylessnas.supernet.base import MIXED_OPS
 
@@ -204,9 +216,11 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "config") -> SearchConfig:
-        """Build from nested dicts; unknown sections or keys and ill-typed values are errors."""
+        """Build from nested dicts; unknown sections or keys, ill-typed values and an empty file
+        (``data`` None) are errors."""
         if data is None:
-            data = {}
+            raise ProxylessError("the config is empty", where,
+                                 f"write its sections ({', '.join(SECTIONS)}), or give a shipped recipe")
         if not isinstance(data, dict):
             raise ProxylessError("a search config must be a mapping of sections", where,
                                  f"write sections {', '.join(SECTIONS)}")
@@ -319,7 +333,7 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
             number = float(value)
         except ValueError:
             raise bad from None
-        if number != int(number):
+        if not math.isfinite(number) or number != int(number):
             raise bad
         return int(number)
     if kind is float:
@@ -336,42 +350,55 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
     return value
 
 
+FIELD_KINDS: dict[str, Kind] = {  # the kind of every numeric field (None passes where the field allows it)
+    "data.valid_size": positive_float, "data.batch_size": positive_int,
+    "data.valid_batch_size": positive_int, "data.eval_batch_size": positive_int,
+    "data.limit_per_class": positive_int, "data.resolution": resolution,
+    "hardware.batch_size": positive_int, "hardware.threads": positive_int,
+    "hardware.measure_runs": positive_int,
+    "weights.lr": positive_float, "weights.warmup_lr": positive_float, "weights.momentum": rate,
+    "weights.weight_decay": non_negative_float, "weights.label_smoothing": rate,
+    "weights.grad_clip_norm": non_negative_float,
+    "arch.lr": positive_float, "arch.beta1": rate, "arch.beta2": rate, "arch.eps": positive_float,
+    "arch.weight_decay": non_negative_float, "arch.init_std": non_negative_float,
+    "arch.update_every": positive_int, "arch.entropy_weight": non_negative_float,
+    "latency.target": positive_float, "latency.target_position": unit_interval,
+    "latency.tolerance": fraction, "latency.calibrate": non_negative_int, "latency.gauge": non_negative_int,
+    "latency.step_size": positive_float, "latency.initial_weight": non_negative_float,
+    "latency.max_weight": positive_float,
+    "reinforce.samples": positive_int, "reinforce.reward_exponent": non_negative_float,
+    "reinforce.baseline_decay": rate,
+    "search.warmup_epochs": non_negative_int, "search.epochs": positive_int,
+    "search.steps_per_epoch": positive_int,
+    "run.seed": seed, "run.threads": positive_int, "run.eval_batches": positive_int,
+    "run.bn_recalibration_batches": non_negative_int, "run.distributed_timeout": positive_float,
+}
+
+
 def _validate(config: SearchConfig) -> None:
-    """Range and choice checks; the first problem found is raised."""
-    data, arch, latency, search = config.data, config.arch, config.latency, config.search
+    """Kind, range and choice checks; the first problem found is raised."""
+    data, latency, search = config.data, config.latency, config.search
+    for key, kind in FIELD_KINDS.items():
+        section, _, name = key.partition(".")
+        value = getattr(getattr(config, section), name)
+        if value is not None and not kind.accepts(value):
+            raise ProxylessError(f"invalid value {value!r} for {key}", "search config",
+                                 f"give {kind.description}")
+    for name, value in latency.loss_params.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ProxylessError(f"invalid value {value!r} for latency.loss_params.{name}", "search config",
+                                 "give a finite number")
     checks = [
         ("search.strategy", search.strategy in STRATEGIES, f"use one of {', '.join(STRATEGIES)}"),
         ("search.binary_mode", search.binary_mode in BINARY_MODES, f"use one of {', '.join(BINARY_MODES)}"),
         ("search.mixed_op", search.mixed_op in MIXED_OPS, f"use one of {', '.join(MIXED_OPS)}"),
-        ("search.epochs", search.epochs >= 1, "give at least 1 search epoch"),
-        ("search.warmup_epochs", search.warmup_epochs >= 0, "give 0 or more warm-up epochs"),
-        ("search.steps_per_epoch", search.steps_per_epoch is None or search.steps_per_epoch >= 1,
-         "give a positive number or none"),
         ("latency.mode", latency.mode in LATENCY_MODES, f"use one of {', '.join(LATENCY_MODES)}"),
-        ("latency.target", latency.target is None or latency.target > 0, "give a positive latency"),
-        ("latency.target_position", 0.0 <= latency.target_position <= 1.0, "give a value in [0, 1]"),
-        ("latency.tolerance", 0.0 < latency.tolerance < 1.0, "give a fraction such as 0.05"),
-        ("latency.calibrate", latency.calibrate == 0 or latency.calibrate >= 2, "give 0 or at least 2"),
-        ("latency.gauge", latency.gauge >= 0, "give 0 (raw timings) or more reference nets"),
+        ("latency.calibrate", latency.calibrate != 1, "give 0 or at least 2"),
         ("latency.controller_cost", latency.controller_cost in ("argmax", "expected"),
          "use argmax or expected"),
-        ("data.batch_size", data.batch_size >= 1, "give a positive batch size"),
-        ("data.valid_batch_size", data.valid_batch_size >= 1, "give a positive batch size"),
-        ("data.eval_batch_size", data.eval_batch_size >= 1, "give a positive batch size"),
-        ("data.valid_size", data.valid_size > 0, "give a fraction in (0, 1) or a count"),
-        ("weights.lr", config.weights.lr > 0, "give a positive learning rate"),
-        ("weights.warmup_lr", config.weights.warmup_lr > 0, "give a positive learning rate"),
-        ("weights.label_smoothing", 0 <= config.weights.label_smoothing < 1, "give a value in [0, 1)"),
-        ("arch.lr", arch.lr > 0, "give a positive learning rate"),
-        ("arch.update_every", arch.update_every >= 1, "give 1 or more weight steps per arch step"),
-        ("arch.init_std", arch.init_std >= 0, "give 0 or a small positive std"),
-        ("arch.entropy_weight", math.isfinite(arch.entropy_weight) and arch.entropy_weight >= 0,
-         "give 0 (off) or a positive weight such as 0.5"),
-        ("reinforce.samples", config.reinforce.samples >= 1, "sample at least one architecture"),
-        ("reinforce.baseline_decay", 0 <= config.reinforce.baseline_decay < 1, "give a value in [0, 1)"),
-        ("hardware.batch_size", config.hardware.batch_size >= 1, "give a positive batch size"),
+        ("data.valid_size", data.valid_size < 1 or data.valid_size == int(data.valid_size),
+         "give a fraction in (0, 1) or a whole count"),
         ("run.device", config.run.device in ("cpu", "cuda", "auto"), "use cpu, cuda or auto"),
-        ("run.distributed_timeout", config.run.distributed_timeout > 0, "give a positive number of seconds"),
     ]
     for key, ok, fix in checks:
         if not ok:

@@ -21,12 +21,15 @@ validation iterator's position, the running epoch sums and (epoch, step). Learni
 a pure function of (epoch, step), so there is no scheduler state to lose. SIGINT and SIGTERM
 finish the current step, write the checkpoint and raise :class:`SearchInterrupted`; a NaN or
 infinite loss raises :class:`~proxylessnas.errors.ProxylessError` and leaves the last good
-checkpoint in place.
+checkpoint in place. One process writes the run directory: rank 0 locks it
+(:mod:`proxylessnas.runfolder_lock`) before anything in it is read or written, and removes the
+temporary files a killed run left there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -46,7 +49,9 @@ import yaml
 
 from proxylessnas.data import BatchIterator, Dataset, load_dataset, split_validation
 from proxylessnas.errors import ProxylessError
+from proxylessnas.finite import NonFiniteLoss, check_finite
 from proxylessnas.hardware.validate import SpeedGauge
+from proxylessnas.runfolder_lock import hold_run_folder
 from proxylessnas.search.config import SearchConfig
 from proxylessnas.search.convergence import (
     argmax_changes,
@@ -60,9 +65,7 @@ from proxylessnas.search.convergence import (
 from proxylessnas.search.selection import band_candidates, meets_target, select_by_measurement
 from proxylessnas.search.strategies import (
     LatencyObjective,
-    NonFiniteLoss,
     batch_norms,
-    check_finite,
     entropy_weight,
     make_arch_optimizer,
     make_strategy,
@@ -83,6 +86,7 @@ from proxylessnas.train.distributed import DistributedContext, distributed_sessi
 CHECKPOINT_FORMAT = "proxylessnas-search"
 CHECKPOINT_VERSION = 1
 MEASURED_HARDWARE = ("cpu", "cuda", "onnxruntime")
+RUN_SUBFOLDERS = ("arches", "plots")  # of the run folder, swept for stale temporary files with it
 
 
 class SearchInterrupted(Exception):
@@ -342,9 +346,12 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
     ``stop_after_epoch=k`` returns after epoch k's checkpoint (unfinished, resumable);
     ``on_step(epoch, step)`` is called after every weight step. Under torchrun every rank calls
     this and joins the job (see :mod:`proxylessnas.train.distributed` and docs/distributed.md).
+    The run folder is locked (rank 0 holds :func:`~proxylessnas.runfolder_lock.hold_run_folder`)
+    before anything in it is read or written: a second search on it is refused.
     """
     device = resolve_device(config.run.device)
-    with distributed_session(device, config.run.distributed_timeout) as context:
+    lock = functools.partial(hold_run_folder, config.run.out, "search run folder", RUN_SUBFOLDERS)
+    with distributed_session(device, config.run.distributed_timeout) as context, context.held_on_main(lock):
         return search_on_rank(config, context, rank_device(device, context), resume=resume, dataset=dataset,
                               cost_model=cost_model, stop_after_epoch=stop_after_epoch, on_step=on_step)
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.finite import check_finite
 from proxylessnas.search.controller import (
     LatencyController,
     TargetConfig,
@@ -41,23 +42,6 @@ from proxylessnas.space.spec import SearchSpace
 from proxylessnas.supernet import SuperNet, batch_statistics_only
 
 CONTROLLER_COSTS = ("argmax", "expected")
-
-
-class NonFiniteLoss(Exception):
-    """A loss became NaN or infinite; ``what`` says which one."""
-
-    def __init__(self, what: str, value: float) -> None:
-        self.what = what
-        self.value = value
-        super().__init__(f"{what} is {value}")
-
-
-def check_finite(what: str, loss: Tensor) -> float:
-    """The loss as a float; :class:`NonFiniteLoss` when it is NaN or infinite."""
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise NonFiniteLoss(what, value)
-    return value
 
 
 def batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

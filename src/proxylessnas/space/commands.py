@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from functools import singledispatch
 
+from proxylessnas.arguments import resolution
 from proxylessnas.cli import add_command, add_group
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.presets import get_space, space_names
@@ -23,7 +24,7 @@ def register(subparsers) -> None:
                        "proxyless space show proxyless-imagenet --resolution 160\n"
                        "  proxyless space show nasbench201 --edges")
     show.add_argument("name", help=f"one of {', '.join(space_names())}")
-    show.add_argument("--resolution", type=int, default=None, help="input side (default: the space's)")
+    show.add_argument("--resolution", type=resolution, default=None, help="input side (default: the space's)")
     show.add_argument("--edges", action="store_true", help="graph spaces: also list every edge")
     show.set_defaults(func=_show)
 
@@ -40,7 +41,7 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
-    overrides = {"resolution": args.resolution} if args.resolution else {}
+    overrides = {"resolution": args.resolution} if args.resolution is not None else {}
     print(describe(get_space(args.name, **overrides), edges=args.edges))
     return 0
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.space.ops import AvgPoolOp, OpSpec, ResBlockOp, SkipOp, parse_op
-from proxylessnas.space.shapes import LayerShape, Shape, conv_output_size, infer_shapes
+from proxylessnas.space.shapes import LayerShape, Shape, conv_output_size, infer_shapes, total_stride
 from proxylessnas.space.spec import BNSpec, SearchSpace
 
 GRAPH_SCHEMA_VERSION = 1
@@ -360,6 +360,14 @@ class GraphSpace:
 @infer_shapes.register
 def _graph_shapes(space: GraphSpace, resolution: int | None = None) -> tuple[LayerShape, ...]:
     return space.infer_shapes(resolution)
+
+
+@total_stride.register
+def _graph_stride(space: GraphSpace) -> int:
+    strides = {space.nodes[0]: 1}
+    for edge in space.edges:  # the edges into one node agree on its size (checked on creation)
+        strides.setdefault(edge.dst, strides[edge.src] * edge.stride)
+    return strides[space.output]
 
 
 def space_from_dict(data: Any, where: str = "space") -> SearchSpace | GraphSpace:

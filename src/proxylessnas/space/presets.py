@@ -17,17 +17,21 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from proxylessnas.arguments import positive_float, positive_int, resolution
 from proxylessnas.errors import ProxylessError
 from proxylessnas.ops.blocks import make_divisible
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.nasbench201 import nasbench201
 from proxylessnas.space.ops import ZERO, MBConvOp, parse_op, parse_ops
+from proxylessnas.space.shapes import total_stride
 from proxylessnas.space.spec import BNSpec, HeadSpec, LayerSpec, SearchSpace, StemSpec
 
 PAPER_CANDIDATES = "mb_k{3,5,7}_e{3,6}"
 PAPER_STAGE_WIDTHS = (24, 40, 80, 96, 192, 320)
 PAPER_DEPTHS = (4, 4, 4, 4, 4, 1)
 PAPER_STRIDES = (2, 2, 2, 1, 2, 1)
+SIZE_KINDS = {"resolution": resolution, "num_classes": positive_int, "in_chs": positive_int,
+              "width_mult": positive_float}  # the overrides every caller sizes a space with
 
 
 def mobile_chain(
@@ -153,7 +157,8 @@ def _public_params(factory: Callable[..., SearchSpace | GraphSpace]) -> list[str
 
 
 def get_space(name: str, **overrides: Any) -> SearchSpace | GraphSpace:
-    """A preset space by name, customised by keyword overrides (validated; unknown keys fail).
+    """A preset space by name, customised by keyword overrides (validated: unknown keys, bad sizes and
+    a resolution below the space's total stride fail).
 
     >>> get_space("proxyless-imagenet", width_mult=1.4, resolution=160).resolution
     160
@@ -167,8 +172,16 @@ def get_space(name: str, **overrides: Any) -> SearchSpace | GraphSpace:
     if unknown:
         raise ProxylessError(f"unknown override(s) {', '.join(unknown)} for space '{name}'",
                              "space", f"use any of {', '.join(allowed)}")
+    for key, kind in SIZE_KINDS.items():
+        if key in overrides:
+            kind.check(overrides[key], f"space {name}", key)
     clean = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
     space = factory(**overrides)
+    stride = total_stride(space)
+    if space.resolution < stride:
+        raise ProxylessError(f"resolution {space.resolution} is too small for space '{name}'",
+                             f"its strides shrink a side {stride}-fold",
+                             f"give a resolution of at least {stride}")
     object.__setattr__(space, "overrides", clean)
     return space
 

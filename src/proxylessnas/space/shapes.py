@@ -7,6 +7,7 @@ and the reports all take their shapes from :func:`infer_shapes`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import singledispatch
 
@@ -69,6 +70,18 @@ def _chain_shapes(space: SearchSpace, resolution: int | None = None) -> tuple[La
     out.append(LayerShape("classifier", "classifier", Shape(1, 1, space.head.out_chs),
                           Shape(1, 1, space.head.num_classes)))
     return tuple(out)
+
+
+@singledispatch
+def total_stride(space) -> int:
+    """By how much the strides shrink a side from the input to the last feature map: the smallest
+    resolution whose every stride still has pixels to reduce. A graph space registers its own."""
+    raise TypeError(f"no total stride for {type(space).__name__}")
+
+
+@total_stride.register
+def _chain_stride(space: SearchSpace) -> int:
+    return math.prod([space.stem.stride, *(layer.stride for layer in space.layers)])
 
 
 def shapes_by_label(space, resolution: int | None = None) -> dict[str, LayerShape]:

@@ -8,6 +8,16 @@ from pathlib import Path
 
 import torch
 
+from proxylessnas.arguments import (
+    existing_file,
+    existing_folder,
+    non_negative_int,
+    output_folder,
+    positive_float,
+    positive_int,
+    rate,
+    seed,
+)
 from proxylessnas.errors import ProxylessError
 from proxylessnas.train.distributed import add_launch_arguments, launched_rank, relaunch_if_requested
 
@@ -36,27 +46,27 @@ def register(subparsers) -> None:
                        help="arch JSON file, NAS-Bench-201 string ('|nor_conv_3x3~0|+|...|') or zoo name")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. lr=0.05")
     train.add_argument("--dataset", default="demo", metavar="SPEC", help="dataset spec (default: demo)")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--ema-decay", type=float, help="EMA of the weights, e.g. 0.9998 (0: off)")
-    train.add_argument("--seed", type=int)
+    train.add_argument("--epochs", type=positive_int)
+    train.add_argument("--batch-size", type=positive_int)
+    train.add_argument("--lr", type=positive_float)
+    train.add_argument("--ema-decay", type=rate, help="EMA of the weights, e.g. 0.9998 (0: off)")
+    train.add_argument("--seed", type=seed)
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
-    train.add_argument("--out", help="run folder (default: runs/train-<target>)")
+    train.add_argument("--out", type=output_folder, help="run folder (default: runs/train-<target>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    train.add_argument("--init-from", metavar="RUN_DIR",
+    train.add_argument("--init-from", metavar="RUN_DIR", type=existing_folder,
                        help="start from the weights a search run inherited (with BN recalibration)")
-    train.add_argument("--bn-batches", type=int, default=50,
+    train.add_argument("--bn-batches", type=non_negative_int, default=50,
                        help="batches for BN recalibration with --init-from (default 50)")
-    train.add_argument("--max-steps", type=int, help="stop after N optimiser steps (resume later)")
+    train.add_argument("--max-steps", type=positive_int, help="stop after N optimiser steps (resume later)")
     train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    train.add_argument("--threads", type=int, metavar="N",
+    train.add_argument("--threads", type=positive_int, metavar="N",
                        help="torch CPU threads for this process (default: torch's own choice)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_launch_arguments(train)
     train.add_argument("--sync-bn", action="store_true",
                        help="with several processes: SyncBatchNorm over all of them (GPUs only)")
-    train.add_argument("--distributed-timeout", type=float, default=1800.0, metavar="SECONDS",
+    train.add_argument("--distributed-timeout", type=positive_float, default=1800.0, metavar="SECONDS",
                        help="with several processes: how long a collective waits for a lost rank")
     train.set_defaults(func=run_train)
 
@@ -65,10 +75,11 @@ def register(subparsers) -> None:
         description="Evaluate a training checkpoint (.pt) or exported weights (.safetensors) on "
                     "the test part of a dataset; writes eval.json and confusion.png.",
         epilog=EVAL_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    evaluate.add_argument("checkpoint", metavar="CHECKPOINT")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT", type=existing_file)
     evaluate.add_argument("--dataset", default="demo", metavar="SPEC", help="dataset spec (default: demo)")
-    evaluate.add_argument("--batch-size", type=int, default=500)
-    evaluate.add_argument("--out", help="folder for eval.json and confusion.png (default: beside CHECKPOINT)")
+    evaluate.add_argument("--batch-size", type=positive_int, default=500)
+    evaluate.add_argument("--out", type=output_folder,
+                          help="folder for eval.json and confusion.png (default: beside CHECKPOINT)")
     evaluate.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=run_eval)
@@ -99,9 +110,6 @@ def run_train(args) -> int:
     report = launched_rank() == 0  # under torchrun only rank 0 prints
     device = resolve_device(args.device)
     if args.threads is not None:
-        if args.threads < 1:
-            raise ProxylessError(f"--threads must be at least 1, not {args.threads}", "--threads",
-                                 "give --threads N with N >= 1")
         torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset)
     recipe = nasbench201_recipe() if is_benchmark_cell(args.target) else default_recipe(dataset.resolution)

@@ -11,6 +11,7 @@ the few collective steps the search and training loops need:
   averaged over ranks, ``g = (1/W) sum_r g_r``, so that every rank holds identical alphas;
 - ``check_identical(tensors)``: a hash compared across ranks (each epoch); a mismatch is an error;
 - ``on_main(function)``: run on rank 0 only (every file write), the result or the error sent to all;
+  ``held_on_main(manager)``: a context (the run folder's lock) held by rank 0 for a block;
 - ``shard(batches)``: this rank's part of a :class:`~proxylessnas.data.BatchIterator` (in-memory
   or streamed);
 - ``stop_signal(signal)``, ``average_numbers(sums)``: agreement on when to stop and what to log.
@@ -35,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from proxylessnas.arguments import positive_int
 from proxylessnas.data.iterator import BatchIterator
 from proxylessnas.errors import ProxylessError
 
@@ -157,6 +159,17 @@ class DistributedContext:
         if status == "error":
             raise ProxylessError(*value)
         return value
+
+    @contextlib.contextmanager
+    def held_on_main(self, manager: Callable[[], contextlib.AbstractContextManager[Any]]) -> Iterator[None]:
+        """``manager()`` entered on rank 0 only, for the block (the run folder's lock: rank 0 is the
+        one writer); an error entering it is raised on every rank, as with :meth:`on_main`."""
+        with contextlib.ExitStack() as stack:
+            def enter() -> None:
+                stack.enter_context(manager())
+
+            self.on_main(enter)
+            yield
 
     def load_from_main(self, stateful: Any) -> None:
         """Give every other rank the state of rank 0's ``stateful`` (``state_dict`` /
@@ -385,7 +398,7 @@ def distributed_session(device: torch.device,
 
 def add_launch_arguments(parser) -> None:
     """``--nproc N`` on a command that can run distributed."""
-    parser.add_argument("--nproc", type=int, metavar="N",
+    parser.add_argument("--nproc", type=positive_int, metavar="N",
                         help="run N processes on this machine (torchrun --standalone --nproc-per-node N); "
                              "for several machines call torchrun yourself, see docs/distributed.md")
 
@@ -415,8 +428,6 @@ def relaunch_if_requested(args, argv: Sequence[str] | None = None) -> int | None
     nproc = getattr(args, "nproc", None)
     if nproc is None or launched_world_size() > 1 or "TORCHELASTIC_RUN_ID" in os.environ:
         return None
-    if nproc < 1:
-        raise ProxylessError(f"--nproc {nproc}", "--nproc", "give 1 or more processes")
     if nproc > 1 and (os.cpu_count() or 1) < nproc and not torch.cuda.is_available():
         print(f"note: {nproc} processes on {os.cpu_count()} CPU core(s); expect no speed-up", file=sys.stderr)
     command = launch_command(nproc, sys.argv[1:] if argv is None else argv)

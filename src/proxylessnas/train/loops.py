@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from proxylessnas.finite import check_finite
+from proxylessnas.train.distributed import SINGLE_PROCESS, DistributedContext
 from proxylessnas.train.ema import ModelEma
 from proxylessnas.train.recipe import TrainRecipe, learning_rate
 
@@ -74,13 +76,16 @@ def train_one_epoch(
     forward: nn.Module | None = None,
     max_steps: int | None = None,
     progress=None,
+    context: DistributedContext = SINGLE_PROCESS,
 ) -> tuple[EpochTotals, int]:
     """Train on ``batches`` (the rest of one epoch); returns (totals, global step reached).
 
     Each step sets the learning rate from :func:`learning_rate` at ``global_step``, minimises
     cross-entropy with label smoothing, and updates ``ema``. ``forward`` is the module to call
     (a ``torch.compile`` wrapper of ``model``); ``max_steps`` stops early once ``global_step``
-    reaches it (time-boxed runs, interruption tests).
+    reaches it (time-boxed runs, interruption tests). A NaN or infinite loss on any rank of
+    ``context`` raises :class:`~proxylessnas.finite.NonFiniteLoss` on every rank before its backward
+    pass (``totals.steps`` then counts the steps done).
     """
     totals = totals or EpochTotals()
     forward = forward or model
@@ -97,6 +102,9 @@ def train_one_epoch(
         with autocast_context(device, recipe.amp):
             logits = forward(images)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=recipe.label_smoothing)
+        loss_value = float(loss.detach())
+        # under DDP the mean over ranks: NaN or infinite when any rank's is, so all ranks stop together
+        check_finite("training loss", context.average_numbers({"loss": loss_value})["loss"])
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -114,7 +122,7 @@ def train_one_epoch(
             ema.update(model)
         global_step += 1
         count = labels.numel()
-        totals.loss_sum += float(loss.detach()) * count
+        totals.loss_sum += loss_value * count
         totals.correct += int((logits.detach().argmax(1) == labels).sum())
         totals.samples += count
         totals.steps += 1

@@ -19,9 +19,16 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from proxylessnas.arguments import Kind, non_negative_float, positive_float, positive_int, rate, seed
 from proxylessnas.errors import ProxylessError
 
 SMALL_RESOLUTION = 64  # datasets at or below this use the CIFAR-size recipe and nets
+FIELD_KINDS: dict[str, Kind] = {  # the kind of every numeric field (None passes where the field allows it)
+    "epochs": positive_int, "batch_size": positive_int, "lr": positive_float,
+    "warmup_epochs": non_negative_float, "momentum": rate, "weight_decay": non_negative_float,
+    "label_smoothing": rate, "dropout": rate, "ema_decay": rate, "eval_batch_size": positive_int,
+    "seed": seed, "grad_clip_norm": non_negative_float,
+}
 
 
 @dataclass(frozen=True)
@@ -46,19 +53,14 @@ class TrainRecipe:
     grad_clip_norm: float = 0.0  # 0 disables clipping
 
     def __post_init__(self) -> None:
-        checks = {
-            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-            "warmup_epochs": 0 <= self.warmup_epochs <= self.epochs,
-            "momentum": 0 <= self.momentum < 1, "weight_decay": self.weight_decay >= 0,
-            "label_smoothing": 0 <= self.label_smoothing < 1,
-            "dropout": self.dropout is None or 0 <= self.dropout < 1,
-            "ema_decay": 0 <= self.ema_decay < 1, "eval_batch_size": self.eval_batch_size >= 1,
-            "grad_clip_norm": self.grad_clip_norm >= 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ProxylessError(f"invalid recipe value {bad[0]}={getattr(self, bad[0])!r}", "recipe",
-                                 "see 'proxyless train --help' for the allowed ranges")
+        for name, kind in FIELD_KINDS.items():
+            value = getattr(self, name)
+            if value is not None and not kind.accepts(value):
+                raise ProxylessError(f"invalid recipe value {name}={value!r}", "recipe",
+                                     f"give {kind.description}")
+        if self.warmup_epochs > self.epochs:
+            raise ProxylessError(f"invalid recipe value warmup_epochs={self.warmup_epochs!r}", "recipe",
+                                 f"give at most epochs={self.epochs} warm-up epochs")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,6 +6,12 @@ Files in ``out_dir``:
 - ``metrics.jsonl``: one JSON line per finished epoch;
 - ``run.json``: recipe, dataset, target and net config of the run.
 
+One process writes ``out_dir``: rank 0 locks it (:mod:`proxylessnas.runfolder_lock`) before
+anything in it is read or written, and removes the temporary files a killed run left there. A
+NaN or infinite loss (on any rank) stops the run before its backward pass, and weights that
+became NaN or infinite are never saved: one :class:`~proxylessnas.errors.ProxylessError` line,
+the last good checkpoint kept.
+
 Resuming restores model, optimiser, EMA, grad scaler, every random generator, the epoch and the
 step inside it (the batch order depends only on (seed, epoch), see ``BatchIterator``) and the
 partial epoch sums, so a resumed run is bit-exact on CPU with an uninterrupted one.
@@ -30,6 +36,8 @@ from tqdm.auto import tqdm
 from proxylessnas.data.dataset import Dataset
 from proxylessnas.data.iterator import BatchIterator
 from proxylessnas.errors import ProxylessError
+from proxylessnas.finite import NonFiniteLoss, count_nonfinite
+from proxylessnas.runfolder_lock import hold_run_folder
 from proxylessnas.space.arch import write_json_atomic
 from proxylessnas.train.checkpoint import (
     capture_rng_state,
@@ -150,7 +158,8 @@ def train_model(
     rank, rank 0 writes the files, ``sync_batchnorm`` for SyncBatchNorm (GPUs), collectives
     time out after ``distributed_timeout`` seconds (docs/distributed.md)."""
     device = torch.device(device)
-    with distributed_session(device, distributed_timeout) as context:
+    with distributed_session(device, distributed_timeout) as context, \
+            context.held_on_main(lambda: hold_run_folder(out_dir, "training run folder")):
         return train_on_rank(model, dataset, recipe, Path(out_dir), context, rank_device(device, context),
                              resume=resume, progress=progress, max_steps=max_steps, run_info=run_info,
                              log=log if context.is_main else _quiet, sync_batchnorm=sync_batchnorm)
@@ -229,12 +238,19 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
         started = time.perf_counter()
         bar = tqdm(total=steps_per_epoch, initial=step, desc=f"epoch {epoch + 1}/{recipe.epochs}",
                    disable=not progress or not context.is_main, leave=False)
-        totals, global_step = train_one_epoch(
-            model, optimizer, train_iter.epoch(epoch, step), recipe, steps_per_epoch=steps_per_epoch,
-            global_step=global_step, totals=totals, ema=ema, scaler=scaler, forward=forward,
-            max_steps=max_steps, progress=bar)
-        bar.close()
+        try:
+            totals, global_step = train_one_epoch(
+                model, optimizer, train_iter.epoch(epoch, step), recipe, steps_per_epoch=steps_per_epoch,
+                global_step=global_step, totals=totals, ema=ema, scaler=scaler, forward=forward,
+                max_steps=max_steps, progress=bar, context=context)
+        except NonFiniteLoss as err:  # totals.steps: the steps done before the one that failed
+            where = f"epoch {epoch + 1} step {totals.steps + 1} of {steps_per_epoch}"
+            raise ProxylessError(f"{err.what} became {err.value} at {where}", str(out_dir),
+                                 _nonfinite_fix(out_dir, recipe)) from None
+        finally:
+            bar.close()
         step = totals.steps
+        _require_finite_weights(model, deploy, out_dir, recipe, epoch, step)
         if step < steps_per_epoch:  # stopped inside the epoch: save the position and leave
             context.on_main(save_checkpoint, last_path, checkpoint_state(
                 model, deploy, optimizer, ema, scaler, epoch=epoch, step=step, global_step=global_step,
@@ -265,3 +281,26 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
             f"top1 {record['train_top1']:.2f} | test loss {result.loss:.4f} top1 {result.top1:.2f} "
             f"top5 {result.top5:.2f} | {record['epoch_seconds']:.1f}s")
     return record
+
+
+def _nonfinite_fix(out_dir: Path, recipe: TrainRecipe) -> str:
+    """What to do after a NaN: which checkpoint is kept, and a run that can follow."""
+    kept = [name for name in ("last.pt", "best.pt") if (out_dir / name).is_file()]
+    lower = f"lower the learning rate (--lr, now {recipe.lr:g})"
+    if not kept:
+        return f"no checkpoint was written; {lower} and rerun"
+    return (f"the last good checkpoint ({' and '.join(kept)}) is kept; {lower} and train into a new --out "
+            "(--resume keeps the saved recipe)")
+
+
+def _require_finite_weights(model: nn.Module, deploy: nn.Module, out_dir: Path, recipe: TrainRecipe,
+                            epoch: int, step: int) -> None:
+    """Refuse to go on (and to save) when the weights or the deployed (EMA) weights hold NaN or
+    infinite values; a loss can still be finite on the step that broke them."""
+    tensors = [*model.state_dict().values()]
+    if deploy is not model:
+        tensors += deploy.state_dict().values()
+    bad, total = count_nonfinite(tensors)
+    if bad:
+        raise ProxylessError(f"the weights became NaN or infinite ({bad} of {total} values) by epoch "
+                             f"{epoch + 1} step {step}", str(out_dir), _nonfinite_fix(out_dir, recipe))
