@@ -185,8 +185,9 @@ def test_run_folder_is_not_overwritten_and_resume_needs_same_settings(tmp_path, 
     run_search(quick_config(tmp_path / "r"), dataset=dataset, stop_after_epoch=0)
     with pytest.raises(ProxylessError, match="already holds a search"):
         run_search(quick_config(tmp_path / "r"), dataset=dataset)
-    with pytest.raises(ProxylessError, match="arch.lr"):
-        run_search(quick_config(tmp_path / "r", "arch.lr=0.5"), dataset=dataset, resume=True)
+    with pytest.raises(ProxylessError, match=r"\(data.batch_size, search.epochs\) and would change"):
+        run_search(quick_config(tmp_path / "r", "data.batch_size=8", "search.epochs=3"), dataset=dataset,
+                   resume=True)
     with pytest.raises(ProxylessError, match="nothing to resume"):
         run_search(quick_config(tmp_path / "other"), dataset=dataset, resume=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 from proxylessnas.errors import ProxylessError
 
 MAX_RESOLUTION = 4096  # input side in pixels: one 3-channel float image is already 200 MB
+MAX_CHANNELS = 4096  # widths of a layer: a 4096 x 4096 1x1 conv is already 64 MB
+MAX_CLASSES = 100_000  # classifier outputs: 100k x 1280 weights are already 500 MB
+MAX_DEPTH = 64  # blocks per stage (or cells per stage)
 MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
 
 
@@ -87,6 +91,24 @@ rate = number("a number in [0, 1)", float, lambda v: 0 <= v < 1)
 unit_interval = number("a number in [0, 1]", float, lambda v: 0 <= v <= 1)
 seed = number(f"a seed from 0 to {MAX_SEED}", int, lambda v: 0 <= v <= MAX_SEED)
 resolution = number(f"an input side of 1 to {MAX_RESOLUTION} pixels", int, lambda v: 1 <= v <= MAX_RESOLUTION)
+channels = number(f"a channel count of 1 to {MAX_CHANNELS}", int, lambda v: 1 <= v <= MAX_CHANNELS)
+num_classes = number(f"a number of classes from 1 to {MAX_CLASSES}", int, lambda v: 1 <= v <= MAX_CLASSES)
+depth = number(f"a depth of 1 to {MAX_DEPTH} blocks", int, lambda v: 1 <= v <= MAX_DEPTH)
+stride = number("a stride of 1 to 8", int, lambda v: 1 <= v <= 8)
+kernel_size = number("an odd kernel size of 1 to 15", int, lambda v: 1 <= v <= 15 and v % 2 == 1)
+expand_ratio = number("an expand ratio of 1 to 16", int, lambda v: 1 <= v <= 16)
+width_mult = number("a width multiplier in (0, 8]", float, lambda v: 0 < v <= 8)
+
+
+def list_of(kind: Kind, description: str) -> Kind:
+    """A non-empty list (or tuple) of values of ``kind``; as text, comma-separated."""
+
+    def reason(value: Any) -> str | None:
+        if not isinstance(value, (list, tuple)) or not value:
+            return f"is not {description}"
+        return next((f"holds {item!r}, which {why}" for item in value if (why := kind.reason(item))), None)
+
+    return Kind(description, lambda text: [kind.read(item) for item in text.split(",")], reason)
 
 
 def _read_bool(text: str) -> bool:
@@ -125,7 +147,7 @@ def _existing_folder(value: Any) -> str | None:
 
 def _new_file(value: Any) -> str | None:
     path = Path(value)
-    if path.is_dir():
+    if path.is_dir() or str(value).endswith(("/", os.sep)):
         return "is a folder; give a file name"
     blocker = _blocking_file(path)
     return None if blocker is None else f"cannot be written: {blocker} is a file, not a folder"

@@ -3,7 +3,7 @@
 Each module listed in ``COMMAND_MODULES`` has ``register(subparsers)``, which adds its
 sub-command(s) and sets ``func`` (``args -> int``) as the parser default.
 Bad input raises :class:`~proxylessnas.errors.ProxylessError`; here it becomes one line on
-stderr and exit code 2.
+stderr and exit code 2. Warnings print as one ``warning:`` line each (:mod:`proxylessnas.warning_lines`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.warning_lines import one_line_warnings
 
 COMMAND_MODULES = (
     "proxylessnas.space.commands",
@@ -75,6 +76,11 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with one_line_warnings():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -95,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as err:  # a path the system refuses (name too long, no permission, disk full ...)
+        error = ProxylessError(str(err.strerror or err), str(err.filename or ""),
+                               "check the path and the disk")
+        print(error.line(), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,7 +22,12 @@ class ProxylessError(Exception):
             text += f" ({self.where})"
         if self.fix:
             text += f": {self.fix}"
-        return " ".join(text.split("\n"))
+        return " ".join(text.split("\n")).translate(LINE_BREAKS)
+
+
+# every other character that ends a line (str.splitlines, a terminal's carriage return), shown escaped:
+# a user's value holding one must not break the one line
+LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 def require_file(path, what: str = "file", fix: str = "check the path") -> None:

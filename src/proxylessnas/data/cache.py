@@ -68,12 +68,16 @@ def cached(
     path = cache_root(cache_dir) / f"{key}.pt"
     if path.is_file():
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's own (pickle protocol, weights_only advice) say no more
+                warnings.simplefilter("ignore")
+                return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable cache is rebuilt
-            warnings.warn(f"ignoring unreadable dataset cache {path}: {error}", stacklevel=2)
+            warnings.warn(f"dataset cache {path} is unreadable ({type(error).__name__}); decoding the "
+                          "dataset again", stacklevel=2)
     value = build()
     try:
         save_atomic(value, path)
     except OSError as error:
-        warnings.warn(f"cannot write dataset cache {path}: {error}", stacklevel=2)
+        warnings.warn(f"cannot write dataset cache {path} ({error.strerror or type(error).__name__}); the "
+                      "next run decodes the dataset again", stacklevel=2)
     return value

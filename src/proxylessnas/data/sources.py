@@ -30,6 +30,7 @@ FASHION_CLASSES = (
 DEMO_FILE = "fashion_mnist_demo.npz"
 STREAM_MIN_IMAGES = 50_000  # image folders bigger than this are streamed from disk
 STREAM_MIN_RESOLUTION = 65  # ... and so are those decoded above 64x64
+SYNTHETIC_MAX_PIXELS = 2**28  # values in all synthetic images (train + test): 1 GB of float32 noise
 FOLDER_TEST_FRACTION = 0.2  # imagefolder:DIR without train/ and test/ sub-folders
 SPECS = "cifar10:DIR, fashion-mnist[:DIR], mnist:DIR, imagefolder:DIR, demo, synthetic[:N]"
 _OPTIONS = {"resolution": arguments.resolution, "limit_per_class": arguments.positive_int,
@@ -385,6 +386,14 @@ def synthetic_dataset(
     hundred steps, but not from a single pixel.
     """
     del stream  # accepted so that spec options apply uniformly
+    num_test = max(num_classes, num_train // 4)
+    pixels = (num_train + num_test) * channels * resolution * resolution
+    if pixels > SYNTHETIC_MAX_PIXELS:  # drawn as float32 noise: 4 bytes each, then kept as uint8
+        raise ProxylessError(
+            f"synthetic data of {num_train} images at {resolution}x{resolution} would take "
+            f"{pixels * 4 / 2**30:.0f} GB to draw", f"synthetic:{num_train}",
+            f"give at most {SYNTHETIC_MAX_PIXELS // (channels * resolution * resolution) * 4 // 5} images "
+            "at this resolution, or a lower resolution")
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(num_classes, channels, 4, 4, generator=generator) * 2 - 1
     templates = F.interpolate(coarse, size=(resolution, resolution), mode="bilinear", align_corners=False)
@@ -397,7 +406,6 @@ def synthetic_dataset(
         pixels = 128 + 60 * templates[labels] + 35 * noise + 20 * shift
         return pixels.round().clamp(0, 255).to(torch.uint8), labels
 
-    num_test = max(num_classes, num_train // 4)
     train_images, train_labels = draw(num_train)
     test_images, test_labels = draw(num_test)
     parts = {

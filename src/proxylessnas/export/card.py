@@ -2,7 +2,8 @@
 
 Fields: name, arch (op per layer and the net config), params, MACs (at the net's resolution),
 input shape, dataset and accuracy (when the source is a training run), export format and parity,
-measured latency per backend (when measured), and the versions of everything involved.
+the weights file and its digest, measured latency per backend (when measured), and the versions of
+everything involved.
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ def measure_latency(model: ProxylessNet, backends: list[str], *, batch_size: int
 def model_card(model: ProxylessNet, *, source: str, exports: dict[str, dict] | None = None,
                weights_file: str | None = None, dataset: str | None = None,
                accuracy: dict[str, float] | None = None, latency: dict[str, dict] | None = None,
-               arch: dict | None = None, normalisation: dict | None = None) -> dict[str, Any]:
-    """The card of ``model``; ``normalisation`` is {"mean": [...], "std": [...]} on the 0..1 scale."""
+               arch: dict | None = None, normalisation: dict | None = None,
+               weights_sha256: str | None = None) -> dict[str, Any]:
+    """The card of ``model``; ``normalisation`` is {"mean": [...], "std": [...]} on the 0..1 scale;
+    ``weights_sha256`` identifies the weights (:func:`proxylessnas.export.fileset.weights_digest`)."""
     config = model.net_config
     params, macs = count_params_macs(config)
     return {
@@ -77,6 +80,7 @@ def model_card(model: ProxylessNet, *, source: str, exports: dict[str, dict] | N
         "accuracy": accuracy,
         "exports": exports or {},
         "weights": weights_file,
+        "weights_sha256": weights_sha256,
         "latency": latency if latency is not None else "not measured (run with --latency)",
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

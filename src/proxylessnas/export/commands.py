@@ -6,14 +6,15 @@ import argparse
 from pathlib import Path
 
 from proxylessnas import arguments
-from proxylessnas.errors import ProxylessError
 
 EXAMPLE = """examples:
   proxyless export runs/mbv2/best.pt --format onnx --out exported/mbv2.onnx --latency
   proxyless export mobilenet_v2 --format torchscript --num-classes 10 --resolution 32
   proxyless export runs/search/arch.json --format onnx --dataset cifar10:DIR
 writes FILE, FILE's stem + .safetensors (weights, net config in the metadata) and + .card.json.
-The file is written only if its outputs match eager PyTorch within --tolerance (1e-4)."""
+The file is written only if its outputs match eager PyTorch within --tolerance (1e-4).
+Exports of one net (same config and weights) share a stem and one card; another net's export
+under that stem is refused (give another --out, or --overwrite to replace it)."""
 
 
 def register(subparsers) -> None:
@@ -29,11 +30,11 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="FILE", type=arguments.new_file,
                         help="output file (default: exported/<name>.onnx|.torchscript.pt)")
     parser.add_argument("--dataset", metavar="SPEC", help="size an arch/zoo net for this dataset")
-    parser.add_argument("--num-classes", type=arguments.positive_int,
+    parser.add_argument("--num-classes", type=arguments.num_classes,
                         help="classes of an arch/zoo net (default: 1000 for zoo)")
     parser.add_argument("--resolution", type=arguments.resolution,
                         help="input size of an arch/zoo net (default: 224 for zoo)")
-    parser.add_argument("--in-chs", type=arguments.positive_int, default=None,
+    parser.add_argument("--in-chs", type=arguments.channels, default=None,
                         help="input channels of an arch/zoo net (3)")
     parser.add_argument("--weights", metavar="FILE", type=arguments.existing_file,
                         help="weights for an arch/zoo net (safetensors or .pt)")
@@ -41,6 +42,8 @@ def register(subparsers) -> None:
                         help="largest allowed output difference")
     parser.add_argument("--latency", action="store_true",
                         help="measure latency for the card (torch, TorchScript, ONNX Runtime on CPU; CUDA)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the export of another net (or weights) under the same name")
     parser.set_defaults(func=run_export)
 
 
@@ -94,6 +97,7 @@ def _source_model(args):
 
 def run_export(args) -> int:
     from proxylessnas.export.card import measure_latency, model_card
+    from proxylessnas.export.fileset import NetIdentity, export_base, plan_export
     from proxylessnas.export.formats import SUFFIXES, export_model
     from proxylessnas.export.weights import save_exported_weights
     from proxylessnas.runfolder_lock import hold_output_file
@@ -101,16 +105,18 @@ def run_export(args) -> int:
 
     if args.out:
         arguments.require_suffix(args.out, SUFFIXES[args.format], f"--out for --format {args.format}")
+        export_base(Path(args.out))
     model, info = _source_model(args)
     model = model.cpu().eval()
     default_suffix = ".onnx" if args.format == "onnx" else ".torchscript" + SUFFIXES["torchscript"]
     out = Path(args.out) if args.out else Path("exported") / f"{info['name']}{default_suffix}"
-    base = out.with_name(out.name.split(".")[0])
-    with hold_output_file(base, "export"):  # model, weights and card of one base name as one set
+    identity = NetIdentity.of(model)
+    with hold_output_file(export_base(out), "export"):  # model, weights and card of one base name: one set
+        plan = plan_export(out, args.format, identity, overwrite=args.overwrite)
         config = model.net_config
         result = export_model(model, out, args.format, in_chs=config.in_chs, resolution=config.resolution,
                               tolerance=args.tolerance)
-        weights = save_exported_weights(model, base.with_suffix(".safetensors"))
+        weights = save_exported_weights(model, plan.weights_path)
         latency = None
         if args.latency:
             import torch
@@ -122,31 +128,13 @@ def run_export(args) -> int:
         card = model_card(model, source=str(args.source), exports={args.format: {
             "file": out.name, "max_abs_diff": result.parity.max_abs_diff, **result.parity.to_dict()}},
             weights_file=weights.name, dataset=info.get("dataset"), accuracy=info.get("accuracy"),
-            latency=latency, arch=info.get("arch"), normalisation=info.get("normalisation"))
-        card_path = base.with_name(base.name + ".card.json")
-        card = _merge_with_existing(card, card_path)
-        write_json_atomic(card_path, card)
+            latency=latency, arch=info.get("arch"), normalisation=info.get("normalisation"),
+            weights_sha256=identity.weights_sha256)
+        write_json_atomic(plan.card_path, plan.merged_card(card, args.format))
+        plan.remove_stale({out, weights, plan.card_path})
     print(f"wrote {out} ({args.format}; max abs diff vs eager {result.parity.max_abs_diff:.3g} "
-          f"on batches {list(result.parity.batch_sizes)}), {weights}, {card_path}")
+          f"on batches {list(result.parity.batch_sizes)}), {weights}, {plan.card_path}")
     if latency:
         for label, entry in latency.items():
             print(f"  latency {label}: {entry['median_ms']:.3f} ms (median, batch 1)")
     return 0
-
-
-def _merge_with_existing(card: dict, card_path: Path) -> dict:
-    """Keep the other format's entry (and an earlier latency) when the card describes the same net."""
-    from proxylessnas.space.arch import read_json
-
-    if not card_path.is_file():
-        return card
-    try:
-        old = read_json(card_path, "model card")
-    except ProxylessError:
-        return card
-    if not isinstance(old, dict) or old.get("net_config") != card["net_config"]:
-        return card
-    card["exports"] = {**old.get("exports", {}), **card["exports"]}
-    if not isinstance(card["latency"], dict) and isinstance(old.get("latency"), dict):
-        card["latency"] = old["latency"]
-    return card

@@ -26,15 +26,18 @@ from proxylessnas.hardware.measure import (
     measure_interleaved,
     prepare_runner,
 )
+from proxylessnas.progress import progress_bar
 from proxylessnas.runfolder_lock import hold_output_file
 from proxylessnas.space.spec import SearchSpace
 
 PROVENANCE_MATCH = ("backend", "device", "device_type", "batch_size", "threads", "dtype", "clock")
 
 
-def _compatible(existing: LatencyTable, target: TableTarget, backend: Backend) -> str | None:
+def _compatible(existing: LatencyTable, space: SearchSpace, target: TableTarget,
+                backend: Backend) -> str | None:
     """Why ``existing`` cannot be resumed for this build (None when it can)."""
-    if existing.target != target:
+    mismatch = existing.target.mismatch(space, target.resolution, target.batch_size, existing.source)
+    if mismatch is not None:
         return f"it is for {existing.target.describe()}, not {target.describe()}"
     wanted = backend.provenance()
     for field in PROVENANCE_MATCH:
@@ -49,8 +52,8 @@ def build_lut(space: SearchSpace, backend: Backend, out: str | os.PathLike | Non
               overwrite: bool = False, keys: list[LayerKey] | None = None) -> LatencyTable:
     """Measure every unique key of ``space`` (or ``keys``) on ``backend``; save to ``out``.
 
-    An existing ``out`` for the same target and backend is resumed; one for another target is
-    an error unless ``overwrite``. ``out`` is locked for the build
+    An existing ``out`` for the same target and backend is resumed (a complete one is returned
+    untouched); one for another target is an error unless ``overwrite``. ``out`` is locked for the build
     (:func:`~proxylessnas.runfolder_lock.hold_output_file`): a second build of it is refused.
     """
     backend.check_available()
@@ -61,10 +64,12 @@ def build_lut(space: SearchSpace, backend: Backend, out: str | os.PathLike | Non
         table = LatencyTable(target, backend.provenance(), {}, source=str(out or "latency table"))
         if out is not None and Path(out).exists() and not overwrite:
             existing = LatencyTable.load(out)
-            reason = _compatible(existing, target, backend)
+            reason = _compatible(existing, space, target, backend)
             if reason is not None:
                 raise ProxylessError(f"existing table cannot be resumed: {reason}", str(out),
                                      "choose another --out, or pass --overwrite to replace it")
+            if not existing.missing(wanted):
+                return existing  # complete: nothing to measure, and the file stays as it was
             table.entries.update(existing.entries)
             table.predictor = existing.predictor
         todo = [k for k in wanted if str(k) not in table.entries]
@@ -72,7 +77,8 @@ def build_lut(space: SearchSpace, backend: Backend, out: str | os.PathLike | Non
                                  "method": {"seconds_per_key": seconds_per_key, "min_samples": min_samples,
                                             "rounds": rounds, "chunk_size": chunk_size,
                                             "outliers": "dropped beyond 3 IQR", "statistic": "median"}})
-        bar = _progress(len(wanted), len(wanted) - len(todo), progress, f"latency {backend.label}")
+        bar = progress_bar(len(wanted), initial=len(wanted) - len(todo), desc=f"latency {backend.label}",
+                           unit="block", enabled=progress)
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start:start + chunk_size]
             runners = [prepare_runner(build_block(k, space.bn.momentum, space.bn.eps),
@@ -94,18 +100,3 @@ def build_lut(space: SearchSpace, backend: Backend, out: str | os.PathLike | Non
             table.save(out)
         return table
 
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, done: int, enabled: bool, description: str):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, desc=description, unit="block", leave=False)

@@ -18,13 +18,14 @@ from proxylessnas.arguments import (
 )
 from proxylessnas.cli import add_command, add_group
 from proxylessnas.errors import ProxylessError
+from proxylessnas.progress import add_option as add_progress_option
 
 EXAMPLES = {
     "build": "proxyless latency build --space proxyless-cifar --backend torch --threads 1 --out lut.json",
     "predict": "proxyless latency predict proxyless_mobile --hardware mobile_trim.yaml",
     "validate": "proxyless latency validate --hardware cpu --space proxyless-cifar --samples 100 --fit 200 "
                 "--json report.json --plot scatter.png",
-    "export-ops": "proxyless latency export-ops --space proxyless-cifar --out ops/",
+    "export-ops": "proxyless latency export-ops --space proxyless-cifar --out ops/  # a new or empty folder",
     "import": "proxyless latency import timings.csv --manifest ops/manifest.json --out phone.json",
     "measure": "proxyless latency measure proxyless_cpu --backend torch --threads 1",
 }
@@ -67,7 +68,7 @@ def register(subparsers) -> None:
                    help="table path (default: the cache used by --hardware)")
     p.add_argument("--seconds-per-key", type=positive_float, default=1.0, help="timing budget per block")
     p.add_argument("--overwrite", action="store_true", help="replace an existing table for another target")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_option(p)
     p.set_defaults(func=cmd_build)
 
     p = _parser(sub, "predict", "predicted latency (or MACs) of one architecture")
@@ -76,6 +77,7 @@ def register(subparsers) -> None:
     _backend_args(p, hardware=True)
     p.add_argument("--per-layer", action="store_true", help="print the cost of every block")
     p.add_argument("--json", default=None, type=new_file, help="write the prediction to this JSON file")
+    add_progress_option(p)  # a measured target builds its table on first use
     p.set_defaults(func=cmd_predict)
 
     p = _parser(sub, "validate", "measure random architectures end to end and compare with predictions")
@@ -93,7 +95,7 @@ def register(subparsers) -> None:
     p.add_argument("--json", default=None, type=new_file, help="write the report here")
     p.add_argument("--plot", default=None, type=new_file,
                    help="write a predicted-vs-measured scatter plot here")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_option(p)
     p.set_defaults(func=cmd_validate)
 
     p = _parser(sub, "export-ops", "write each unique block as ONNX plus a manifest, to time on a device")
@@ -108,6 +110,7 @@ def register(subparsers) -> None:
                    help="manifest.json from export-ops (CSV/JSON input)")
     p.add_argument("--device-name", default="unknown device", help="recorded in the provenance")
     p.add_argument("--out", required=True, type=new_file, help="table path")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing table file")
     p.set_defaults(func=cmd_import)
 
     p = _parser(sub, "measure", "measure one network end to end")
@@ -179,7 +182,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     space, arch = _load_arch(args.arch)
     model = get_cost_model(args.hardware, space, batch_size=args.batch_size, threads=args.threads,
-                           require_all_keys=False)
+                           progress=not args.no_progress, require_all_keys=False)
     total = model.arch_cost(space, arch)
     result: dict[str, Any] = {"arch": args.arch, "hardware": args.hardware, "unit": model.unit,
                               "cost": total, "model": type(model).__name__}
@@ -222,9 +225,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
                           progress=not args.no_progress)
         table_path = cached_table_path(space, backend)
     else:
-        from proxylessnas.hardware.targets import load_table
+        from proxylessnas.hardware.targets import load_table, table_file
 
-        table_path = Path(args.hardware)
+        table_path = table_file(args.hardware)
         table = load_table(table_path)
         if table.target.space is None:
             raise ProxylessError("table names no space", str(table_path), "validate a table built here")
@@ -279,6 +282,9 @@ def cmd_export_ops(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.measurements)
+    if Path(args.out).exists() and not args.overwrite:
+        raise ProxylessError("the table file exists", args.out,
+                             "choose another --out, or pass --overwrite to replace it")
     if path.suffix.lower() in (".yaml", ".yml"):
         from proxylessnas.hardware.legacy import import_legacy_yaml
 

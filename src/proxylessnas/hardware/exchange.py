@@ -34,10 +34,14 @@ MANIFEST_SCHEMA_VERSION = 1
 
 def export_ops(space: SearchSpace, out_dir: str | os.PathLike, batch_size: int = 1,
                resolution: int | None = None) -> Path:
-    """Write one ONNX file per unique block and the manifest; returns the manifest path."""
+    """Write one ONNX file per unique block and the manifest into ``out_dir``, a new or empty folder
+    (its files are never replaced); returns the manifest path."""
     import torch
 
     out_dir = Path(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise ProxylessError("the ops folder is not empty", str(out_dir),
+                             "give a new or empty folder: export-ops writes 000.onnx ... and manifest.json")
     out_dir.mkdir(parents=True, exist_ok=True)
     target = TableTarget.of(space, resolution, batch_size)
     ops = []
@@ -59,12 +63,10 @@ def read_manifest(path: str | os.PathLike) -> tuple[TableTarget, list[str]]:
     where = str(path)
     if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
         raise ProxylessError("not an ops manifest", where, "give the manifest.json written by export-ops")
+    target = TableTarget.from_dict(data.get("target"), where)
     try:
-        t = data["target"]
-        target = TableTarget(t.get("space"), dict(t.get("space_overrides") or {}), int(t["resolution"]),
-                             int(t["batch_size"]))
         keys = [str(LayerKey.parse(op["key"], where)) for op in data["ops"]]
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ProxylessError(f"malformed ops manifest ({err})", where, "re-run export-ops") from None
     return target, keys
 
@@ -72,7 +74,7 @@ def read_manifest(path: str | os.PathLike) -> tuple[TableTarget, list[str]]:
 def _number(value: Any, where: str) -> float:
     try:
         result = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ProxylessError(f"not a number: {value!r}", where, "give latencies in ms") from None
     if not math.isfinite(result) or result < 0:
         raise ProxylessError(f"not a finite non-negative latency: {value!r}", where, "give latencies in ms")
@@ -88,6 +90,17 @@ def _summary(row: dict[str, Any], where: str) -> LatencyStats:
                         get.get("p90"), count)
 
 
+def _csv_rows(path: Path) -> tuple[set[str], list[dict[str, Any]]]:
+    """(columns, rows) of a CSV file; bytes that are not UTF-8 CSV text are a ProxylessError."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            return set(reader.fieldnames or []), list(reader)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ProxylessError(f"unreadable CSV ({type(err).__name__})", str(path),
+                             "give a UTF-8 text CSV with a header such as 'key,ms'") from None
+
+
 def _read_measurements(path: Path) -> dict[str, LatencyStats]:
     where = str(path)
     if not path.is_file():
@@ -95,21 +108,19 @@ def _read_measurements(path: Path) -> dict[str, LatencyStats]:
     samples: dict[str, list[float]] = {}
     summaries: dict[str, LatencyStats] = {}
     if path.suffix.lower() == ".csv":
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = set(reader.fieldnames or [])
-            if "key" not in columns or not ({"ms", "median"} & columns):
-                raise ProxylessError("CSV needs a 'key' column and an 'ms' or 'median' column", where,
-                                     "write a header such as 'key,ms'")
-            for line, row in enumerate(reader, start=2):
-                at = f"{where}: line {line}"
-                key = str(LayerKey.parse(row["key"] or "", at))
-                if "median" in columns:
-                    if key in summaries:
-                        raise ProxylessError(f"duplicate key {key}", at, "give one summary row per key")
-                    summaries[key] = _summary(row, at)
-                else:
-                    samples.setdefault(key, []).append(_number(row["ms"], at))
+        columns, rows = _csv_rows(path)
+        if "key" not in columns or not ({"ms", "median"} & columns):
+            raise ProxylessError("CSV needs a 'key' column and an 'ms' or 'median' column", where,
+                                 "write a header such as 'key,ms'")
+        for line, row in enumerate(rows, start=2):
+            at = f"{where}: line {line}"
+            key = str(LayerKey.parse(row["key"] or "", at))
+            if "median" in columns:
+                if key in summaries:
+                    raise ProxylessError(f"duplicate key {key}", at, "give one summary row per key")
+                summaries[key] = _summary(row, at)
+            else:
+                samples.setdefault(key, []).append(_number(row["ms"], at))
     else:
         data = read_json(path, "measurements file")
         data = data.get("measurements", data) if isinstance(data, dict) else data

@@ -9,7 +9,9 @@ Its keys, and what they become::
 
 Values are ``{count, mean, var}`` in ms; the file has no median or percentiles, so the imported
 table prices with the mean (``statistic: "mean"``) and std = sqrt(var). It is keyed by shapes
-only, so its target names no space: strict key lookups decide what it can price.
+only, so its target names no space: strict key lookups decide what it can price. A top-level
+``unit`` key, if present, must be one the package knows (ms), as in a JSON table; a YAML file with
+a ``kind`` key is read as our own table format, with every check of a JSON table.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import yaml
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.hardware.keys import LayerKey
-from proxylessnas.hardware.lut import LatencyStats, LatencyTable, TableTarget
+from proxylessnas.hardware.lut import LatencyStats, LatencyTable, TableTarget, check_unit
 
 _SHAPE = r"(\d+)x(\d+)x(\d+)"
 _CONV_RE = re.compile(rf"^(Conv|Conv_1)-input:{_SHAPE}-output:{_SHAPE}$")
@@ -59,8 +61,13 @@ def import_legacy_yaml(path: str | os.PathLike, batch_size: int = 1) -> LatencyT
         raise ProxylessError("latency table not found", where, "check the path")
     try:
         data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError, ValueError) as err:
         raise ProxylessError(f"malformed YAML ({type(err).__name__})", where, "fix the YAML syntax") from None
+    if isinstance(data, dict) and "kind" in data:
+        return LatencyTable.from_dict(data, where)
+    if isinstance(data, dict) and "unit" in data:
+        data = dict(data)
+        check_unit(data.pop("unit"), where)
     if not isinstance(data, dict) or not data:
         raise ProxylessError("not a reference latency table", where,
                              "give a YAML mapping of keys to {count, mean, var}")
@@ -75,10 +82,11 @@ def import_legacy_yaml(path: str | os.PathLike, batch_size: int = 1) -> LatencyT
                                  "give {count, mean, var} for every key")
         try:
             mean, var, count = float(value["mean"]), float(value["var"]), int(value["count"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ProxylessError(f"entry '{text}' is not numeric", where, "fix the entry") from None
-        if not (math.isfinite(mean) and mean >= 0 and var >= 0):
-            raise ProxylessError(f"entry '{text}' has a negative or non-finite value", where, "fix the entry")
+        if not (math.isfinite(mean) and mean >= 0 and math.isfinite(var) and var >= 0 and count >= 1):
+            raise ProxylessError(f"entry '{text}' has a negative or non-finite value or no samples", where,
+                                 "fix the entry")
         entries[str(key)] = LatencyStats(None, mean, math.sqrt(var), None, None, count)
     if resolution is None:
         raise ProxylessError("reference table has no stem ('Conv-input:...') entry", where,

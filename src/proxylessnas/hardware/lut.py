@@ -27,8 +27,7 @@ from typing import Any
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.hardware.keys import LayerKey
-from proxylessnas.space.arch import read_json, write_json_atomic
-from proxylessnas.space.spec import SearchSpace
+from proxylessnas.space.arch import Space, read_json, write_json_atomic
 
 TABLE_KIND = "proxylessnas.latency_table"
 TABLE_SCHEMA_VERSION = 1
@@ -86,6 +85,15 @@ def quantile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
 
 
+def space_settings(space: Space) -> dict[str, Any]:
+    """What a space resolves to, without how it was spelled (its override dict) or its resolution
+    (a table records that on its own): two spaces that build the same nets have the same settings."""
+    settings = space.to_dict()
+    settings.pop("overrides", None)
+    settings.pop("resolution", None)
+    return settings
+
+
 @dataclass(frozen=True)
 class TableTarget:
     """What a table prices: a space (``None``: any space whose keys it holds), resolution, batch."""
@@ -96,7 +104,7 @@ class TableTarget:
     batch_size: int
 
     @classmethod
-    def of(cls, space: SearchSpace, resolution: int | None = None, batch_size: int = 1) -> TableTarget:
+    def of(cls, space: Space, resolution: int | None = None, batch_size: int = 1) -> TableTarget:
         return cls(space.name, dict(space.overrides), resolution or space.resolution, batch_size)
 
     def describe(self) -> str:
@@ -104,11 +112,70 @@ class TableTarget:
         extra = f" {self.space_overrides}" if self.space_overrides else ""
         return f"{name}{extra} at {self.resolution}x{self.resolution}, batch {self.batch_size}"
 
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "latency table") -> TableTarget:
+        """The ``target`` of a table or manifest file, every field checked."""
+        from proxylessnas.arguments import positive_int, resolution
 
-def _same_overrides(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    def norm(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-    return norm(a) == norm(b)
+        fix = "give a table written by 'proxyless latency build' or 'import'"
+        if not isinstance(data, dict):
+            raise ProxylessError("malformed latency table (no 'target' object)", where, fix)
+        space, overrides = data.get("space"), data.get("space_overrides")
+        overrides = {} if overrides is None else overrides
+        if space is not None and not isinstance(space, str):
+            raise ProxylessError(f"malformed target space {space!r}", where, "give a space name or null")
+        if not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides):
+            raise ProxylessError("malformed target space_overrides", where, "give an object of name: value")
+        return cls(space, dict(overrides),
+                   resolution.check(data.get("resolution"), where, "target.resolution"),
+                   positive_int.check(data.get("batch_size"), where, "target.batch_size"))
+
+    def prices_space(self, space: Space, where: str = "latency table") -> bool:
+        """Whether the table's space resolves to the same settings as ``space`` (a space named by no
+        preset, built by hand, can only be compared by name and overrides)."""
+        from proxylessnas.space import get_space, space_names
+
+        if self.space is None:
+            return True
+        if self.space != space.name:
+            return False
+        if self.space not in space_names():
+            return _plain(self.space_overrides) == _plain(space.overrides)
+        try:
+            mine = get_space(self.space, **self.space_overrides)
+        except ProxylessError as err:
+            raise ProxylessError(f"the table's space cannot be built ({err.what})", where,
+                                 "rebuild the table with 'proxyless latency build'") from None
+        return space_settings(mine) == space_settings(space)
+
+    def mismatch(self, space: Space, resolution: int | None = None, batch_size: int | None = None,
+                 where: str = "latency table") -> ProxylessError | None:
+        """Why this target does not price ``space`` at ``resolution`` and ``batch_size`` (None
+        when it does). Spaces compare by their resolved settings, not by the literal overrides."""
+        resolution = resolution or space.resolution
+        if not self.prices_space(space, where):
+            shown = f"space '{space.name}'" + (f" {dict(space.overrides)}" if space.overrides else "")
+            return ProxylessError(f"latency table is for {self.describe()}, not {shown}", where,
+                                  "build a table for this space")
+        if self.resolution != resolution:
+            return ProxylessError(f"latency table is for resolution {self.resolution}, not {resolution}",
+                                  where, f"build a table at resolution {resolution}")
+        if batch_size is not None and self.batch_size != batch_size:
+            return ProxylessError(f"latency table is for batch size {self.batch_size}, not {batch_size}",
+                                  where, f"build a table with --batch-size {batch_size}")
+        return None
+
+
+def _plain(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
+
+
+def check_unit(unit: Any, where: str) -> str:
+    """``unit`` when it is one this package measures in, else a ProxylessError."""
+    if unit not in UNITS:
+        raise ProxylessError(f"unknown latency unit {unit!r}", where,
+                             f"convert the table to {' or '.join(UNITS)}")
+    return unit
 
 
 @dataclass
@@ -146,22 +213,12 @@ class LatencyTable:
             self.require([key])
         return stats.value(self.statistic)
 
-    def check_target(self, space: SearchSpace, resolution: int | None = None,
+    def check_target(self, space: Space, resolution: int | None = None,
                      batch_size: int | None = None) -> None:
-        """Refuse a table measured for another space, resolution or batch size."""
-        resolution = resolution or space.resolution
-        t = self.target
-        if t.space is not None and (t.space != space.name
-                                    or not _same_overrides(t.space_overrides, space.overrides)):
-            raise ProxylessError(f"latency table is for {t.describe()}, not space '{space.name}'"
-                                 + (f" {dict(space.overrides)}" if space.overrides else ""),
-                                 self.source, "build a table for this space")
-        if t.resolution != resolution:
-            raise ProxylessError(f"latency table is for resolution {t.resolution}, not {resolution}",
-                                 self.source, f"build a table at resolution {resolution}")
-        if batch_size is not None and t.batch_size != batch_size:
-            raise ProxylessError(f"latency table is for batch size {t.batch_size}, not {batch_size}",
-                                 self.source, f"build a table with --batch-size {batch_size}")
+        """Refuse a table measured for another space (by resolved settings), resolution or batch size."""
+        error = self.target.mismatch(space, resolution, batch_size, self.source)
+        if error is not None:
+            raise error
 
     # --- files ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -190,14 +247,9 @@ class LatencyTable:
         statistic = data.get("statistic", "median")
         if statistic not in STATISTICS:
             raise ProxylessError(f"unknown statistic '{statistic}'", where, f"use one of {STATISTICS}")
-        unit = data.get("unit", "ms")
-        if unit not in UNITS:
-            raise ProxylessError(f"unknown latency unit {unit!r}", where,
-                                 f"convert the table to {' or '.join(UNITS)}")
+        unit = check_unit(data.get("unit", "ms"), where)
+        target = TableTarget.from_dict(data.get("target"), where)
         try:
-            t = data["target"]
-            target = TableTarget(t.get("space"), dict(t.get("space_overrides") or {}),
-                                 int(t["resolution"]), int(t["batch_size"]))
             entries = {}
             for key, e in data["entries"].items():
                 LayerKey.parse(key, where)
@@ -208,7 +260,7 @@ class LatencyTable:
                 if not math.isfinite(entries[key].value(statistic)) or entries[key].value(statistic) < 0:
                     raise ValueError(f"entry {key} is not a finite non-negative number")
             provenance = dict(data.get("provenance") or {})
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
             raise ProxylessError(f"malformed latency table ({err})", where, fix) from None
         predictor = data.get("predictor")
         if predictor is not None and not isinstance(predictor, dict):

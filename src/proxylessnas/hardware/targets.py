@@ -46,7 +46,8 @@ def _slug(text: str) -> str:
 
 
 def space_fingerprint(space: Space) -> str:
-    text = json.dumps(space.to_dict(), sort_keys=True)
+    """A short hash of what the space resolves to (the same however its overrides were spelled)."""
+    text = json.dumps({**space.to_dict(), "overrides": {}}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -65,6 +66,23 @@ def backend_for(hardware: str, batch_size: int = 1, threads: int | None = None) 
                              "or a path to a latency table")
     name, device = MEASURED_TARGETS[hardware]
     return Backend(name, device, batch_size, threads or 1)
+
+
+def table_file(hardware: str) -> Path:
+    """The table file a ``--hardware`` value names; an analytic target, a folder or a path that does
+    not exist is an error saying which."""
+    targets = ", ".join([*MEASURED_TARGETS, *ANALYTIC_TARGETS])
+    if hardware in ANALYTIC_TARGETS:
+        raise ProxylessError(f"'{hardware}' is counted, not measured: it has no latency table", "--hardware",
+                             "use cpu, cuda, onnxruntime or a latency table path")
+    path = Path(hardware)
+    if not path.exists():
+        raise ProxylessError(f"unknown hardware '{hardware}'", "--hardware",
+                             f"use one of {targets} or a path to an existing latency table")
+    if path.is_dir():
+        raise ProxylessError(f"'{hardware}' is a folder, not a latency table", "--hardware",
+                             "give the table's JSON or YAML file")
+    return path
 
 
 def load_table(path: str | os.PathLike) -> LatencyTable:
@@ -103,16 +121,8 @@ def get_table(hardware: str, space: Space, *, batch_size: int = 1, threads: int 
             from proxylessnas.hardware.build import build_lut
 
             table = build_lut(space, backend, path, progress=progress)
-    elif hardware in ANALYTIC_TARGETS:
-        raise ProxylessError(f"'{hardware}' has no latency table", "--hardware",
-                             "use cpu, cuda, onnxruntime or a table path")
     else:
-        path = Path(hardware)
-        if not path.exists():
-            raise ProxylessError(f"unknown hardware '{hardware}'", "--hardware",
-                                 f"use one of {', '.join([*MEASURED_TARGETS, *ANALYTIC_TARGETS])} "
-                                 "or a path to an existing latency table")
-        table = load_table(path)
+        table = load_table(table_file(hardware))
     table.check_target(space, batch_size=batch_size)
     if require_all_keys:
         table.require(space_keys(space).unique())

@@ -25,6 +25,7 @@ from proxylessnas.hardware.keys import arch_keys
 from proxylessnas.hardware.lut import LatencyStats, LatencyTable
 from proxylessnas.hardware.measure import Backend, Runner, estimate_ms, measure_interleaved, prepare_runner
 from proxylessnas.nets.net import build_net
+from proxylessnas.progress import progress_bar
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.spec import SearchSpace
 
@@ -99,11 +100,7 @@ def measure_networks(space: SearchSpace, archs: Sequence[Arch], backend: Backend
     extra = list(gauge.archs) if gauge is not None else []
     results: list[LatencyStats] = []
     gauge_medians: list[list[float]] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(archs), desc=f"networks {backend.label}", unit="net", leave=False)
+    bar = progress_bar(len(archs), desc=f"networks {backend.label}", unit="net", enabled=progress)
     for start in range(0, len(archs), chunk_size):
         chunk = list(archs[start:start + chunk_size])
         runners = [prepare_runner(build_net(space, arch), shape, backend, seed=start + i)
@@ -113,10 +110,8 @@ def measure_networks(space: SearchSpace, archs: Sequence[Arch], backend: Backend
                                     threads=backend.threads, seed=seed + start)
         results.extend(stats[:len(chunk)])
         gauge_medians.append([s.median for s in stats[len(chunk):]])
-        if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
+        bar.update(len(chunk))
+    bar.close()
     if gauge is None or not results:
         return results
     factors = gauge.chunk_factors(gauge_medians)

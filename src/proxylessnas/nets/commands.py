@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from proxylessnas.arguments import positive_int, resolution
+from proxylessnas.arguments import num_classes, resolution
 from proxylessnas.cli import add_command, add_group
 from proxylessnas.nets.profile import profile_net
 from proxylessnas.nets.zoo import ZOO, get_entry
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
                        "Per-layer op, shapes, params and MACs of a zoo model.")
     show.add_argument("name", help=f"one of {', '.join(ZOO)}")
     show.add_argument("--resolution", type=resolution, default=224, help="input side (default 224)")
-    show.add_argument("--num-classes", type=positive_int, default=1000, help="classes (default 1000)")
+    show.add_argument("--num-classes", type=num_classes, default=1000, help="classes (default 1000)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(func=_show)
 

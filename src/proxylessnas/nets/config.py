@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from proxylessnas import arguments as kinds
 from proxylessnas.errors import ProxylessError
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.ops import MBConvOp
@@ -17,6 +18,12 @@ from proxylessnas.space.spec import SearchSpace
 
 NET_SCHEMA_VERSION = 1
 NET_KIND = "proxylessnas.net"
+NET_KINDS = {"resolution": kinds.resolution, "in_chs": kinds.channels, "stem_chs": kinds.channels,
+             "stem_kernel": kinds.kernel_size, "stem_stride": kinds.stride, "head_chs": kinds.channels,
+             "num_classes": kinds.num_classes, "dropout": kinds.rate, "bn_momentum": kinds.unit_interval,
+             "bn_eps": kinds.positive_float}
+BLOCK_KINDS = {"in_chs": kinds.channels, "out_chs": kinds.channels, "kernel_size": kinds.kernel_size,
+               "expand_ratio": kinds.expand_ratio, "stride": kinds.stride, "residual": kinds.boolean}
 
 
 def check_config_header(data: Any, kind: str, version: int, what: str, writer: str, where: str) -> None:
@@ -73,14 +80,39 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "net config") -> NetConfig:
+        """The config in ``data``, every field checked against its kind and the blocks chained."""
         check_config_header(data, NET_KIND, NET_SCHEMA_VERSION, "net", "ProxylessNet.config()", where)
         fields = {k: v for k, v in data.items() if k not in ("kind", "schema_version")}
         try:
+            blocks = fields["blocks"]
+            if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+                raise TypeError("'blocks' is not a list of objects")
             fields["blocks"] = tuple(BlockConfig(**b) for b in fields["blocks"])
-            return cls(**fields)
+            config = cls(**fields)
         except (KeyError, TypeError) as err:
             raise ProxylessError(f"malformed net config ({err})", where,
                                  "write it with ProxylessNet.config()") from None
+        config.check(where)
+        return config
+
+    def check(self, where: str) -> None:
+        """Raise a one-line error unless every size is of its kind and each block takes the channels the
+        one before gives."""
+        for name, kind in NET_KINDS.items():
+            kind.check(getattr(self, name), where, name)
+        if not isinstance(self.name, str):
+            raise ProxylessError(f"name={self.name!r} is not a string", where, "give the net a text name")
+        chs = self.stem_chs
+        for block in self.blocks:
+            for name, kind in BLOCK_KINDS.items():
+                kind.check(getattr(block, name), where, f"{block.label}.{name}")
+            if block.in_chs != chs:
+                raise ProxylessError(f"block {block.label} takes {block.in_chs} channels, gets {chs}", where,
+                                     "write the config with ProxylessNet.config()")
+            if block.residual and not (block.stride == 1 and block.in_chs == block.out_chs):
+                raise ProxylessError(f"block {block.label} has a shortcut across a change of shape", where,
+                                     "write the config with ProxylessNet.config()")
+            chs = block.out_chs
 
 
 def net_config(space: SearchSpace, arch: Arch, num_classes: int | None = None,

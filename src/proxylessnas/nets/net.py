@@ -85,7 +85,7 @@ def register_net_kind(kind: str, from_config: Callable[[dict[str, Any]], nn.Modu
 def net_from_config(config: dict[str, Any], where: str = "net config") -> nn.Module:
     """The net of a ``net.config()`` dict of any kind (chain or graph)."""
     kind = config.get("kind") if isinstance(config, dict) else None
-    if kind not in _NET_KINDS:
+    if not isinstance(kind, str) or kind not in _NET_KINDS:
         raise ProxylessError(f"unknown net config kind {kind!r}", where,
                              f"give a config written by net.config() (kinds: {', '.join(_NET_KINDS)})")
     return _NET_KINDS[kind](config)

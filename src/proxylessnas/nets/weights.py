@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import tempfile
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch
@@ -19,6 +17,7 @@ from torch import nn
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.reference import from_reference_state_dict, is_reference_state_dict
+from proxylessnas.torch_files import SAFETENSORS, file_kind, read_torch_file
 
 SAFETENSORS_SUFFIX = ".safetensors"
 
@@ -49,7 +48,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ProxylessError("weights file not found", str(path), "check the path")
-    if path.suffix == SAFETENSORS_SUFFIX:
+    if path.suffix == SAFETENSORS_SUFFIX or file_kind(path) == SAFETENSORS:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -58,14 +57,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as err:
             raise ProxylessError(f"cannot read safetensors file ({err})", str(path),
                                  "the file is corrupt or truncated: write it again") from None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ProxylessError(f"refused to load: {str(err).splitlines()[0]}", str(path),
-                             "only plain tensors can be loaded (weights_only=True)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise ProxylessError(f"cannot read checkpoint ({str(err).splitlines()[0]})", str(path),
-                             "the file is corrupt or truncated: write it again") from None
+    data = read_torch_file(path, "weights file", legacy=True,  # old releases use the pre-1.6 format
+                           wrong_kind_fix="give a .safetensors file or a torch state dict (.pt / .pth)")
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):

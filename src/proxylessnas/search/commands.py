@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +11,14 @@ import yaml
 from proxylessnas.arguments import non_negative_int, output_folder, positive_float, positive_int
 from proxylessnas.data import parse_spec
 from proxylessnas.errors import ProxylessError
-from proxylessnas.search.config import SearchConfig, SpaceSection, config_names, load_config
+from proxylessnas.search.config import (
+    BINARY_MODES,
+    STRATEGIES,
+    SearchConfig,
+    SpaceSection,
+    config_names,
+    load_config,
+)
 from proxylessnas.train.distributed import add_launch_arguments, launched_rank, relaunch_if_requested
 
 SEARCH_EPILOG = """examples:
@@ -49,8 +54,8 @@ def register(subparsers) -> None:
                         help="cpu, cuda, onnxruntime, flops, params, or a latency table file")
     search.add_argument("--target-latency", metavar="MS", type=positive_float,
                         help="latency target in the cost model's unit (ms for measured hardware)")
-    search.add_argument("--strategy", choices=("gradient", "reinforce"))
-    search.add_argument("--binary-mode", choices=("full", "full_v2", "two"))
+    search.add_argument("--strategy", choices=STRATEGIES)
+    search.add_argument("--binary-mode", choices=BINARY_MODES)
     search.add_argument("--epochs", type=positive_int, metavar="N", help="search epochs after the warm-up")
     search.add_argument("--warmup-epochs", type=non_negative_int, metavar="N",
                         help="weights-only warm-up epochs")
@@ -129,12 +134,7 @@ def search_command(args) -> int:
     try:
         result = run_search(config, resume=args.resume)
     except SearchInterrupted as stop:
-        name = signal.Signals(stop.signal_number).name
-        if report:
-            print(f"error: search stopped by {name} {stop.where} "
-                  f"({stop.checkpoint}): resume with 'proxyless search --out {config.run.out} --resume'",
-                  file=sys.stderr)
-        return 128 + stop.signal_number
+        return stop.report("search", config.run.out, show=report)
     if report:
         print(format_summary(result.summary))
     return 0

@@ -43,9 +43,9 @@ from proxylessnas.arguments import (
 )
 from proxylessnas.errors import ProxylessError
 from proxylessnas.supernet.base import MIXED_OPS
+from proxylessnas.supernet.gate import MODES as BINARY_MODES
 
-STRATEGIES = ("gradient", "reinforce")
-BINARY_MODES = ("full", "full_v2", "two")
+STRATEGIES = ("gradient", "reinforce")  # search.strategies.make_strategy builds each
 LATENCY_MODES = ("penalty", "band", "under")
 
 
@@ -192,6 +192,9 @@ SECTIONS: dict[str, type] = {
     "reinforce": ReinforceSection, "search": SearchSection, "run": RunSection,
 }
 RESULT_FREE_SECTIONS = ("run",)  # may differ between a run and its resume
+# may change on a resume (recorded in the run's config history): they do not change the run's shape
+RESUMABLE_FIELDS = frozenset({f"weights.{f.name}" for f in fields(WeightsSection)} | {
+    "arch.lr", "arch.beta1", "arch.beta2", "arch.eps", "arch.weight_decay", "arch.entropy_weight"})
 
 
 @dataclass(frozen=True)
@@ -253,11 +256,10 @@ class SearchConfig:
             nested.setdefault(section, {})[name] = value
         return self.merged(nested, where)
 
-    def differences(self, other: SearchConfig, ignore: tuple[str, ...] = RESULT_FREE_SECTIONS) -> list[str]:
-        """``section.field`` names whose values differ (sections in ``ignore`` skipped)."""
-        mine, theirs = self.to_dict(), other.to_dict()
-        return [f"{section}.{key}" for section in SECTIONS if section not in ignore
-                for key in mine[section] if mine[section][key] != theirs[section][key]]
+    def flat(self, ignore: tuple[str, ...] = RESULT_FREE_SECTIONS) -> dict[str, Any]:
+        """``{"section.field": value}`` (sections in ``ignore`` skipped), to compare two configs."""
+        return {f"{section}.{key}": value for section, values in self.to_dict().items()
+                if section not in ignore for key, value in values.items()}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the resolved config as YAML (atomic)."""

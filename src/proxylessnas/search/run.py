@@ -17,13 +17,15 @@
 The run directory (``run.out``) holds everything needed to resume exactly: ``checkpoint.pt``
 (written atomically) has the supernet (weights, alphas, BN statistics), both optimisers, the
 strategy's and controller's state, the path-sampling generator, every global RNG, the
-validation iterator's position, the running epoch sums and (epoch, step). Learning rates are
-a pure function of (epoch, step), so there is no scheduler state to lose. SIGINT and SIGTERM
-finish the current step, write the checkpoint and raise :class:`SearchInterrupted`; a NaN or
-infinite loss raises :class:`~proxylessnas.errors.ProxylessError` and leaves the last good
-checkpoint in place. One process writes the run directory: rank 0 locks it
-(:mod:`proxylessnas.runfolder_lock`) before anything in it is read or written, and removes the
-temporary files a killed run left there.
+validation iterator's position, the running epoch sums, (epoch, step) and the config history.
+Learning rates are a pure function of (epoch, step), so there is no scheduler state to lose.
+SIGINT and SIGTERM finish the current step, write the checkpoint and raise
+:class:`SearchInterrupted` (:mod:`proxylessnas.stopping`); a NaN or infinite loss raises
+:class:`~proxylessnas.errors.ProxylessError` saying how to resume with a lower learning rate,
+and leaves the last good checkpoint in place. A resume may change the settings that do not
+change the run's shape (``RESUMABLE_FIELDS``, :mod:`proxylessnas.resume_changes`). One process
+writes the run directory: rank 0 locks it (:mod:`proxylessnas.runfolder_lock`) before anything
+in it is read or written, and removes the temporary files a killed run left there.
 """
 
 from __future__ import annotations
@@ -34,8 +36,6 @@ import json
 import math
 import os
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,8 +51,15 @@ from proxylessnas.data import BatchIterator, Dataset, load_dataset, split_valida
 from proxylessnas.errors import ProxylessError
 from proxylessnas.finite import NonFiniteLoss, check_finite
 from proxylessnas.hardware.validate import SpeedGauge
+from proxylessnas.resume_changes import (
+    accept_changes,
+    describe_changes,
+    keeping_hyperparameters,
+    lower_rate_advice,
+    record_changes,
+)
 from proxylessnas.runfolder_lock import hold_run_folder
-from proxylessnas.search.config import SearchConfig
+from proxylessnas.search.config import RESUMABLE_FIELDS, SearchConfig
 from proxylessnas.search.convergence import (
     argmax_changes,
     collapse_warning,
@@ -73,6 +80,7 @@ from proxylessnas.search.strategies import (
 from proxylessnas.space import Arch, SearchSpace, get_space
 from proxylessnas.space.arch import write_json_atomic
 from proxylessnas.space.ops import is_parameter_free
+from proxylessnas.stopping import RunInterrupted, handling_signals, stop_on_signals
 from proxylessnas.supernet import DecisionSuperNet, batch_statistics_only, build_supernet
 from proxylessnas.train.bn_recalibration import recalibrate_bn
 from proxylessnas.train.checkpoint import (
@@ -89,26 +97,21 @@ MEASURED_HARDWARE = ("cpu", "cuda", "onnxruntime")
 RUN_SUBFOLDERS = ("arches", "plots")  # of the run folder, swept for stale temporary files with it
 
 
-class SearchInterrupted(Exception):
-    """SIGINT or SIGTERM arrived; the checkpoint was written and the run can be resumed."""
+class SearchInterrupted(RunInterrupted):
+    """A :class:`~proxylessnas.stopping.RunInterrupted` that may come in the final phase (derive,
+    test, measure), which is not checkpointed inside: a resume redoes that phase."""
 
     def __init__(self, signal_number: int, checkpoint: Path, epoch: int, step: int,
                  final_phase: bool = False) -> None:
-        self.signal_number = signal_number
-        self.checkpoint = checkpoint
-        self.epoch = epoch
-        self.step = step
         self.final_phase = final_phase
-        name = signal.Signals(signal_number).name
-        where = f"in the final phase after {epoch} epochs" if final_phase else f"at epoch {epoch} step {step}"
-        super().__init__(f"{name} {where}; checkpoint saved in {checkpoint}")
+        super().__init__(signal_number, checkpoint, epoch, step)
 
     @property
     def where(self) -> str:
         """For messages, epochs counted from 1 as in the log."""
         if self.final_phase:
             return f"in the final phase, after all {self.epoch} epochs (a resume redoes only that phase)"
-        return f"at epoch {self.epoch + 1} step {self.step}"
+        return super().where
 
 
 @dataclass
@@ -192,7 +195,8 @@ def cosine_lr(base: float, step: int, total: int) -> float:
 
 
 def prepare_run_dir(run_dir: Path, config: SearchConfig, resume: bool) -> None:
-    """Refuse to overwrite a run, or to resume one with different settings."""
+    """Refuse to overwrite a run, or to resume one with settings that change its shape (early,
+    against config.yaml; the checkpoint's own config is checked again when it is loaded)."""
     checkpoint = run_dir / "checkpoint.pt"
     if resume:
         if not checkpoint.is_file():
@@ -204,42 +208,10 @@ def prepare_run_dir(run_dir: Path, config: SearchConfig, resume: bool) -> None:
                 saved = SearchConfig.from_dict(yaml.safe_load(saved_path.read_text()), str(saved_path))
             except yaml.YAMLError:
                 raise ProxylessError("malformed config.yaml", str(saved_path), "restore the file") from None
-            changed = config.differences(saved)
-            if changed:
-                raise ProxylessError(f"settings differ from the run being resumed ({', '.join(changed)})",
-                                     str(saved_path), "resume with the same config and overrides")
+            accept_changes(saved.flat(), config.flat(), RESUMABLE_FIELDS, str(saved_path))
     elif checkpoint.exists():
         raise ProxylessError("the run folder already holds a search", str(run_dir),
                              "pass --resume to continue it, or choose another --out")
-
-
-@contextlib.contextmanager
-def handling_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
-    """``handler`` for SIGINT and SIGTERM inside the block, the previous handlers after it (signal
-    handlers can only be installed from the main thread; elsewhere this does nothing)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, old in previous.items():
-            signal.signal(number, old)
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[dict[str, int | None]]:
-    """Turn the first SIGINT/SIGTERM into a request (``flag["signal"]``); a second one stops at once."""
-    flag: dict[str, int | None] = {"signal": None}
-
-    def handler(number, frame):
-        if flag["signal"] is not None:
-            raise KeyboardInterrupt
-        flag["signal"] = number
-
-    with handling_signals(handler):
-        yield flag
 
 
 @contextlib.contextmanager
@@ -423,6 +395,8 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
     epoch, start_step = 0, 0
     sums = new_sums()
     metrics: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []  # settings changed on a resume (resume_changes.record_changes)
+    changes: dict[str, Any] = {}
     if resume:
         state = context.on_main(load_checkpoint, checkpoint_path)
         if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
@@ -431,10 +405,13 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
         if state.get("finished"):
             raise ProxylessError("this search has already finished", str(run_dir),
                                  "read its arch.json and summary.json, or choose another --out")
+        saved_config = SearchConfig.from_dict(state.get("config"), str(checkpoint_path))
+        changes = accept_changes(saved_config.flat(), config.flat(), RESUMABLE_FIELDS, str(checkpoint_path))
         try:
             supernet.load_state_dict(state["supernet"])
-            weights_optimizer.load_state_dict(state["weight_optimizer"])
-            strategy.load_state_dict(state["strategy"])
+            with keeping_hyperparameters(weights_optimizer, arch_optimizer):  # changed lrs, betas, ...
+                weights_optimizer.load_state_dict(state["weight_optimizer"])
+                strategy.load_state_dict(state["strategy"])
             objective.load_state_dict(state["objective"])
             sampler.set_state(state["sampler"])
             valid_batches.load_state_dict(state["valid_iterator"])
@@ -447,6 +424,7 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
         # a step inside the epoch counts per-rank batches: rescaled if the world size changed
         start_step = rescale_step(int(state["step"]), int(state.get("world_size", 1)), context.world_size)
         metrics = context.on_main(keep_finished_metrics, metrics_path, epoch)
+        history = record_changes(list(state.get("config_history", [])), changes, epoch, start_step)
     else:
         context.on_main(start_run_dir, run_dir, config)
         metrics = []
@@ -459,14 +437,19 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
             "weight_optimizer": weights_optimizer.state_dict(), "strategy": strategy.state_dict(),
             "objective": objective.state_dict(), "sampler": sampler.get_state(),
             "valid_iterator": valid_batches.state_dict(), "rng": capture_rng_state(), "sums": dict(sums),
-            **extra}
+            "config_history": history, **extra}
 
     def checkpoint(at_epoch: int, at_step: int) -> None:
+        if changes:  # config.yaml (read by a resume): the new settings once a checkpoint holds them, not
+            context.on_main(config.save, run_dir / "config.yaml")  # before (a failed resume keeps the old)
         context.on_main(save_checkpoint, checkpoint_path, checkpoint_state(at_epoch, at_step))
 
     valid_stream = valid_batches.cycle()
     bar = Progress(total_epochs * steps_per_epoch, epoch * steps_per_epoch + start_step, progress_enabled,
                    visible=context.is_main)
+    if changes:
+        bar.write(f"resumed with changed settings: {describe_changes(changes)} (config_history of the "
+                  "checkpoint)")
     if will_calibrate(config) and not resume:
         # resumed runs restore it from the checkpoint; rank 0 measures alone (no contention), the
         # other ranks take its fit
@@ -552,11 +535,15 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
                 if stopped is not None:
                     raise SearchInterrupted(stopped, checkpoint_path, epoch, 0)
     except NonFiniteLoss as err:
-        kept = f"the last good checkpoint ({checkpoint_path}) is kept" if checkpoint_path.exists() else \
-            "no checkpoint was written yet"
-        raise ProxylessError(f"{err.what} became {err.value} at epoch {epoch} step {step}", str(run_dir),
-                             f"{kept}; lower weights.lr or arch.lr, then rerun (--resume continues "
-                             "from the checkpoint)") from None
+        # the weights' rate of the phase; an architecture loss may also come from weights gone astray
+        rates = {"weights.warmup_lr": config.weights.warmup_lr} if epoch < warmup_epochs else \
+            {"weights.lr": config.weights.lr}
+        if err.what != "weight loss":
+            rates["arch.lr"] = config.arch.lr
+        kept = str(checkpoint_path) if checkpoint_path.exists() else None
+        raise ProxylessError(f"{err.what} became {err.value} at epoch {epoch + 1} step {step + 1} of "
+                             f"{steps_per_epoch}", str(run_dir),
+                             lower_rate_advice("search", run_dir, kept, rates)) from None
     finally:
         bar.close()
 
@@ -570,6 +557,7 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
             if note and note not in notes:
                 notes.append(note)
         summary["notes"] = notes
+        summary["config_history"] = history
         summary["files"] = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
                                   if p.is_file() and not p.name.startswith("."))
         write_json_atomic(run_dir / "summary.json", summary)

@@ -150,8 +150,14 @@ class Arch:
         if not isinstance(data["choices"], dict):
             raise ProxylessError("'choices' must map layer labels to ops", where,
                                  'write {"s1.b0": "mb_k5_e3", ...}')
+        if not isinstance(data["space"], str):
+            raise ProxylessError(f"'space' must be a space name, not {data['space']!r}", where,
+                                 'write "space": "proxyless-cifar" (see proxyless space list)')
+        for key in ("space_overrides", "metadata"):
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                raise ProxylessError(f"'{key}' must be an object", where, f'write "{key}": {{...}}')
         choices = {str(k): parse_op(v, f"{where}: {k}") for k, v in data["choices"].items()}
-        return cls(str(data["space"]), choices, dict(data.get("space_overrides") or {}),
+        return cls(data["space"], choices, dict(data.get("space_overrides") or {}),
                    dict(data.get("metadata") or {}), ARCH_SCHEMA_VERSION)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -185,7 +191,11 @@ def load_arch_or_string(text: str | os.PathLike, space: Space | None = None) -> 
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """The JSON in ``path``; a missing file, a folder, bytes that are not JSON text or JSON nested or
+    sized past the parser's limits is a ProxylessError naming ``what`` was expected."""
     path = Path(path)
+    if path.is_dir():
+        raise ProxylessError(f"{what} path is a folder", str(path), f"give the {what} file")
     if not path.is_file():
         raise ProxylessError(f"{what} not found", str(path), "check the path")
     try:
@@ -195,6 +205,9 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
                              str(path), "fix the JSON syntax") from None
     except UnicodeDecodeError:
         raise ProxylessError("not a text file", str(path), f"give a JSON {what}") from None
+    except (RecursionError, ValueError) as err:  # nesting too deep, an integer of thousands of digits
+        raise ProxylessError(f"JSON beyond the parser's limits ({str(err).splitlines()[0][:80]})", str(path),
+                             f"give a JSON {what}") from None
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

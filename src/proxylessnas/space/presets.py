@@ -17,7 +17,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from proxylessnas.arguments import positive_float, positive_int, resolution
+from proxylessnas import arguments as kinds
 from proxylessnas.errors import ProxylessError
 from proxylessnas.ops.blocks import make_divisible
 from proxylessnas.space.graph import GraphSpace
@@ -30,8 +30,25 @@ PAPER_CANDIDATES = "mb_k{3,5,7}_e{3,6}"
 PAPER_STAGE_WIDTHS = (24, 40, 80, 96, 192, 320)
 PAPER_DEPTHS = (4, 4, 4, 4, 4, 1)
 PAPER_STRIDES = (2, 2, 2, 1, 2, 1)
-SIZE_KINDS = {"resolution": resolution, "num_classes": positive_int, "in_chs": positive_int,
-              "width_mult": positive_float}  # the overrides every caller sizes a space with
+
+
+def _op_names_reason(value: Any) -> str | None:
+    if isinstance(value, str) or (isinstance(value, (list, tuple)) and value
+                                  and all(isinstance(item, str) for item in value)):
+        return None
+    return "is not an op pattern or a list of op names"
+
+
+OVERRIDE_KINDS = {  # what each override of a preset may be: checked before the space is built
+    "resolution": kinds.resolution, "num_classes": kinds.num_classes, "in_chs": kinds.channels,
+    "width_mult": kinds.width_mult, "stem_width": kinds.channels, "first_width": kinds.channels,
+    "head_width": kinds.channels, "stage_widths": kinds.list_of(kinds.channels, "a list of channel counts"),
+    "depths": kinds.list_of(kinds.depth, f"a list of depths of 1 to {kinds.MAX_DEPTH}"),
+    "strides": kinds.list_of(kinds.stride, "a list of strides of 1 to 8"), "channels": kinds.channels,
+    "cells_per_stage": kinds.depth, "dropout": kinds.rate, "bn_momentum": kinds.unit_interval,
+    "bn_eps": kinds.positive_float, "zero": kinds.boolean,
+    "candidates": kinds.Kind("an op pattern or a list of op names", str, _op_names_reason),
+}
 
 
 def mobile_chain(
@@ -172,9 +189,8 @@ def get_space(name: str, **overrides: Any) -> SearchSpace | GraphSpace:
     if unknown:
         raise ProxylessError(f"unknown override(s) {', '.join(unknown)} for space '{name}'",
                              "space", f"use any of {', '.join(allowed)}")
-    for key, kind in SIZE_KINDS.items():
-        if key in overrides:
-            kind.check(overrides[key], f"space {name}", key)
+    for key, value in overrides.items():
+        OVERRIDE_KINDS[key].check(value, f"space {name}", key)
     clean = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
     space = factory(**overrides)
     stride = total_stride(space)

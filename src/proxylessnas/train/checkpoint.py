@@ -13,10 +13,8 @@ stored as tensors and plain lists so that it, too, loads under ``weights_only=Tr
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.torch_files import read_torch_file
 
 __all__ = ["capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint"]
 
@@ -47,30 +46,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
 
-    A missing, truncated, corrupt or code-carrying file raises :class:`ProxylessError`.
+    A missing, truncated, corrupt or code-carrying file raises :class:`ProxylessError`, and so
+    does a file of another kind (an arch JSON, safetensors weights, ...), named as what it is.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ProxylessError("checkpoint not found", str(path), "check the path")
-    if not path.is_file():
-        raise ProxylessError("checkpoint is not a file", str(path), "give the path of a .pt file")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive whose directory is at the end
-        raise ProxylessError("corrupt or truncated checkpoint (not a complete torch archive)", str(path),
-                             "the file is damaged or was cut short; use another checkpoint")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling failed"
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise ProxylessError("checkpoint holds objects other than tensors and plain data",
-                                 str(path), "only load checkpoints written by proxylessnas; "
-                                 "re-save it as a plain state dict") from None
-        raise ProxylessError(f"corrupt checkpoint ({first})", str(path),
-                             "the file is damaged; use another checkpoint") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ProxylessError(f"corrupt or truncated checkpoint ({first[:120]})", str(path),
-                             "the file is damaged or was cut short; use another checkpoint") from None
+    state = read_torch_file(path, "checkpoint", map_location)
     if not isinstance(state, dict):
         raise ProxylessError(f"checkpoint holds a {type(state).__name__}, not a dict", str(path),
                              "give a checkpoint written by proxylessnas")

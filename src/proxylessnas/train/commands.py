@@ -24,12 +24,15 @@ from proxylessnas.train.distributed import add_launch_arguments, launched_rank, 
 TRAIN_EXAMPLE = """examples:
   proxyless train mobilenet_v2 --dataset cifar10:../shared/data/cifar10 --epochs 30 --out runs/mbv2
   proxyless train runs/search/arch.json ema_decay=0.999 --dataset cifar10:DIR --init-from runs/search
-  proxyless train mobilenet_v2 --dataset cifar10:DIR --out runs/mbv2 --resume
+  proxyless train --resume --out runs/mbv2            # the run's own net, dataset and recipe
+  proxyless train --resume --out runs/mbv2 lr=0.025   # after a NaN: go on with a lower lr
   proxyless train runs/search/arch.json --dataset cifar10:DIR --nproc 4 lr=0.2   # 4 GPUs, 4x the batch
   proxyless train --dataset cifar10:DIR --epochs 200 \
     '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'
 key=value recipe overrides may stand anywhere on the line. Zoo names train their CIFAR-size
-variant (stride-1 stem, proxyless-cifar space) on datasets of 64 pixels or less."""
+variant (stride-1 stem, proxyless-cifar space) on datasets of 64 pixels or less. SIGINT/SIGTERM
+save the position (exit 130/143); --resume continues it exactly and may change the learning
+rate and other settings that keep the run's shape (recorded in run.json's config_history)."""
 
 EVAL_EXAMPLE = """example:
   proxyless eval runs/mbv2/best.pt --dataset cifar10:../shared/data/cifar10"""
@@ -42,10 +45,12 @@ def register(subparsers) -> None:
                     "with warm-up, label smoothing, optional EMA). key=value overrides any recipe field.",
         epilog=TRAIN_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("target", metavar="ARCH_JSON|NB201_STRING|ZOO_NAME",
-                       help="arch JSON file, NAS-Bench-201 string ('|nor_conv_3x3~0|+|...|') or zoo name")
+    train.add_argument("target", nargs="?", metavar="ARCH_JSON|NB201_STRING|ZOO_NAME",
+                       help="arch JSON file, NAS-Bench-201 string ('|nor_conv_3x3~0|+|...|') or zoo name "
+                            "(with --resume: the run's own net when left out)")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. lr=0.05")
-    train.add_argument("--dataset", default="demo", metavar="SPEC", help="dataset spec (default: demo)")
+    train.add_argument("--dataset", metavar="SPEC",
+                       help="dataset spec (default: demo; with --resume the run's own)")
     train.add_argument("--epochs", type=positive_int)
     train.add_argument("--batch-size", type=positive_int)
     train.add_argument("--lr", type=positive_float)
@@ -53,7 +58,9 @@ def register(subparsers) -> None:
     train.add_argument("--seed", type=seed)
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
     train.add_argument("--out", type=output_folder, help="run folder (default: runs/train-<target>)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out exactly (its net, dataset and recipe; key=value "
+                            "may change the learning rate and other settings that keep the run's shape)")
     train.add_argument("--init-from", metavar="RUN_DIR", type=existing_folder,
                        help="start from the weights a search run inherited (with BN recalibration)")
     train.add_argument("--bn-batches", type=non_negative_int, default=50,
@@ -99,11 +106,22 @@ def resolve_device(name: str) -> torch.device:
 
 def run_train(args) -> int:
     from proxylessnas.data import load_dataset
+    from proxylessnas.nets import net_from_config
+    from proxylessnas.stopping import RunInterrupted
     from proxylessnas.train.bn_recalibration import recalibrate_bn
-    from proxylessnas.train.recipe import default_recipe, nasbench201_recipe
-    from proxylessnas.train.run import seed_everything, train_batches, train_model
+    from proxylessnas.train.recipe import TrainRecipe, default_recipe, nasbench201_recipe
+    from proxylessnas.train.run import read_saved_run, seed_everything, train_batches, train_model
     from proxylessnas.train.target import build_target, is_benchmark_cell, load_search_init, target_name
 
+    target, overrides = target_and_overrides(args)
+    if target is None and not args.resume:
+        raise ProxylessError("no net to train", "proxyless train",
+                             "give an arch JSON, a NAS-Bench-201 string or a zoo name")
+    if target is None and args.out is None:
+        raise ProxylessError("--resume without a net needs --out", "proxyless train",
+                             "give the --out folder of the run to resume")
+    out = Path(args.out or f"runs/train-{target_name(target)}")
+    saved = read_saved_run(out) if args.resume else None  # nothing to resume: one line, before any work
     launched = relaunch_if_requested(args)
     if launched is not None:
         return launched
@@ -111,22 +129,28 @@ def run_train(args) -> int:
     device = resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    dataset = load_dataset(args.dataset)
-    recipe = nasbench201_recipe() if is_benchmark_cell(args.target) else default_recipe(dataset.resolution)
+    dataset_spec = args.dataset or (saved["run"].get("dataset_spec") if saved else None) or "demo"
+    dataset = load_dataset(dataset_spec)
+    if saved is not None:  # the run's own recipe; train_model refuses changes of its shape
+        recipe = TrainRecipe.from_dict(saved["run"].get("recipe", {}), str(out / "last.pt"))
+    else:
+        recipe = nasbench201_recipe() if is_benchmark_cell(target) else default_recipe(dataset.resolution)
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
              "ema_decay": args.ema_decay, "seed": args.seed}
     recipe = recipe.with_overrides({k: v for k, v in flags.items() if v is not None})
-    recipe = recipe.with_overrides(args.overrides)
+    recipe = recipe.with_overrides(overrides)
     if args.compile:
         recipe = recipe.with_overrides({"compile": True})
     if recipe.warmup_epochs > recipe.epochs:
         recipe = recipe.with_overrides({"warmup_epochs": float(recipe.epochs) * 0.1})
-    out = Path(args.out or f"runs/train-{target_name(args.target)}")
     seed_everything(recipe.seed)
     shape = (dataset.num_classes, dataset.resolution, dataset.channels)
-    run_info = {"dataset_spec": args.dataset, "target": args.target,
+    run_info = {"dataset_spec": dataset_spec, "target": target,
                 "normalisation": {"mean": list(dataset.mean), "std": list(dataset.std)}}
-    if args.init_from:
+    if saved is not None and target is None and not args.init_from:
+        model = net_from_config(saved["net_config"], str(out / "last.pt"))
+        run_info = dict(saved["run"])
+    elif args.init_from:
         model, arch = load_search_init(args.init_from, *shape, dropout=recipe.dropout)
         used = 0
         if not args.resume:  # a resumed run loads its own weights
@@ -134,17 +158,30 @@ def run_train(args) -> int:
                                   args.bn_batches)
         run_info.update(init_from=str(args.init_from), bn_recalibration_batches=used, arch=arch.to_dict())
     else:
-        model, description = build_target(args.target, *shape, dropout=recipe.dropout)
+        model, description = build_target(target, *shape, dropout=recipe.dropout)
         run_info.update(description)
     if report:
-        print(f"{dataset.summary()}\nnet {model.net_config.name or args.target}: "
+        print(f"{dataset.summary()}\nnet {model.net_config.name or run_info.get('target')}: "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.3f} M params; device {device}; out {out}")
-    record = train_model(model, dataset, recipe, out, resume=args.resume, device=device,
-                         progress=not args.no_progress, max_steps=args.max_steps, run_info=run_info,
-                         sync_batchnorm=args.sync_bn, distributed_timeout=args.distributed_timeout)
+    try:
+        record = train_model(model, dataset, recipe, out, resume=args.resume, device=device,
+                             progress=not args.no_progress, max_steps=args.max_steps, run_info=run_info,
+                             sync_batchnorm=args.sync_bn, distributed_timeout=args.distributed_timeout)
+    except RunInterrupted as stop:
+        return stop.report("train", out, show=report)
     if record and report:
         print(json.dumps(record))
     return 0
+
+
+def target_and_overrides(args) -> tuple[str | None, list[str]]:
+    """TARGET (None when left out) and the key=value overrides: argparse gives the first override
+    to TARGET when TARGET is left out (``proxyless train --resume --out DIR lr=0.025``)."""
+    overrides = list(args.overrides or [])
+    target = args.target
+    if target is not None and "=" in target and not Path(target).exists():
+        return None, [target, *overrides]
+    return target, overrides
 
 
 def load_trained_model(path: str | Path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -77,15 +77,17 @@ def train_one_epoch(
     max_steps: int | None = None,
     progress=None,
     context: DistributedContext = SINGLE_PROCESS,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[EpochTotals, int]:
     """Train on ``batches`` (the rest of one epoch); returns (totals, global step reached).
 
     Each step sets the learning rate from :func:`learning_rate` at ``global_step``, minimises
     cross-entropy with label smoothing, and updates ``ema``. ``forward`` is the module to call
     (a ``torch.compile`` wrapper of ``model``); ``max_steps`` stops early once ``global_step``
-    reaches it (time-boxed runs, interruption tests). A NaN or infinite loss on any rank of
-    ``context`` raises :class:`~proxylessnas.finite.NonFiniteLoss` on every rank before its backward
-    pass (``totals.steps`` then counts the steps done).
+    reaches it (time-boxed runs, interruption tests); ``stop()``, asked after every step (on every
+    rank: it must answer alike), ends the epoch early when it is true (a signal). A NaN or
+    infinite loss on any rank of ``context`` raises :class:`~proxylessnas.finite.NonFiniteLoss` on
+    every rank before its backward pass (``totals.steps`` then counts the steps done).
     """
     totals = totals or EpochTotals()
     forward = forward or model
@@ -129,6 +131,8 @@ def train_one_epoch(
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{totals.loss_sum / totals.samples:.3f}", lr=f"{rate:.4f}")
+        if stop is not None and stop():
+            break
     return totals, global_step
 
 

@@ -29,6 +29,11 @@ FIELD_KINDS: dict[str, Kind] = {  # the kind of every numeric field (None passes
     "label_smoothing": rate, "dropout": rate, "ema_decay": rate, "eval_batch_size": positive_int,
     "seed": seed, "grad_clip_norm": non_negative_float,
 }
+# may change on a resume (recorded in the run's config history): they do not change the run's shape
+# (epochs, batch size, seed, dropout and EMA do; the learning rate is a function of the step)
+RESUMABLE_FIELDS = frozenset({"lr", "warmup_epochs", "momentum", "nesterov", "weight_decay",
+                              "label_smoothing", "grad_clip_norm", "eval_batch_size", "amp",
+                              "channels_last", "compile"})
 
 
 @dataclass(frozen=True)

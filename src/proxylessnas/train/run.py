@@ -4,17 +4,21 @@ Files in ``out_dir``:
 - ``last.pt`` / ``best.pt``: checkpoints (see :func:`checkpoint_state`); ``best`` has the highest
   test top-1 of the deployed weights (the EMA when enabled);
 - ``metrics.jsonl``: one JSON line per finished epoch;
-- ``run.json``: recipe, dataset, target and net config of the run.
+- ``run.json``: recipe, dataset, target and net config of the run, and its config history.
 
 One process writes ``out_dir``: rank 0 locks it (:mod:`proxylessnas.runfolder_lock`) before
 anything in it is read or written, and removes the temporary files a killed run left there. A
 NaN or infinite loss (on any rank) stops the run before its backward pass, and weights that
 became NaN or infinite are never saved: one :class:`~proxylessnas.errors.ProxylessError` line,
-the last good checkpoint kept.
+the last good checkpoint kept, the resume command with a lower learning rate given.
 
-Resuming restores model, optimiser, EMA, grad scaler, every random generator, the epoch and the
-step inside it (the batch order depends only on (seed, epoch), see ``BatchIterator``) and the
-partial epoch sums, so a resumed run is bit-exact on CPU with an uninterrupted one.
+SIGINT or SIGTERM finishes the current step, writes ``last.pt`` at that position and raises
+:class:`~proxylessnas.stopping.RunInterrupted`. Resuming restores model, optimiser, EMA, grad
+scaler, every random generator, the epoch and the step inside it (the batch order depends only
+on (seed, epoch), see ``BatchIterator``) and the partial epoch sums, so a resumed run is
+bit-exact on CPU with an uninterrupted one. The learning rate is a function of the step: there
+is no scheduler state. A resume may change the recipe fields that do not change the run's
+shape (``RESUMABLE_FIELDS``), recorded in ``config_history`` (:mod:`proxylessnas.resume_changes`).
 """
 
 from __future__ import annotations
@@ -37,8 +41,16 @@ from proxylessnas.data.dataset import Dataset
 from proxylessnas.data.iterator import BatchIterator
 from proxylessnas.errors import ProxylessError
 from proxylessnas.finite import NonFiniteLoss, count_nonfinite
+from proxylessnas.resume_changes import (
+    accept_changes,
+    describe_changes,
+    keeping_hyperparameters,
+    lower_rate_advice,
+    record_changes,
+)
 from proxylessnas.runfolder_lock import hold_run_folder
 from proxylessnas.space.arch import write_json_atomic
+from proxylessnas.stopping import RunInterrupted, resume_command, stop_on_signals
 from proxylessnas.train.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -54,7 +66,7 @@ from proxylessnas.train.distributed import (
 )
 from proxylessnas.train.ema import ModelEma
 from proxylessnas.train.loops import EpochTotals, evaluate, make_optimizer, needs_grad_scaler, train_one_epoch
-from proxylessnas.train.recipe import TrainRecipe, learning_rate
+from proxylessnas.train.recipe import RESUMABLE_FIELDS, TrainRecipe, learning_rate
 
 CHECKPOINT_KIND = "proxylessnas.train"
 CHECKPOINT_SCHEMA_VERSION = 1
@@ -79,7 +91,8 @@ def test_batches(dataset: Dataset, batch_size: int, device: torch.device | str) 
 
 def checkpoint_state(model: nn.Module, deploy: nn.Module, optimizer, ema: ModelEma | None, scaler,
                      *, epoch: int, step: int, global_step: int, totals: EpochTotals, best_top1: float,
-                     run_info: dict, world_size: int = 1) -> dict[str, Any]:
+                     run_info: dict, world_size: int = 1,
+                     config_history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything a resume needs, plus ``net_config`` and ``weights`` (the deployed weights) for
     ``proxyless eval`` and ``proxyless export``."""
     return {
@@ -99,6 +112,7 @@ def checkpoint_state(model: nn.Module, deploy: nn.Module, optimizer, ema: ModelE
         "epoch_totals": asdict(totals),
         "best_top1": best_top1,
         "run": run_info,
+        "config_history": config_history or [],
     }
 
 
@@ -121,9 +135,16 @@ def _append_line(path: Path, record: dict) -> None:
 
 
 def _save_epoch(last_path: Path, best_path: Path, state: dict, is_best: bool) -> None:
+    """last.pt (and best.pt), then run.json with the settings and config history they hold."""
     save_checkpoint(last_path, state)
     if is_best:
         save_checkpoint(best_path, state)
+    _write_run_json(last_path.parent, state)
+
+
+def _write_run_json(out_dir: Path, state: dict) -> None:
+    write_json_atomic(out_dir / "run.json", {**state["run"], "net_config": state["net_config"],
+                                             "config_history": state["config_history"]})
 
 
 def _read_metrics(path: Path, completed_epochs: int) -> list[str]:
@@ -152,17 +173,21 @@ def train_model(
 ) -> dict[str, Any]:
     """Train ``model`` (a ``ProxylessNet``) on ``dataset`` with ``recipe``; returns the last
     metrics record. ``max_steps`` stops after that many optimiser steps in total (the last
-    checkpoint then holds the position inside the epoch; ``resume=True`` continues).
+    checkpoint then holds the position inside the epoch; ``resume=True`` continues); so does
+    SIGINT or SIGTERM, after the current step, then raising
+    :class:`~proxylessnas.stopping.RunInterrupted`.
 
     Under torchrun every rank calls this: DDP over the ranks, ``recipe.batch_size`` images per
     rank, rank 0 writes the files, ``sync_batchnorm`` for SyncBatchNorm (GPUs), collectives
     time out after ``distributed_timeout`` seconds (docs/distributed.md)."""
     device = torch.device(device)
     with distributed_session(device, distributed_timeout) as context, \
-            context.held_on_main(lambda: hold_run_folder(out_dir, "training run folder")):
+            context.held_on_main(lambda: hold_run_folder(out_dir, "training run folder")), \
+            stop_on_signals() as stop_flag:
         return train_on_rank(model, dataset, recipe, Path(out_dir), context, rank_device(device, context),
                              resume=resume, progress=progress, max_steps=max_steps, run_info=run_info,
-                             log=log if context.is_main else _quiet, sync_batchnorm=sync_batchnorm)
+                             log=log if context.is_main else _quiet, sync_batchnorm=sync_batchnorm,
+                             stop_flag=stop_flag)
 
 
 def _quiet(text: str) -> None:
@@ -172,11 +197,14 @@ def _quiet(text: str) -> None:
 def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_dir: Path,
                   context: DistributedContext, device: torch.device, *, resume: bool, progress: bool,
                   max_steps: int | None, run_info: dict | None, log: Callable[[str], None],
-                  sync_batchnorm: bool) -> dict[str, Any]:
-    """The training loop of one process (one rank of ``context``); see :func:`train_model`."""
+                  sync_batchnorm: bool, stop_flag: dict[str, int | None]) -> dict[str, Any]:
+    """The training loop of one process (one rank of ``context``); see :func:`train_model`.
+    ``stop_flag["signal"]``: a SIGINT/SIGTERM received (:func:`~proxylessnas.stopping.stop_on_signals`)."""
     last_path, best_path, metrics_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
-    run_info = {"recipe": recipe.to_dict(), "dataset": dataset.name, **(run_info or {})}
+    run_info = {**(run_info or {}), "recipe": recipe.to_dict(), "dataset": dataset.name,
+                "train_images": len(dataset.train)}
     context.on_main(_check_fresh, last_path, resume)
+    state = context.on_main(read_saved_run, out_dir) if resume else None  # nothing to resume: stop here
     train_iter = context.shard(train_batches(dataset, recipe, device))  # batch_size images per rank
     steps_per_epoch = len(train_iter)
     if steps_per_epoch == 0:
@@ -196,21 +224,20 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
 
     epoch, step, global_step, best_top1 = 0, 0, 0, float("-inf")
     totals = EpochTotals()
-    if resume and context.on_main(last_path.exists):
-        state = context.on_main(load_checkpoint, last_path)
-        saved = state.get("run", {})
-        if state.get("kind") != CHECKPOINT_KIND:
-            raise ProxylessError("not a training checkpoint", str(last_path),
-                                 "resume a 'proxyless train' run")
-        if saved.get("recipe") != recipe.to_dict():
-            changed = sorted(k for k, v in recipe.to_dict().items() if saved.get("recipe", {}).get(k) != v)
-            raise ProxylessError(f"recipe differs from the saved run ({', '.join(changed)})", str(last_path),
-                                 "resume with the same options, or start a new --out")
+    history: list[dict[str, Any]] = []  # settings changed on a resume (resume_changes.record_changes)
+    if state is not None:
+        saved = state["run"]
+        changes = accept_changes(saved.get("recipe", {}), recipe.to_dict(), RESUMABLE_FIELDS, str(last_path))
         if state["net_config"] != model.config():
             raise ProxylessError("the net differs from the saved run", str(last_path),
                                  "resume with the same target and dataset")
+        for key in ("dataset", "train_images"):
+            if key in saved and saved[key] != run_info[key]:
+                raise ProxylessError(f"the dataset differs from the saved run ({key} {saved[key]!r}, now "
+                                     f"{run_info[key]!r})", str(last_path), "resume with the run's dataset")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        with keeping_hyperparameters(optimizer):  # a changed momentum or weight decay applies
+            optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
         if scaler is not None and state.get("scaler"):
@@ -224,13 +251,26 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
         totals.steps = step  # (rescaled) steps of this epoch already done
         best_top1 = float(state["best_top1"])
         restore_rng_state(state["rng_state"])
-        log(f"resumed {last_path} at epoch {epoch} step {step}")
+        history = record_changes(list(state.get("config_history", [])), changes, epoch, step)
+        log(f"resumed {last_path} at epoch {epoch + 1} step {step}"
+            + (f" with {describe_changes(changes)}" if changes else ""))
+        state = None  # the loaded tensors are in the model and optimiser now
     else:
         seed_everything(recipe.seed)
-        context.on_main(write_json_atomic, out_dir / "run.json", {**run_info, "net_config": model.config()})
+        context.on_main(_write_run_json, out_dir, {"run": run_info, "net_config": model.config(),
+                                                   "config_history": history})
     kept_lines = context.on_main(_keep_metrics, metrics_path, epoch)
-
     deploy = ema.module if ema is not None else model
+
+    def save(is_best: bool = False) -> None:
+        current = checkpoint_state(model, deploy, optimizer, ema, scaler, epoch=epoch, step=step,
+                                   global_step=global_step, totals=totals, best_top1=best_top1,
+                                   run_info=run_info, world_size=context.world_size, config_history=history)
+        context.on_main(_save_epoch, last_path, best_path, current, is_best)
+
+    def signalled() -> int | None:  # every rank stops at the same step
+        return context.stop_signal(stop_flag["signal"])
+
     record: dict[str, Any] = json.loads(kept_lines[-1]) if kept_lines else {}
     while epoch < recipe.epochs:
         if max_steps is not None and global_step >= max_steps:
@@ -242,7 +282,8 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
             totals, global_step = train_one_epoch(
                 model, optimizer, train_iter.epoch(epoch, step), recipe, steps_per_epoch=steps_per_epoch,
                 global_step=global_step, totals=totals, ema=ema, scaler=scaler, forward=forward,
-                max_steps=max_steps, progress=bar, context=context)
+                max_steps=max_steps, progress=bar, context=context,
+                stop=lambda: signalled() is not None)
         except NonFiniteLoss as err:  # totals.steps: the steps done before the one that failed
             where = f"epoch {epoch + 1} step {totals.steps + 1} of {steps_per_epoch}"
             raise ProxylessError(f"{err.what} became {err.value} at {where}", str(out_dir),
@@ -252,10 +293,12 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
         step = totals.steps
         _require_finite_weights(model, deploy, out_dir, recipe, epoch, step)
         if step < steps_per_epoch:  # stopped inside the epoch: save the position and leave
-            context.on_main(save_checkpoint, last_path, checkpoint_state(
-                model, deploy, optimizer, ema, scaler, epoch=epoch, step=step, global_step=global_step,
-                totals=totals, best_top1=best_top1, run_info=run_info, world_size=context.world_size))
-            log(f"stopped at epoch {epoch} step {step}; continue with --resume")
+            save()
+            stopped = signalled()
+            if stopped is not None:
+                raise RunInterrupted(stopped, last_path, epoch, step)
+            log(f"stopped at epoch {epoch + 1} step {step} of {steps_per_epoch}; continue with "
+                f"'{resume_command('train', out_dir)}'")
             break
         context.check_identical(list(model.parameters()), "weights", f"epoch {epoch + 1}")
         # every rank tests on the whole test set (identical weights: identical results)
@@ -273,24 +316,33 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
         record["best_test_top1"] = best_top1
         epoch, step, totals = epoch + 1, 0, EpochTotals()
         context.on_main(_append_line, metrics_path, record)
-        state = checkpoint_state(model, deploy, optimizer, ema, scaler, epoch=epoch, step=0,
-                                 global_step=global_step, totals=totals, best_top1=best_top1,
-                                 run_info=run_info, world_size=context.world_size)
-        context.on_main(_save_epoch, last_path, best_path, state, is_best)
+        save(is_best)
         log(f"epoch {epoch}/{recipe.epochs}: train loss {record['train_loss']:.4f} "
             f"top1 {record['train_top1']:.2f} | test loss {result.loss:.4f} top1 {result.top1:.2f} "
             f"top5 {result.top5:.2f} | {record['epoch_seconds']:.1f}s")
+        stopped = signalled()  # a signal during the test: the epoch is saved, stop before the next
+        if stopped is not None and epoch < recipe.epochs:
+            raise RunInterrupted(stopped, last_path, epoch, 0)
     return record
 
 
+def read_saved_run(out_dir: Path) -> dict[str, Any]:
+    """The ``last.pt`` checkpoint of the training run in ``out_dir``, to resume it; one line when
+    there is nothing to resume."""
+    last_path = out_dir / "last.pt"
+    if not last_path.is_file():
+        raise ProxylessError("nothing to resume: no last.pt", str(out_dir),
+                             "start the training without --resume")
+    state = load_checkpoint(last_path)
+    if state.get("kind") != CHECKPOINT_KIND or not isinstance(state.get("run"), dict):
+        raise ProxylessError("not a training checkpoint", str(last_path), "resume a 'proxyless train' run")
+    return state
+
+
 def _nonfinite_fix(out_dir: Path, recipe: TrainRecipe) -> str:
-    """What to do after a NaN: which checkpoint is kept, and a run that can follow."""
-    kept = [name for name in ("last.pt", "best.pt") if (out_dir / name).is_file()]
-    lower = f"lower the learning rate (--lr, now {recipe.lr:g})"
-    if not kept:
-        return f"no checkpoint was written; {lower} and rerun"
-    return (f"the last good checkpoint ({' and '.join(kept)}) is kept; {lower} and train into a new --out "
-            "(--resume keeps the saved recipe)")
+    """What to do after a NaN: which checkpoint is kept, and exactly what to type."""
+    kept = " and ".join(name for name in ("last.pt", "best.pt") if (out_dir / name).is_file()) or None
+    return lower_rate_advice("train", out_dir, kept, {"lr": recipe.lr})
 
 
 def _require_finite_weights(model: nn.Module, deploy: nn.Module, out_dir: Path, recipe: TrainRecipe,
