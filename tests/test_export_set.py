@@ -18,11 +18,11 @@ from proxylessnas.nets.config import net_config
 from proxylessnas.nets.net import ProxylessNet
 
 
-def tiny_weights(path, seed: int, num_classes: int = 4):
+def tiny_weights(path, seed: int, num_classes: int = 4, name: str = "tiny_set"):
     torch.manual_seed(seed)
     space = get_space("tiny", num_classes=num_classes)
     arch = Arch.from_ops(space, [layer.candidates[0].token for layer in space.searched_layers])
-    save_exported_weights(ProxylessNet(net_config(space, arch, name="tiny_set")), path)
+    save_exported_weights(ProxylessNet(net_config(space, arch, name=name)), path)
     return str(path)
 
 
@@ -125,3 +125,13 @@ def test_a_name_without_a_stem_is_refused(tmp_path, nets, capsys):
     assert export(nets["a"], "onnx", tmp_path / ".onnx") == 2
     assert "has no name before its suffix" in capsys.readouterr().err
     assert list(tmp_path.glob(".onnx*")) == []
+
+
+def test_the_default_name_stays_inside_exported(tmp_path, monkeypatch):
+    tiny_weights(tmp_path / "w.safetensors", 0, name="../../escape")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["export", str(tmp_path / "w.safetensors"), "--format", "onnx"]) == 0
+    assert sorted(p.name for p in (tmp_path / "work" / "exported").iterdir() if p.name[0] != ".") == [
+        "escape.card.json", "escape.onnx", "escape.safetensors"]
+    assert not (tmp_path / "escape.onnx").exists() and not (tmp_path.parent / "escape.onnx").exists()

@@ -87,9 +87,12 @@ def test_line_breaks_in_a_value_never_break_the_error_line():
     (["train", "{tmp}/a.json", "--dataset", "synthetic:999999999", "--out", "{tmp}/run"],
      "would take 3576 GB"),
     (["search", "--dataset", "synthetic:64?resolution=4096", "--out", "{tmp}/run"], "would take 15 GB"),
+    (["search", "--config", "{tmp}/big.yaml", "--out", "{tmp}/run"], "YAML beyond the parser's limits"),
+    (["search", "--out", "{tmp}/run", "search.epochs=" + "1" * 5000], "search.epochs"),
 ])
 def test_inputs_that_once_raised_are_one_line(tmp_path, capsys, argv, needle):
     tiny_arch().save(tmp_path / "a.json")
+    (tmp_path / "big.yaml").write_text("search:\n  epochs: " + "1" * 5000 + "\n")
     before = sorted(tmp_path.rglob("*"))
     assert main([a.format(tmp=tmp_path) for a in argv]) == 2
     assert needle in one_error_line(capsys)

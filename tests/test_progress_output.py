@@ -101,3 +101,19 @@ def test_no_progress_prints_no_progress_lines(tmp_path, capsys, monkeypatch):
     assert "block (" not in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "b.json")]) == 0
     assert "latency torch-cpu-t1: 12/12 block (100%)" in capsys.readouterr().err
+
+
+def test_a_search_log_written_to_a_file_has_no_carriage_returns(tmp_path):
+    log = tmp_path / "search.log"
+    env = {**os.environ, "PROXYLESS_PROGRESS_SECONDS": "0", "PROXYLESS_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "proxylessnas", "search", "--space", "tiny", "--hardware", "flops",
+               "--dataset", "synthetic:128?resolution=16", "--epochs", "1", "--warmup-epochs", "1",
+               "--out", str(tmp_path / "run"), "search.steps_per_epoch=2", "data.batch_size=8",
+               "data.valid_batch_size=8", "run.eval_batches=1", "run.bn_recalibration_batches=1",
+               "run.plots=false", "run.threads=1"]
+    with log.open("wb") as handle:
+        proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env, timeout=300)
+    text = log.read_bytes().decode()
+    assert proc.returncode == 0, text
+    assert "\r" not in text
+    assert any(line.startswith("search epoch 2/2: 4/4 step (100%)") for line in text.splitlines()), text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from proxylessnas import arguments
@@ -95,6 +96,11 @@ def _source_model(args):
                    **dataset_info}
 
 
+def file_stem(name: str) -> str:
+    """``name`` as a file stem: letters, digits, ``-`` and ``_`` only (a net's name may be anything)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", str(name)).strip("_") or "net"
+
+
 def run_export(args) -> int:
     from proxylessnas.export.card import measure_latency, model_card
     from proxylessnas.export.fileset import NetIdentity, export_base, plan_export
@@ -109,7 +115,7 @@ def run_export(args) -> int:
     model, info = _source_model(args)
     model = model.cpu().eval()
     default_suffix = ".onnx" if args.format == "onnx" else ".torchscript" + SUFFIXES["torchscript"]
-    out = Path(args.out) if args.out else Path("exported") / f"{info['name']}{default_suffix}"
+    out = Path(args.out) if args.out else Path("exported") / f"{file_stem(info['name'])}{default_suffix}"
     identity = NetIdentity.of(model)
     with hold_output_file(export_base(out), "export"):  # model, weights and card of one base name: one set
         plan = plan_export(out, args.format, identity, overwrite=args.overwrite)

@@ -11,6 +11,7 @@ import yaml
 from proxylessnas.arguments import non_negative_int, output_folder, positive_float, positive_int
 from proxylessnas.data import parse_spec
 from proxylessnas.errors import ProxylessError
+from proxylessnas.progress import add_option as add_progress_option
 from proxylessnas.search.config import (
     BINARY_MODES,
     STRATEGIES,
@@ -62,7 +63,7 @@ def register(subparsers) -> None:
     search.add_argument("--out", metavar="DIR", type=output_folder,
                         help="run directory (default from the recipe)")
     search.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    search.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_option(search)
     add_launch_arguments(search)
     search.add_argument("overrides", nargs="*", metavar="key=value", help="section.field=value overrides")
     search.set_defaults(func=search_command)

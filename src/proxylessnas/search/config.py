@@ -286,7 +286,7 @@ def parse_overrides(items: list[str], example: str = "search.epochs=10") -> dict
 def _yaml_scalar(text: str, where: str) -> Any:
     try:
         return yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # also an int of thousands of digits
         return text
 
 
@@ -444,6 +444,9 @@ def load_config(name_or_path: str | os.PathLike | None = None,
             raise ProxylessError(f"malformed YAML{at}", str(path), "fix the YAML syntax") from None
         except UnicodeDecodeError:
             raise ProxylessError("not a text file", str(path), "give a YAML recipe") from None
+        except (ValueError, RecursionError) as err:  # an int of thousands of digits, nesting too deep
+            raise ProxylessError(f"YAML beyond the parser's limits ({str(err).splitlines()[0][:80]})",
+                                 str(path), "give a YAML recipe") from None
         config = SearchConfig.from_dict(data, str(path))
     if overrides:
         config = config.with_overrides(overrides)

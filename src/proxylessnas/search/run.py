@@ -227,15 +227,16 @@ def interrupt_on_signals(checkpoint: Path, epoch: int) -> Iterator[None]:
 
 
 class Progress:
-    """One tqdm bar over every weight step of the run (ETA for the whole search)."""
+    """One progress over every weight step of the run (ETA for the whole search): a bar on a terminal,
+    plain periodic lines in a log (:func:`proxylessnas.progress.progress_bar`)."""
 
     def __init__(self, total: int, done: int, enabled: bool, visible: bool = True) -> None:
         self.bar = None
         self.visible = visible  # False on ranks other than 0: they print nothing
         if enabled:
-            from tqdm import tqdm
+            from proxylessnas.progress import progress_bar
 
-            self.bar = tqdm(total=total, initial=done, unit="step", dynamic_ncols=True, leave=True)
+            self.bar = progress_bar(total, initial=done, desc="search", unit="step", leave=True)
 
     def describe(self, text: str) -> None:
         if self.bar is not None:

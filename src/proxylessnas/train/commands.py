@@ -19,6 +19,8 @@ from proxylessnas.arguments import (
     seed,
 )
 from proxylessnas.errors import ProxylessError
+from proxylessnas.progress import add_option as add_progress_option
+from proxylessnas.progress import progress_bar
 from proxylessnas.train.distributed import add_launch_arguments, launched_rank, relaunch_if_requested
 
 TRAIN_EXAMPLE = """examples:
@@ -69,7 +71,7 @@ def register(subparsers) -> None:
     train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     train.add_argument("--threads", type=positive_int, metavar="N",
                        help="torch CPU threads for this process (default: torch's own choice)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_option(train)
     add_launch_arguments(train)
     train.add_argument("--sync-bn", action="store_true",
                        help="with several processes: SyncBatchNorm over all of them (GPUs only)")
@@ -88,7 +90,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--out", type=output_folder,
                           help="folder for eval.json and confusion.png (default: beside CHECKPOINT)")
     evaluate.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_option(evaluate)
     evaluate.set_defaults(func=run_eval)
 
 
@@ -209,7 +211,6 @@ def load_trained_model(path: str | Path):
 
 
 def run_eval(args) -> int:
-    from tqdm.auto import tqdm
 
     from proxylessnas.data import load_dataset
     from proxylessnas.space.arch import write_json_atomic
@@ -230,7 +231,7 @@ def run_eval(args) -> int:
         raise ProxylessError(f"dataset is {dataset.resolution} px, the net was built for {config.resolution}",
                              args.dataset, f"append ?resolution={config.resolution} to the spec")
     batches = test_batches(dataset, args.batch_size, device)
-    bar = tqdm(total=len(batches), desc="eval", disable=args.no_progress, leave=False)
+    bar = progress_bar(len(batches), desc="eval", unit="batch", enabled=not args.no_progress)
     result = evaluate(model, batches, dataset.num_classes, progress=bar)
     bar.close()
     out = Path(args.out) if args.out else Path(args.checkpoint).parent

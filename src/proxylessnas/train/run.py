@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from proxylessnas.data.dataset import Dataset
 from proxylessnas.data.iterator import BatchIterator
 from proxylessnas.errors import ProxylessError
 from proxylessnas.finite import NonFiniteLoss, count_nonfinite
+from proxylessnas.progress import progress_bar
 from proxylessnas.resume_changes import (
     accept_changes,
     describe_changes,
@@ -276,8 +276,8 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
         if max_steps is not None and global_step >= max_steps:
             break
         started = time.perf_counter()
-        bar = tqdm(total=steps_per_epoch, initial=step, desc=f"epoch {epoch + 1}/{recipe.epochs}",
-                   disable=not progress or not context.is_main, leave=False)
+        bar = progress_bar(steps_per_epoch, initial=step, desc=f"epoch {epoch + 1}/{recipe.epochs}",
+                           unit="step", enabled=progress and context.is_main)
         try:
             totals, global_step = train_one_epoch(
                 model, optimizer, train_iter.epoch(epoch, step), recipe, steps_per_epoch=steps_per_epoch,
