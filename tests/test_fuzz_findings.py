@@ -117,3 +117,22 @@ def test_import_replaces_an_existing_table_only_with_overwrite(tmp_path, capsys)
     assert out.read_text() == "an earlier table"
     assert main(["latency", "import", str(yaml_table), "--out", str(out), "--overwrite"]) == 0
     assert json.loads(out.read_text())["statistic"] == "mean"
+
+
+@pytest.mark.parametrize("failure", [KeyError("0"), IndexError("pop from empty list"), TypeError("bad")])
+def test_a_damaged_pickle_stream_is_one_line(tmp_path, monkeypatch, failure):
+    """The unpickler of a damaged archive fails with its own exceptions; the user sees one line."""
+    import torch
+
+    from proxylessnas.errors import ProxylessError
+    from proxylessnas.torch_files import read_torch_file
+
+    path = tmp_path / "x.pt"
+    torch.save({"a": torch.zeros(1)}, path)
+
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(torch, "load", broken)
+    with pytest.raises(ProxylessError, match="corrupt or truncated"):
+        read_torch_file(path, "checkpoint")

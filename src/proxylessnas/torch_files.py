@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import re
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -60,7 +61,9 @@ def read_torch_file(path: str | os.PathLike, what: str = "checkpoint",
                                  wrong_kind_fix or WRONG_KIND_FIX) from None
         raise ProxylessError(f"corrupt {what} ({_reason(err)})", str(path),
                              "the file is damaged; use another one") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    # a damaged pickle stream fails inside the unpickler with whatever its stack or memo gives
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError, TypeError,
+            AttributeError, struct.error) as err:
         raise ProxylessError(f"corrupt or truncated {what} ({_reason(err)})", str(path),
                              "the file is damaged or was cut short; use another one") from None
 
