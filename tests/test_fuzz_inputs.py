@@ -449,8 +449,6 @@ def test_outputs_aimed_at_an_earlier_run_change_none_of_its_files(cases, name, o
             cases.check(cases.fill(with_option(name, option, path), cases.folder()))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="train/run.py and search/run.py refuse a folder of a run of their own kind only")
 @pytest.mark.parametrize("name, path", sorted(OTHER_KIND), ids=[f"{n} {p}" for n, p in sorted(OTHER_KIND)])
 def test_a_folder_holding_files_of_another_run_is_refused(cases, tmp_path, name, path):
     (tmp_path / "scratch").mkdir()

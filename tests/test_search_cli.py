@@ -52,7 +52,7 @@ def test_search_end_to_end_writes_the_run_directory_and_plot_redraws(tmp_path, c
     assert (out / "plots" / "architecture.png").is_file()
     # a second search into the same folder would overwrite it: refused
     assert main(["search", "--dataset", "synthetic:120", *FLAGS, "--out", str(out), *OVERRIDES]) == 2
-    assert "already holds a search" in one_error_line(capsys)
+    assert "already holds an earlier run" in one_error_line(capsys)
 
 
 @pytest.mark.parametrize("arguments, message", [

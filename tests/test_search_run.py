@@ -183,7 +183,7 @@ def test_corrupt_or_truncated_checkpoint_is_refused_on_resume(tmp_path, dataset)
 
 def test_run_folder_is_not_overwritten_and_resume_needs_same_settings(tmp_path, dataset):
     run_search(quick_config(tmp_path / "r"), dataset=dataset, stop_after_epoch=0)
-    with pytest.raises(ProxylessError, match="already holds a search"):
+    with pytest.raises(ProxylessError, match="already holds an earlier run"):
         run_search(quick_config(tmp_path / "r"), dataset=dataset)
     with pytest.raises(ProxylessError, match=r"\(data.batch_size, search.epochs\) and would change"):
         run_search(quick_config(tmp_path / "r", "data.batch_size=8", "search.epochs=3"), dataset=dataset,

@@ -225,7 +225,7 @@ def test_training_learns_and_guards_the_out_folder(tmp_path):
     record = train_model(net, dataset, tiny_recipe(epochs=4, lr=0.1, ema_decay=0.0), tmp_path,
                          progress=False, log=lambda _: None)
     assert record["test_top1"] > 50.0  # chance is 25%
-    with pytest.raises(ProxylessError, match="already holds a training run"):
+    with pytest.raises(ProxylessError, match="already holds an earlier run"):
         train_model(net, dataset, tiny_recipe(), tmp_path, progress=False, log=lambda _: None)
     with pytest.raises(ProxylessError, match=r"differ from the run being resumed \(ema_decay, epochs\)"):
         train_model(net, dataset, tiny_recipe(epochs=5), tmp_path, resume=True, progress=False)

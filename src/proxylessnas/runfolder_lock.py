@@ -87,6 +87,18 @@ def hold_output_file(path: str | os.PathLike, what: str = "output file") -> Iter
         _remove_if_empty(created)
 
 
+RUN_FILES = ("checkpoint.pt", "last.pt", "best.pt", "metrics.jsonl", "arch.json", "run.json", "summary.json")
+
+
+def refuse_earlier_run(folder: Path, what: str) -> None:
+    """A fresh ``what`` must not write over the files of an earlier run of any kind (a search's
+    or a training's): one line naming them."""
+    found = [name for name in RUN_FILES if (Path(folder) / name).exists()]
+    if found:
+        raise ProxylessError(f"the folder already holds an earlier run ({', '.join(found)})", str(folder),
+                             f"pass --resume to continue a {what} there, or choose another --out")
+
+
 def remove_stale_temp_files(folder: Path, *, targets: Iterable[str] | None = None,
                             subfolders: Iterable[str] = ()) -> list[Path]:
     """Remove the temporary files of atomic writes in ``folder`` (and its ``subfolders``), only

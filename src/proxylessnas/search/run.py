@@ -58,7 +58,7 @@ from proxylessnas.resume_changes import (
     lower_rate_advice,
     record_changes,
 )
-from proxylessnas.runfolder_lock import hold_run_folder
+from proxylessnas.runfolder_lock import hold_run_folder, refuse_earlier_run
 from proxylessnas.search.config import RESUMABLE_FIELDS, SearchConfig
 from proxylessnas.search.convergence import (
     argmax_changes,
@@ -209,9 +209,8 @@ def prepare_run_dir(run_dir: Path, config: SearchConfig, resume: bool) -> None:
             except yaml.YAMLError:
                 raise ProxylessError("malformed config.yaml", str(saved_path), "restore the file") from None
             accept_changes(saved.flat(), config.flat(), RESUMABLE_FIELDS, str(saved_path))
-    elif checkpoint.exists():
-        raise ProxylessError("the run folder already holds a search", str(run_dir),
-                             "pass --resume to continue it, or choose another --out")
+    else:
+        refuse_earlier_run(run_dir, "search")
 
 
 @contextlib.contextmanager

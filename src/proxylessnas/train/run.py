@@ -48,7 +48,7 @@ from proxylessnas.resume_changes import (
     lower_rate_advice,
     record_changes,
 )
-from proxylessnas.runfolder_lock import hold_run_folder
+from proxylessnas.runfolder_lock import hold_run_folder, refuse_earlier_run
 from proxylessnas.space.arch import write_json_atomic
 from proxylessnas.stopping import RunInterrupted, resume_command, stop_on_signals
 from proxylessnas.train.checkpoint import (
@@ -117,9 +117,8 @@ def checkpoint_state(model: nn.Module, deploy: nn.Module, optimizer, ema: ModelE
 
 
 def _check_fresh(last_path: Path, resume: bool) -> None:
-    if not resume and last_path.exists():
-        raise ProxylessError("output folder already holds a training run", str(last_path.parent),
-                             "pass --resume to continue it, or choose another --out")
+    if not resume:
+        refuse_earlier_run(last_path.parent, "training")
 
 
 def _keep_metrics(path: Path, completed_epochs: int) -> list[str]:
