@@ -136,3 +136,14 @@ def test_a_damaged_pickle_stream_is_one_line(tmp_path, monkeypatch, failure):
     monkeypatch.setattr(torch, "load", broken)
     with pytest.raises(ProxylessError, match="corrupt or truncated"):
         read_torch_file(path, "checkpoint")
+
+
+def test_resume_of_a_config_yaml_beyond_the_parser_is_one_line(tmp_path, capsys):
+    """A saved config.yaml nested too deep ends --resume with one line, not a RecursionError."""
+    from proxylessnas.cli import main
+
+    (tmp_path / "config.yaml").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    assert main(["search", "--resume", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err

@@ -6,8 +6,6 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-import yaml
-
 from proxylessnas.arguments import non_negative_int, output_folder, positive_float, positive_int
 from proxylessnas.data import parse_spec
 from proxylessnas.errors import ProxylessError
@@ -89,10 +87,7 @@ def resolve_config(args) -> SearchConfig:
         if not saved.is_file():
             raise ProxylessError("nothing to resume: no config.yaml", str(out),
                                  "give the --out folder of a search, or start one without --resume")
-        try:
-            config = SearchConfig.from_dict(yaml.safe_load(saved.read_text()), str(saved))
-        except yaml.YAMLError:
-            raise ProxylessError("malformed config.yaml", str(saved), "restore the file") from None
+        config = load_config(saved)  # the recipe reader: every malformed or oversized YAML is one line
     else:
         config = load_config(args.config or "demo")
     if "space.name" in flags and flags["space.name"] != config.space.name:

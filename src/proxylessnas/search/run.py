@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
 from proxylessnas.data import BatchIterator, Dataset, load_dataset, split_validation
 from proxylessnas.errors import ProxylessError
@@ -59,7 +58,7 @@ from proxylessnas.resume_changes import (
     record_changes,
 )
 from proxylessnas.runfolder_lock import hold_run_folder, refuse_earlier_run
-from proxylessnas.search.config import RESUMABLE_FIELDS, SearchConfig
+from proxylessnas.search.config import RESUMABLE_FIELDS, SearchConfig, load_config
 from proxylessnas.search.convergence import (
     argmax_changes,
     collapse_warning,
@@ -204,10 +203,7 @@ def prepare_run_dir(run_dir: Path, config: SearchConfig, resume: bool) -> None:
                                  "start the search without --resume")
         saved_path = run_dir / "config.yaml"
         if saved_path.is_file():
-            try:
-                saved = SearchConfig.from_dict(yaml.safe_load(saved_path.read_text()), str(saved_path))
-            except yaml.YAMLError:
-                raise ProxylessError("malformed config.yaml", str(saved_path), "restore the file") from None
+            saved = load_config(saved_path)
             accept_changes(saved.flat(), config.flat(), RESUMABLE_FIELDS, str(saved_path))
     else:
         refuse_earlier_run(run_dir, "search")
