@@ -28,15 +28,12 @@ from proxylessnas.train.checkpoint import load_checkpoint
 from proxylessnas.train.recipe import TrainRecipe
 from proxylessnas.train.run import seed_everything, train_model
 from proxylessnas.train.target import build_target
+from test_runfolder_lock import QUICK
 
 TIMEOUT = 120  # seconds the helper process may live; a failure never hangs the suite
 SPEC = "synthetic:96?resolution=16&seed=1"  # 96 training images: 6 steps of 16 per epoch
 RECIPE = ["warmup_epochs=0.5", "eval_batch_size=32", "ema_decay=0.9", "--epochs", "2", "--batch-size", "16"]
-SEARCH = ["data.dataset=synthetic:200", "space.name=tiny", "search.warmup_epochs=1", "search.epochs=1",
-          "search.steps_per_epoch=3", "data.batch_size=16", "data.valid_batch_size=16",
-          "data.eval_batch_size=64", "arch.update_every=1", "arch.skip_first_epoch=false",
-          "hardware.target=flops", "run.progress=false", "run.plots=false", "run.threads=1",
-          "run.eval_batches=1", "run.bn_recalibration_batches=2"]
+SEARCH = QUICK  # the tiny search of the lock tests
 
 # `proxyless train ...` that waits inside its STOP_AT-th step (before the backward pass) until the
 # gate file appears: the test sends SIGTERM there, as a user would in mid-epoch
