@@ -226,3 +226,18 @@ def test_stale_temporary_files_are_removed_when_a_search_resumes(tmp_path):
     assert result.finished
     assert [p for p in litter if p.exists()] == []
     assert (run_dir / "notes.txt").read_text() == "mine"
+
+
+def test_the_default_run_folder_skips_folders_of_earlier_runs_and_held_ones(tmp_path):
+    """`proxyless search` without --out moves on from a folder that a fresh run would refuse."""
+    from proxylessnas.search.commands import fresh_run_dir
+
+    base = tmp_path / "demo"
+    assert fresh_run_dir(base) == base
+    base.mkdir()
+    (base / "metrics.jsonl").write_text("")  # an earlier run without a checkpoint yet
+    second = tmp_path / "demo-2"
+    assert fresh_run_dir(base) == second
+    second.mkdir()
+    (second / ".lock").write_text("")  # a run that holds it now
+    assert fresh_run_dir(base) == tmp_path / "demo-3"

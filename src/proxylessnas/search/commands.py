@@ -10,6 +10,7 @@ from proxylessnas.arguments import non_negative_int, output_folder, positive_flo
 from proxylessnas.data import parse_spec
 from proxylessnas.errors import ProxylessError
 from proxylessnas.progress import add_option as add_progress_option
+from proxylessnas.runfolder_lock import LOCK_NAME, RUN_FILES
 from proxylessnas.search.config import (
     BINARY_MODES,
     STRATEGIES,
@@ -104,9 +105,9 @@ def resolve_config(args) -> SearchConfig:
 
 
 def fresh_run_dir(path: Path) -> Path:
-    """``path`` unless it already holds a search; then ``path-2``, ``path-3``, ..."""
+    """``path`` unless it holds an earlier run's files or another run's lock; then ``path-2``, ..."""
     candidate, number = path, 1
-    while (candidate / "checkpoint.pt").exists():
+    while any((candidate / name).exists() for name in (*RUN_FILES, LOCK_NAME)):
         number += 1
         candidate = path.with_name(f"{path.name}-{number}")
     return candidate
