@@ -124,10 +124,16 @@ def write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def run_search(run_dir: Path, overrides: list[str], threads: int) -> tuple[float, float]:
+def dataset_spec(resolution: int) -> str:
+    """The CIFAR-10 copy, downscaled to ``resolution`` pixels a side when below 32."""
+    return f"cifar10:{CIFAR}" + (f"?resolution={resolution}" if resolution != 32 else "")
+
+
+def run_search(run_dir: Path, overrides: list[str], threads: int,
+               resolution: int = 32) -> tuple[float, float]:
     """Run (or resume) one search as a child process; (wall seconds of this call, peak RSS GB)."""
     command = [sys.executable, "-m", "proxylessnas", "search", "--config", "nasbench201",
-               "--dataset", f"cifar10:{CIFAR}", "--out", str(run_dir), "--no-progress",
+               "--dataset", dataset_spec(resolution), "--out", str(run_dir), "--no-progress",
                f"run.threads={threads}", *overrides]
     if (run_dir / "checkpoint.pt").is_file():
         command.insert(4, "--resume")
@@ -141,14 +147,19 @@ def run_search(run_dir: Path, overrides: list[str], threads: int) -> tuple[float
 
 
 def search_unit(unit: str, variant: str, seed: int, threads: int, extra: list[str]) -> dict:
+    """``variant`` is a key of VARIANTS, optionally with ``-r<pixels>`` (images downscaled)."""
     from proxylessnas.space.nasbench201 import format_string
+
+    variant, _, pixels = variant.partition("-r")
+    resolution = int(pixels) if pixels else 32
 
     run_dir = RUNS / unit
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     progress_file = RUNS / f"{unit}.wall.json"
     spent = json.loads(progress_file.read_text()) if progress_file.is_file() else {"wall_s": 0.0, "rss_gb": 0}
     if not (run_dir / "summary.json").is_file():
-        wall, rss = run_search(run_dir, [*VARIANTS[variant], f"run.seed={seed}", *extra], threads)
+        wall, rss = run_search(run_dir, [*VARIANTS[variant], f"run.seed={seed}", *extra], threads,
+                               resolution)
         spent = {"wall_s": spent["wall_s"] + wall, "rss_gb": max(spent["rss_gb"], rss)}
         progress_file.write_text(json.dumps(spent))
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -158,7 +169,8 @@ def search_unit(unit: str, variant: str, seed: int, threads: int, extra: list[st
                 "cifar10_test": table()[format_string([row["arch"][d] for d in decisions])][0],
                 "normalised_entropy": row.get("normalised_entropy")} for row in rows]
     found = judge(format_string([summary["choices"][d] for d in decisions]))
-    return {"unit": unit, "strategy": variant, "seed": seed, **found, "wall_s": round(spent["wall_s"], 1),
+    return {"unit": unit, "strategy": variant, "seed": seed, "resolution": resolution,
+            "edge_conv_init": "identity", **found, "wall_s": round(spent["wall_s"], 1),
             "peak_rss_gb": round(spent["rss_gb"], 3),
             "normalised_entropy": summary["convergence"]["normalised_entropy"],
             "collapse": summary["convergence"].get("collapse"),

@@ -22,6 +22,27 @@ import torch.nn.functional as F
 from nasbench201 import CIFAR, RUNS
 
 
+def initialise_cell_convs(supernet, how: str) -> None:
+    """``random``: undo the supernet's identity start of the edge convs (PyTorch's default init);
+    ``embed``: each 3x3 conv starts as its edge's 1x1 conv (centre tap)."""
+    if how == "identity":
+        return
+    from proxylessnas.ops.cell_blocks import ReLUConvBN
+    with torch.no_grad():
+        for ops in supernet.decision_ops:
+            for mixed in ops:
+                convs = [m.conv for m in mixed.candidates.values() if isinstance(m, ReLUConvBN)]
+                for conv in convs:
+                    conv.reset_parameters()
+                if how == "embed":
+                    small = min(convs, key=lambda c: c.kernel_size[0])
+                    for conv in convs:
+                        if conv is not small:
+                            k = conv.kernel_size[0] // 2
+                            conv.weight.zero_()
+                            conv.weight[:, :, k, k] = small.weight[:, :, 0, 0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="label of the printed lines and saved checkpoints")
@@ -30,6 +51,9 @@ def main() -> None:
     parser.add_argument("--hold", type=int, default=1, help="steps a sampled path is kept")
     parser.add_argument("--path", help="a fixed benchmark cell instead of sampled paths")
     parser.add_argument("--lr", type=float, default=0.025)
+    parser.add_argument("--init", choices=("identity", "random", "embed"), default="identity",
+                        help="edge convs: the supernet's identity start, PyTorch's default init, "
+                             "or each 3x3 conv started as its edge's 1x1 conv")
     parser.add_argument("--save", default="", help="epochs after which to save a checkpoint, e.g. 12,24")
     args = parser.parse_args()
 
@@ -45,6 +69,7 @@ def main() -> None:
     train_part, _ = split_validation(dataset, 0.5, seed=0)
     space = get_space("nasbench201", resolution=16)
     supernet = build_supernet(space, dataset.num_classes)
+    initialise_cell_convs(supernet, args.init)
     fixed = arch_from_string(args.path, space).indices(space) if args.path else None
     params = supernet.weight_parameters()
     optimizer = torch.optim.SGD([{"params": [p for p in params if p.ndim > 1], "weight_decay": 5e-4},

@@ -149,3 +149,25 @@ def test_random_path_training_learns_with_the_default_init():
     default = random_path_training_accuracy(space, initialised=True)
     paper = random_path_training_accuracy(space, initialised=False)
     assert default > 0.35 and paper < 0.2, (default, paper)
+
+
+@pytest.mark.parametrize("identity_init", [True, False])
+def test_graph_edge_convs_start_as_the_identity(identity_init):
+    from proxylessnas.ops.cell_blocks import ReLUConvBN
+    from proxylessnas.supernet import build_supernet
+    from proxylessnas.supernet.graph_supernet import GraphSuperNet
+
+    torch.manual_seed(0)
+    space = get_space("nasbench201", resolution=8)
+    net = GraphSuperNet(space, identity_init=identity_init).double().eval()
+    x = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    convs = [mixed.body(i) for ops in net.decision_ops for mixed in ops
+             for i in range(mixed.num_candidates) if isinstance(mixed.body(i), ReLUConvBN)]
+    first_stage = [c for c in convs if c.conv.in_channels == 16]
+    assert len(convs) == 2 * 6 * 15 and len(first_stage) == 2 * 6 * 5
+    same = [torch.equal(c.conv(torch.relu(x)), torch.relu(x)) for c in first_stage]
+    assert all(same) if identity_init else not any(same)
+    # the default supernet of the space starts this way
+    assert isinstance(build_supernet(space), GraphSuperNet)
+    default = build_supernet(space).double()
+    assert torch.equal(default.decision_ops[0][0].body(3).conv.double()(torch.relu(x)), torch.relu(x))

@@ -9,6 +9,9 @@ incoming edges, the head reads the output node, exactly as the standalone
 :class:`~proxylessnas.nets.graph_net.GraphNet`, whose modules are built by the same
 :func:`~proxylessnas.nets.graph_net.build_op`, so :meth:`derive` copies weights key for key.
 
+Initialisation: with ``identity_init`` (default) every same-shape conv candidate starts as the
+identity (supernet/init.py, :func:`~proxylessnas.supernet.init.identity_init_edge_convs`).
+
 BatchNorm: affine with running statistics, as the standalone net (the benchmark's own search
 nets drop the affine parameters; keeping them lets the derived net inherit every weight).
 """
@@ -24,6 +27,7 @@ from proxylessnas.ops.cell_blocks import PoolHead
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.supernet.base import ALPHA_INIT_STD, DecisionSuperNet
+from proxylessnas.supernet.init import identity_init_edge_convs
 from proxylessnas.supernet.mixed_op import MixedOp
 
 
@@ -31,7 +35,7 @@ class GraphSuperNet(DecisionSuperNet):
     """Mixed edges sharing one alpha per decision; the protocol of :class:`DecisionSuperNet`."""
 
     def __init__(self, space: GraphSpace, num_classes: int | None = None,
-                 mixed_op: str = "binary") -> None:
+                 mixed_op: str = "binary", identity_init: bool = True) -> None:
         super().__init__(space, num_classes, mixed_op)
         position = {d.label: k for k, d in enumerate(space.decisions)}
         self.alphas = nn.ParameterList([nn.Parameter(torch.zeros(len(d.candidates)))
@@ -58,6 +62,8 @@ class GraphSuperNet(DecisionSuperNet):
         with torch.no_grad():
             for alpha in self.alphas:
                 alpha.normal_(0.0, ALPHA_INIT_STD)
+        if identity_init:
+            identity_init_edge_convs([mixed for ops in self.decision_ops for mixed in ops])
         self._start_sampling()
 
     def arch_parameters(self) -> list[nn.Parameter]:

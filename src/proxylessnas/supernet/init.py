@@ -12,6 +12,15 @@ in :class:`~proxylessnas.supernet.SuperNet`:
 - :func:`zero_init_residual_branches`: candidates behind an identity shortcut start as the
   identity (last BatchNorm scale 0; Goyal et al. 2017 for ResNets).
 
+A graph space's edges (NAS-Bench-201: none, skip, 1x1 and 3x3 ReLU-Conv-BN, 3x3 avg pool) have
+no smallest candidate to embed, and skip and pool pass their input's coordinates on unchanged;
+:func:`identity_init_edge_convs` (on by default in
+:class:`~proxylessnas.supernet.graph_supernet.GraphSuperNet`) starts every same-shape conv
+candidate as the identity instead (a Dirac kernel: ``conv(x) = x``), so at the start the conv
+candidates compute ``BN(relu(x))`` and every non-zero candidate speaks its input's coordinates.
+Measured at 16x16 (benchmarks/nasbench201_probe.py, 390 steps, uniform paths): train accuracy
+26.3 % against 16.5 % with the default init (embedding the 1x1 conv in the 3x3: 17.2 %).
+
 The derived net inherits whatever the supernet learned, so nothing else depends on them.
 Rejected: sharing the weights themselves (once-for-all style) changes the search space's
 meaning (candidates could no longer differ independently); copies only fix the starting point.
@@ -25,6 +34,7 @@ import torch
 from torch import nn
 
 from proxylessnas.ops.blocks import ConvBNAct, MBConv
+from proxylessnas.ops.cell_blocks import ReLUConvBN
 from proxylessnas.supernet.mixed_op import MixedOp
 
 
@@ -105,5 +115,24 @@ def zero_init_residual_branches(mixed_ops: Sequence[MixedOp]) -> int:
             body = mixed.body(index)
             if isinstance(body, MBConv) and isinstance(body.project, ConvBNAct):
                 nn.init.zeros_(body.project.bn.weight)
+                count += 1
+    return count
+
+
+@torch.no_grad()
+def identity_init_edge_convs(mixed_ops: Sequence[MixedOp]) -> int:
+    """``nn.init.dirac_`` on the conv of every ReLU-Conv-BN candidate whose conv keeps the shape
+    (stride 1, ``C_in == C_out``, odd kernel): it starts as ``BN(relu(x))``. Returns the count."""
+    count = 0
+    for mixed in mixed_ops:
+        for index in range(mixed.num_candidates):
+            body = mixed.body(index)
+            if not isinstance(body, ReLUConvBN):
+                continue
+            conv = body.conv
+            if conv.stride == (1, 1) and conv.in_channels == conv.out_channels and conv.kernel_size[0] % 2:
+                nn.init.dirac_(conv.weight)
+                if conv.bias is not None:
+                    nn.init.zeros_(conv.bias)
                 count += 1
     return count
