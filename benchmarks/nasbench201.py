@@ -43,6 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from proxylessnas.hardware.validate import kendall_tau  # tau-b, the latency report's
+from proxylessnas.runtime.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -119,9 +120,7 @@ def unit_path(unit: str) -> Path:
 
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2) + "\n", shared=True)
 
 
 def dataset_spec(resolution: int) -> str:
@@ -211,10 +210,10 @@ def ranking_unit(source: str, samples: int, valid_images: int, threads: int) -> 
 
     from proxylessnas import get_space
     from proxylessnas.data import BatchIterator, load_dataset, split_validation
+    from proxylessnas.runtime.checkpoint import load_checkpoint
     from proxylessnas.space.nasbench201 import arch_from_string
     from proxylessnas.supernet import build_supernet
     from proxylessnas.train.bn_recalibration import recalibrate_bn
-    from proxylessnas.train.checkpoint import load_checkpoint
     from proxylessnas.train.loops import evaluate
 
     torch.set_num_threads(threads)

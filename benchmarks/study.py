@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -67,9 +66,9 @@ def load_stages(path: Path) -> dict:
 
 
 def save_stages(path: Path, stages: dict) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(stages, indent=1) + "\n")
-    os.replace(temporary, path)
+    from proxylessnas.runtime.atomic import atomic_write
+
+    atomic_write(path, json.dumps(stages, indent=1) + "\n", shared=True)
 
 
 def run_stage(stage: str, command: list[str]) -> dict:

@@ -395,7 +395,7 @@ class StudyState:
                 self._save()
 
     def _save(self) -> None:
-        from proxylessnas.space.arch import write_json_atomic
+        from proxylessnas.runtime.atomic import write_json_atomic
 
         write_json_atomic(self.path, self.data)
 
@@ -584,7 +584,7 @@ class Study:
     def match(self, search_name: str, seed: int) -> dict[str, Any]:
         from proxylessnas import Arch
         from proxylessnas.hardware.targets import get_cost_model
-        from proxylessnas.space.arch import write_json_atomic
+        from proxylessnas.runtime.atomic import write_json_atomic
 
         s = self.settings
         space = study_space()
@@ -731,7 +731,7 @@ class Study:
                                   self.data, self.jobs)
         folder = RESULTS / self.settings.mode
         folder.mkdir(parents=True, exist_ok=True)
-        from proxylessnas.space.arch import write_json_atomic
+        from proxylessnas.runtime.atomic import write_json_atomic
 
         write_json_atomic(folder / "study_cifar.json", results)
         plot_accuracy_vs_latency(results, folder / "accuracy_vs_latency.png")
@@ -764,7 +764,7 @@ def finished_summary(folder: Path) -> dict[str, Any] | None:
             pass  # written non-atomically and cut off: the checkpoint has it
     checkpoint = folder / "checkpoint.pt"
     if checkpoint.is_file():
-        from proxylessnas.train.checkpoint import load_checkpoint
+        from proxylessnas.runtime.checkpoint import load_checkpoint
 
         state = load_checkpoint(checkpoint)
         if state.get("finished") and isinstance(state.get("summary"), dict):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from proxylessnas.errors import ProxylessError
-from proxylessnas.train.checkpoint import (
+from proxylessnas.runtime.checkpoint import (
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,

@@ -20,18 +20,17 @@ import pytest
 import torch
 
 from proxylessnas.data import BatchIterator, synthetic_dataset
-from proxylessnas.search.config import SearchConfig
-from proxylessnas.search.run import run_search
-from proxylessnas.train.checkpoint import load_checkpoint
-from proxylessnas.train.distributed import (
+from proxylessnas.data.iterator import ShardedBatchIterator, rescale_step
+from proxylessnas.runtime.checkpoint import load_checkpoint
+from proxylessnas.runtime.distributed import (
     SINGLE_PROCESS,
     DistributedContext,
-    ShardedBatchIterator,
     launch_command,
-    rescale_step,
     strip_launch_arguments,
     tensor_hash,
 )
+from proxylessnas.search.config import SearchConfig
+from proxylessnas.search.run import run_search
 
 PROCESS_TIMEOUT = 120  # seconds for one two-process run; a run takes a few seconds
 QUICK = ["data.dataset=synthetic:200", "data.valid_size=0.2", "space.name=tiny", "search.warmup_epochs=1",

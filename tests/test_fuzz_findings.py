@@ -125,7 +125,7 @@ def test_a_damaged_pickle_stream_is_one_line(tmp_path, monkeypatch, failure):
     import torch
 
     from proxylessnas.errors import ProxylessError
-    from proxylessnas.torch_files import read_torch_file
+    from proxylessnas.runtime.torch_files import read_torch_file
 
     path = tmp_path / "x.pt"
     torch.save({"a": torch.zeros(1)}, path)

@@ -14,12 +14,13 @@ from proxylessnas import Arch, ProxylessError, get_space
 from proxylessnas.cli import main
 from proxylessnas.data import synthetic_dataset
 from proxylessnas.export import check_parity, export_model, random_inputs, save_exported_weights
-from proxylessnas.finite import NonFiniteLoss, check_finite, count_nonfinite
 from proxylessnas.nets.config import net_config
 from proxylessnas.nets.net import ProxylessNet
-from proxylessnas.train.checkpoint import load_checkpoint, save_checkpoint
+from proxylessnas.runtime.checkpoint import load_checkpoint, save_checkpoint
+from proxylessnas.runtime.finite import NonFiniteLoss, check_finite, count_nonfinite
+from proxylessnas.runtime.seeding import seed_everything
 from proxylessnas.train.recipe import TrainRecipe
-from proxylessnas.train.run import CHECKPOINT_KIND, seed_everything, train_model
+from proxylessnas.train.run import CHECKPOINT_KIND, train_model
 
 SPEC = "synthetic:96?resolution=16&seed=1"
 

@@ -25,10 +25,10 @@ from proxylessnas.hardware.build import build_lut
 from proxylessnas.hardware.measure import Backend
 from proxylessnas.nets.config import net_config
 from proxylessnas.nets.net import ProxylessNet
-from proxylessnas.runfolder_lock import hold_output_file, hold_run_folder, remove_stale_temp_files
+from proxylessnas.runtime.checkpoint import load_checkpoint
+from proxylessnas.runtime.runfolder_lock import hold_output_file, hold_run_folder, remove_stale_temp_files
 from proxylessnas.search.config import SearchConfig
 from proxylessnas.search.run import run_search
-from proxylessnas.train.checkpoint import load_checkpoint
 
 TIMEOUT = 120  # seconds any helper process may live; a failure never hangs the suite
 QUICK = ["data.dataset=synthetic:200", "space.name=tiny", "search.warmup_epochs=1", "search.epochs=1",
@@ -40,7 +40,7 @@ QUICK = ["data.dataset=synthetic:200", "space.name=tiny", "search.warmup_epochs=
 # holds a lock until its stdin closes (or it is killed)
 HOLDER = textwrap.dedent("""
     import sys
-    from proxylessnas.runfolder_lock import hold_output_file, hold_run_folder
+    from proxylessnas.runtime.runfolder_lock import hold_output_file, hold_run_folder
     kind, path = sys.argv[1], sys.argv[2]
     with (hold_run_folder if kind == "folder" else hold_output_file)(path):
         print("held", flush=True)

@@ -10,17 +10,19 @@ import pytest
 import torch
 
 from proxylessnas.cli import main
+from proxylessnas.convergence_measures import (
+    ENTROPY_WARNING_THRESHOLD,
+    argmax_changes,
+    mean_max_probability,
+    normalised_entropy,
+)
 from proxylessnas.errors import ProxylessError
 from proxylessnas.search.convergence import (
     CHAIN_PARAMETER_FREE_OPS,
-    ENTROPY_WARNING_THRESHOLD,
-    argmax_changes,
     collapse_warning,
     convergence_summary,
     convergence_warning,
     format_convergence,
-    mean_max_probability,
-    normalised_entropy,
 )
 from proxylessnas.search.run import format_summary
 

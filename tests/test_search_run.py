@@ -13,11 +13,11 @@ import torch
 from proxylessnas.data import synthetic_dataset
 from proxylessnas.errors import ProxylessError
 from proxylessnas.hardware.cost import FlopsCostModel
+from proxylessnas.runtime.checkpoint import load_checkpoint
 from proxylessnas.search.config import SearchConfig
 from proxylessnas.search.run import SearchInterrupted, run_search
 from proxylessnas.search.strategies import LatencyObjective
 from proxylessnas.space import get_space
-from proxylessnas.train.checkpoint import load_checkpoint
 
 QUICK = ["space.name=tiny", "search.warmup_epochs=1", "search.epochs=2", "search.steps_per_epoch=4",
          "data.batch_size=16", "data.valid_batch_size=16", "data.eval_batch_size=64",

@@ -14,12 +14,13 @@ from proxylessnas.cli import main
 from proxylessnas.data import synthetic_dataset
 from proxylessnas.nets.config import net_config
 from proxylessnas.nets.net import ProxylessNet
+from proxylessnas.runtime.checkpoint import load_checkpoint, save_checkpoint
+from proxylessnas.runtime.seeding import seed_everything
 from proxylessnas.train.bn_recalibration import recalibrate_bn
-from proxylessnas.train.checkpoint import load_checkpoint, save_checkpoint
 from proxylessnas.train.ema import ModelEma
 from proxylessnas.train.loops import evaluate, parameter_groups
 from proxylessnas.train.recipe import TrainRecipe, cifar_recipe, default_recipe, learning_rate
-from proxylessnas.train.run import seed_everything, train_model
+from proxylessnas.train.run import train_model
 from proxylessnas.train.target import build_target, load_search_init, zoo_net_for
 
 SPEC = "synthetic:96?resolution=16&seed=1"

@@ -20,13 +20,14 @@ import yaml
 from proxylessnas import Arch, ProxylessError, get_space
 from proxylessnas.cli import main
 from proxylessnas.data import synthetic_dataset
-from proxylessnas.resume_changes import accept_changes, keeping_hyperparameters
+from proxylessnas.runtime.checkpoint import load_checkpoint
+from proxylessnas.runtime.resume_changes import accept_changes, keeping_hyperparameters
+from proxylessnas.runtime.seeding import seed_everything
 from proxylessnas.search.config import SearchConfig
 from proxylessnas.search.run import run_search
 from proxylessnas.train import loops
-from proxylessnas.train.checkpoint import load_checkpoint
 from proxylessnas.train.recipe import TrainRecipe
-from proxylessnas.train.run import seed_everything, train_model
+from proxylessnas.train.run import train_model
 from proxylessnas.train.target import build_target
 from test_runfolder_lock import QUICK
 

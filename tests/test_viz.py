@@ -118,7 +118,7 @@ def test_latency_caption_names_units():
 
 
 def test_convergence_plot_from_new_keys_and_from_older_records(tmp_path):
-    from proxylessnas.search.convergence import normalised_entropy
+    from proxylessnas.convergence_measures import normalised_entropy
     from proxylessnas.viz import plot_convergence
     from proxylessnas.viz.curves import convergence_series
 

@@ -3,11 +3,10 @@
 Public entry points: ``get_space``, ``Arch``, ``build_net``, ``SuperNet``, ``zoo.create``.
 """
 
-__version__ = "0.1.0"
-
-from proxylessnas.errors import ProxylessError  # noqa: E402
-from proxylessnas.nets import ProxylessNet, build_net  # noqa: E402
-from proxylessnas.space import Arch, SearchSpace, get_space  # noqa: E402
+from proxylessnas.errors import ProxylessError
+from proxylessnas.nets import ProxylessNet, build_net
+from proxylessnas.space import Arch, SearchSpace, get_space
+from proxylessnas.version import __version__
 
 
 def __getattr__(name: str):

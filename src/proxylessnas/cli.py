@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.version import __version__
 from proxylessnas.warning_lines import one_line_warnings
 
 COMMAND_MODULES = (
@@ -40,24 +41,6 @@ class ArgumentParser(argparse.ArgumentParser):
         raise ProxylessError(message, self.prog, f"run '{self.prog} --help'")
 
 
-def add_group(subparsers, name: str, help_text: str, description: str, example: str,
-              metavar: str = "SUBCOMMAND"):
-    """A command with sub-commands (``proxyless zoo list``); alone it prints its help.
-    Returns the group's sub-parsers."""
-    group = subparsers.add_parser(name, help=help_text, description=description,
-                                  epilog=f"example:\n  {example}",
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    group.set_defaults(func=lambda args: group.print_help() or 0)
-    return group.add_subparsers(dest=f"{name}_command", metavar=metavar, parser_class=type(group))
-
-
-def add_command(subparsers, name: str, help_text: str, example: str, description: str | None = None):
-    """One (sub-)command with its help line, description and an example."""
-    return subparsers.add_parser(name, help=help_text, description=description or help_text,
-                                 epilog=f"example:\n  {example}",
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="proxyless",
@@ -65,8 +48,6 @@ def build_parser() -> ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from proxylessnas import __version__
-
     parser.add_argument("--version", action="version", version=f"proxylessnas {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
                                        parser_class=ArgumentParser)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from proxylessnas.runtime.atomic import atomic_write
 
 CACHE_VERSION = 1  # bump when the decoded layout changes, so old files are not reused
 
@@ -36,25 +37,6 @@ def cache_key(name: str, description: object) -> str:
     return f"{safe}-{digest}"
 
 
-def save_atomic(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename over it.
-
-    A crash leaves either the old file or the new one, never half a file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a cache is not secret
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def cached(
     key: str, build: Callable[[], dict], cache_dir: str | os.PathLike | None, enabled: bool = True
 ) -> dict:
@@ -76,7 +58,8 @@ def cached(
                           "dataset again", stacklevel=2)
     value = build()
     try:
-        save_atomic(value, path)
+        # shared: mkstemp makes the file private, a cache is not secret
+        atomic_write(path, lambda file: torch.save(value, file), suffix=".tmp", shared=True)
     except OSError as error:
         warnings.warn(f"cannot write dataset cache {path} ({error.strerror or type(error).__name__}); the "
                       "next run decodes the dataset again", stacklevel=2)

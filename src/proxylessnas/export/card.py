@@ -16,14 +16,13 @@ import torch
 
 from proxylessnas.nets.net import ProxylessNet
 from proxylessnas.nets.profile import count_params_macs
+from proxylessnas.version import __version__
 
 CARD_KIND = "proxylessnas.model_card"
 CARD_SCHEMA_VERSION = 1
 
 
 def versions() -> dict[str, str]:
-    from proxylessnas import __version__
-
     found = {"proxylessnas": __version__, "torch": torch.__version__, "python": platform.python_version()}
     for module in ("onnx", "onnxruntime", "safetensors"):
         try:

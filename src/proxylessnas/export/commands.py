@@ -51,7 +51,7 @@ def register(subparsers) -> None:
 def _source_model(args):
     """(model, info) where info has name, dataset, accuracy, arch, normalisation when known."""
     from proxylessnas.nets.weights import load_weights
-    from proxylessnas.train.checkpoint import load_checkpoint
+    from proxylessnas.runtime.checkpoint import load_checkpoint
     from proxylessnas.train.commands import load_trained_model
     from proxylessnas.train.target import build_target
 
@@ -105,9 +105,9 @@ def run_export(args) -> int:
     from proxylessnas.export.card import measure_latency, model_card
     from proxylessnas.export.fileset import NetIdentity, export_base, plan_export
     from proxylessnas.export.formats import SUFFIXES, export_model
-    from proxylessnas.export.weights import save_exported_weights
-    from proxylessnas.runfolder_lock import hold_output_file
-    from proxylessnas.space.arch import write_json_atomic
+    from proxylessnas.nets.weights import save_exported_weights
+    from proxylessnas.runtime.atomic import write_json_atomic
+    from proxylessnas.runtime.runfolder_lock import hold_output_file
 
     if args.out:
         arguments.require_suffix(args.out, SUFFIXES[args.format], f"--out for --format {args.format}")

@@ -5,13 +5,12 @@ the eager model's (:mod:`proxylessnas.export.parity`) and move it into place wit
 ``os.replace`` only when the check passes; otherwise the temporary file is deleted and a
 :class:`ProxylessError` reports the difference. A model whose weights hold NaN or infinite values
 is refused before anything is written, and one process writes a given file at a time
-(:func:`~proxylessnas.runfolder_lock.hold_output_file`).
+(:func:`~proxylessnas.runtime.runfolder_lock.hold_output_file`).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +21,9 @@ from torch import nn
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.export.parity import PARITY_TOLERANCE, ParityReport, check_parity, random_inputs
-from proxylessnas.finite import require_finite_weights
-from proxylessnas.runfolder_lock import hold_output_file
+from proxylessnas.runtime.atomic import atomic_replace
+from proxylessnas.runtime.finite import require_finite_weights
+from proxylessnas.runtime.runfolder_lock import hold_output_file
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -42,18 +42,11 @@ def _write_checked(model: nn.Module, path: Path, fmt: str, write: Callable[[Path
                    tolerance: float) -> ExportResult:
     require_finite_weights(model, str(path), f"no {fmt} file written; export a model whose training did "
                                              "not diverge")
-    with hold_output_file(path, f"{fmt} export"):
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=SUFFIXES[fmt], dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            write(tmp)
-            parity = check_parity(model, load(tmp), random_inputs(in_chs, resolution), tolerance)
-            if not parity.passed:
-                raise parity_error(parity, fmt, path)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    with hold_output_file(path, f"{fmt} export"), atomic_replace(path, suffix=SUFFIXES[fmt]) as temporary:
+        write(temporary)
+        parity = check_parity(model, load(temporary), random_inputs(in_chs, resolution), tolerance)
+        if not parity.passed:  # raised inside the block: the temporary file goes, ``path`` stays
+            raise parity_error(parity, fmt, path)
     return ExportResult(path, fmt, parity)
 
 

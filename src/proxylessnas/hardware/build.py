@@ -27,7 +27,7 @@ from proxylessnas.hardware.measure import (
     prepare_runner,
 )
 from proxylessnas.progress import progress_bar
-from proxylessnas.runfolder_lock import hold_output_file
+from proxylessnas.runtime.runfolder_lock import hold_output_file
 from proxylessnas.space.spec import SearchSpace
 
 PROVENANCE_MATCH = ("backend", "device", "device_type", "batch_size", "threads", "dtype", "clock")
@@ -54,7 +54,7 @@ def build_lut(space: SearchSpace, backend: Backend, out: str | os.PathLike | Non
 
     An existing ``out`` for the same target and backend is resumed (a complete one is returned
     untouched); one for another target is an error unless ``overwrite``. ``out`` is locked for the build
-    (:func:`~proxylessnas.runfolder_lock.hold_output_file`): a second build of it is refused.
+    (:func:`~proxylessnas.runtime.runfolder_lock.hold_output_file`): a second build of it is refused.
     """
     backend.check_available()
     held = contextlib.nullcontext() if out is None else hold_output_file(out, "latency table")

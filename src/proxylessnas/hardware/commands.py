@@ -16,9 +16,9 @@ from proxylessnas.arguments import (
     resolution,
     seed,
 )
-from proxylessnas.cli import add_command, add_group
 from proxylessnas.errors import ProxylessError
 from proxylessnas.progress import add_option as add_progress_option
+from proxylessnas.subcommands import add_command, add_group
 
 EXAMPLES = {
     "build": "proxyless latency build --space proxyless-cifar --backend torch --threads 1 --out lut.json",
@@ -129,7 +129,7 @@ def register(subparsers) -> None:
 def _space(args: argparse.Namespace, default: str = DEFAULT_SPACE, base: dict[str, Any] | None = None):
     """The space of ``--space`` (or ``default``), ``--resolution`` and the key=value overrides
     (on top of the overrides ``base``)."""
-    from proxylessnas.search.config import parse_overrides
+    from proxylessnas.overrides import parse_overrides
     from proxylessnas.space import get_space
 
     overrides = {**(base or {}), **parse_overrides(args.overrides or [], example="width_mult=0.5")}
@@ -139,7 +139,7 @@ def _space(args: argparse.Namespace, default: str = DEFAULT_SPACE, base: dict[st
 
 
 def _write_json(path: str, data: Any) -> None:
-    from proxylessnas.space.arch import write_json_atomic
+    from proxylessnas.runtime.atomic import write_json_atomic
 
     write_json_atomic(path, data)
 

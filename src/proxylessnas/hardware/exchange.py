@@ -25,7 +25,8 @@ from proxylessnas.errors import ProxylessError
 from proxylessnas.hardware.keys import LayerKey, space_keys
 from proxylessnas.hardware.lut import LatencyStats, LatencyTable, TableTarget
 from proxylessnas.hardware.measure import build_block, export_onnx_bytes, key_input_shape
-from proxylessnas.space.arch import read_json, write_json_atomic
+from proxylessnas.runtime.atomic import write_json_atomic
+from proxylessnas.space.arch import read_json
 from proxylessnas.space.spec import SearchSpace
 
 MANIFEST_KIND = "proxylessnas.ops_manifest"

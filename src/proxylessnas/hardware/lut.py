@@ -27,7 +27,8 @@ from typing import Any
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.hardware.keys import LayerKey
-from proxylessnas.space.arch import Space, read_json, write_json_atomic
+from proxylessnas.runtime.atomic import write_json_atomic
+from proxylessnas.space.arch import Space, read_json
 
 TABLE_KIND = "proxylessnas.latency_table"
 TABLE_SCHEMA_VERSION = 1

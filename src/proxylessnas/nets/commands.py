@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from proxylessnas.arguments import num_classes, resolution
-from proxylessnas.cli import add_command, add_group
 from proxylessnas.nets.profile import profile_net
 from proxylessnas.nets.zoo import ZOO, get_entry
+from proxylessnas.subcommands import add_command, add_group
 from proxylessnas.tables import format_table, human
 
 

@@ -1,14 +1,15 @@
 """Weights on disk: our safetensors files and the reference release's checkpoints.
 
 Torch checkpoints are read with ``torch.load(weights_only=True)`` only: a file from someone
-else cannot run code here. Our format is safetensors with the net config in its metadata.
+else cannot run code here. Our format is safetensors with the net config in its metadata, so
+:func:`load_exported_weights` rebuilds the net from the file alone (``proxyless export`` writes
+it with :func:`save_exported_weights`, ``proxyless eval`` and ``train`` read it).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,8 +17,11 @@ import torch
 from torch import nn
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.nets.net import ProxylessNet, net_from_config
 from proxylessnas.nets.reference import from_reference_state_dict, is_reference_state_dict
-from proxylessnas.torch_files import SAFETENSORS, file_kind, read_torch_file
+from proxylessnas.runtime.atomic import atomic_replace
+from proxylessnas.runtime.finite import require_finite_weights
+from proxylessnas.runtime.torch_files import SAFETENSORS, file_kind, read_torch_file
 
 SAFETENSORS_SUFFIX = ".safetensors"
 
@@ -26,21 +30,13 @@ def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write ``model``'s state dict as safetensors (atomically), with its config if it has one."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": "proxylessnas"}
     if hasattr(model, "config"):
         metadata["net_config"] = json.dumps(model.config())
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_replace(path) as temporary:
+        save_file(state, temporary, metadata=metadata)
+    return Path(path)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -97,3 +93,38 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             f"{tuple(own[bad[0]].shape)}", str(path), "load weights saved from the same architecture")
     model.load_state_dict(state)
     return model
+
+
+def save_exported_weights(model: ProxylessNet, path: str | os.PathLike) -> Path:
+    """``model``'s weights as safetensors (atomic), with ``net_config`` in the metadata; weights
+    holding NaN or infinite values are refused."""
+    require_finite_weights(model, str(path), "not written; export a model whose training did not diverge")
+    return save_weights(model, path)
+
+
+def load_exported_weights(path: str | os.PathLike) -> ProxylessNet:
+    """Rebuild the net (chain or graph) from the config stored in a safetensors file, then load it.
+
+    Only tensors and a JSON string are read: safetensors cannot carry code.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ProxylessError("weights file not found", str(path), "check the path")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ProxylessError(f"cannot read safetensors file ({err})", str(path),
+                             "the file is corrupt or truncated: export it again") from None
+    if "net_config" not in metadata:
+        raise ProxylessError("safetensors file has no net_config metadata", str(path),
+                             "give weights written by 'proxyless export' or save_weights")
+    try:
+        config = json.loads(metadata["net_config"])
+    except json.JSONDecodeError:
+        raise ProxylessError("malformed net_config metadata", str(path), "export the weights again") from None
+    model = net_from_config(config, str(path))
+    load_weights(model, path)
+    return model.eval()

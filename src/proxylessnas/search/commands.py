@@ -10,7 +10,8 @@ from proxylessnas.arguments import non_negative_int, output_folder, positive_flo
 from proxylessnas.data import parse_spec
 from proxylessnas.errors import ProxylessError
 from proxylessnas.progress import add_option as add_progress_option
-from proxylessnas.runfolder_lock import LOCK_NAME, RUN_FILES
+from proxylessnas.runtime.distributed import add_launch_arguments, launched_rank, relaunch_if_requested
+from proxylessnas.runtime.runfolder_lock import LOCK_NAME, RUN_FILES
 from proxylessnas.search.config import (
     BINARY_MODES,
     STRATEGIES,
@@ -19,7 +20,6 @@ from proxylessnas.search.config import (
     config_names,
     load_config,
 )
-from proxylessnas.train.distributed import add_launch_arguments, launched_rank, relaunch_if_requested
 
 SEARCH_EPILOG = """examples:
   proxyless search                      # the demo: bundled Fashion-MNIST subset, this machine's CPU

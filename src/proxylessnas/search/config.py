@@ -42,6 +42,8 @@ from proxylessnas.arguments import (
     unit_interval,
 )
 from proxylessnas.errors import ProxylessError
+from proxylessnas.overrides import parse_overrides
+from proxylessnas.runtime.atomic import atomic_write
 from proxylessnas.supernet.base import MIXED_OPS
 from proxylessnas.supernet.gate import MODES as BINARY_MODES
 
@@ -263,31 +265,7 @@ class SearchConfig:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the resolved config as YAML (atomic)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        os.replace(tmp, path)
-        return path
-
-
-def parse_overrides(items: list[str], example: str = "search.epochs=10") -> dict[str, Any]:
-    """``["search.epochs=5", "arch.lr=3e-4"]`` -> ``{"search.epochs": 5, "arch.lr": 0.0003}``
-    (values read as YAML; ``example`` goes into the error for an item without ``=``)."""
-    result: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ProxylessError(f"override '{item}' is not key=value", "overrides", f"write e.g. {example}")
-        result[key.strip()] = _yaml_scalar(text, item)
-    return result
-
-
-def _yaml_scalar(text: str, where: str) -> Any:
-    try:
-        return yaml.safe_load(text) if text.strip() else None
-    except (yaml.YAMLError, ValueError, RecursionError):  # also an int of thousands of digits
-        return text
+        return atomic_write(path, yaml.safe_dump(self.to_dict(), sort_keys=False), shared=True)
 
 
 def _merge_section(section: Any, name: str, values: dict[str, Any], where: str) -> Any:

@@ -1,84 +1,27 @@
-"""How far the architecture distribution has converged, and plain-words warnings when it has not.
-
-For decisions d (searched layers / edges) with probabilities p_d over K_d candidates:
-
-    normalised entropy   H_n = sum_d H(p_d) / sum_d ln K_d,   H(p) = -sum_j p_j ln p_j
-                         (the sum of the entropies over the sum of the uniform entropies; only
-                         decisions with K_d >= 2: 1 = every decision uniform, 0 = every one one-hot)
-    mean max probability m = mean_d max_j p_dj                (1/K for uniform, 1 for one-hot)
-    argmax changes       c = #{d : argmax_t(d) != argmax_{t-1}(d)}   between consecutive epochs
-
-Pure Python on sequences of numbers (lists, tuples, 1-D tensors), so the search loop, the
-summary and the plots share one definition.
+"""How far a search's architecture distribution has converged, and plain-words warnings when it
+has not: the run's summary of the measures H_n (normalised entropy), m (mean max probability)
+and c (argmax changes) of :mod:`proxylessnas.convergence_measures`, and what to change.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from proxylessnas.convergence_measures import (
+    ENTROPY_WARNING_THRESHOLD,
+    Choices,
+    mean_max_probability,
+    normalised_entropy,
+    row_changes,
+)
 from proxylessnas.errors import ProxylessError
 
-ENTROPY_WARNING_THRESHOLD = 0.8  # final H_n above this: the search barely decided anything
 LOGIT_GAP = 2.0  # logit gap (nats) of a clear choice: p = 0.88 against one rival
 COLLAPSE_FRACTION = 0.5  # argmax on parameter-free ops for >= this fraction of decisions: collapse
 CHAIN_PARAMETER_FREE_OPS = frozenset({"zero"})  # today's chain spaces (MBConv candidates + zero)
 
 LATENCY_CONSTRAINT = {"band": " inside the latency band", "under": " under the latency target"}
-
-Probs = Sequence[Sequence[float]] | Mapping[str, Sequence[float]]
-Choices = Sequence[str] | Mapping[str, str]
-
-
-def _decisions(probs: Probs) -> list[list[float]]:
-    """The probability vectors with K >= 2 candidates, as lists of floats."""
-    layers = probs.values() if isinstance(probs, Mapping) else probs
-    return [values for values in ([float(v) for v in p] for p in layers) if len(values) >= 2]
-
-
-def _entropy(p: Iterable[float]) -> float:
-    """H(p) = -sum_j p_j ln p_j (nats; 0 ln 0 = 0)."""
-    return -sum(v * math.log(v) for v in p if v > 0)
-
-
-def normalised_entropy(probs: Probs) -> float:
-    """H_n = sum_d H(p_d) / sum_d ln K_d over decisions with K_d >= 2 (1 uniform, 0 one-hot);
-    0.0 when no decision has two candidates (nothing left to decide)."""
-    decisions = _decisions(probs)
-    uniform = sum(math.log(len(p)) for p in decisions)
-    return sum(_entropy(p) for p in decisions) / uniform if uniform > 0 else 0.0
-
-
-def mean_max_probability(probs: Probs) -> float:
-    """m = mean_d max_j p_dj over decisions with K_d >= 2; 1.0 when there is none."""
-    decisions = _decisions(probs)
-    return sum(max(p) for p in decisions) / len(decisions) if decisions else 1.0
-
-
-def _as_list(choices: Choices | Sequence[int], keys: Sequence[str] | None = None) -> list[Any]:
-    if isinstance(choices, Mapping):
-        return [choices[key] for key in (keys if keys is not None else list(choices))]
-    return list(choices)
-
-
-def argmax_changes(previous_argmax: Choices | Sequence[int] | None, argmax: Choices | Sequence[int]) -> int:
-    """c = #{d : previous(d) != now(d)}; 0 without a previous epoch. Both as {label: op} (the
-    metrics rows' "arch") or as sequences (indices or tokens) in the same decision order."""
-    if previous_argmax is None:
-        return 0
-    if isinstance(previous_argmax, Mapping) != isinstance(argmax, Mapping):
-        raise ProxylessError("argmax given once as {label: op} and once as a sequence", "argmax_changes",
-                             "pass both in the same form")
-    if isinstance(argmax, Mapping) and set(argmax) != set(previous_argmax):  # type: ignore[arg-type]
-        raise ProxylessError("the two epochs have different decisions", "argmax_changes",
-                             "compare epochs of one search space")
-    keys = list(argmax) if isinstance(argmax, Mapping) else None
-    before, now = _as_list(previous_argmax, keys), _as_list(argmax, keys)
-    if len(before) != len(now):
-        raise ProxylessError(f"{len(before)} decisions before, {len(now)} now", "argmax_changes",
-                             "compare epochs of one search space")
-    return sum(a != b for a, b in zip(before, now))
 
 
 def convergence_summary(metrics_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -118,17 +61,6 @@ def format_convergence(convergence: Mapping[str, Any]) -> str:
     last = convergence.get("last_argmax_change_epoch")
     parts.append("the argmax never changed" if last is None else f"last change in epoch {last}")
     return "convergence: " + ", ".join(parts)
-
-
-def row_changes(metrics_rows: Sequence[Mapping[str, Any]], index: int) -> int:
-    """Argmax changes of row ``index``: its "argmax_changes", else counted from the "arch" of the
-    row before it (0 for the first row or when a row lacks "arch")."""
-    row = metrics_rows[index]
-    if row.get("argmax_changes") is not None:
-        return int(row["argmax_changes"])
-    if index == 0 or not metrics_rows[index - 1].get("arch") or not row.get("arch"):
-        return 0
-    return argmax_changes(metrics_rows[index - 1]["arch"], row["arch"])
 
 
 def convergence_warning(summary: Mapping[str, Any], *, epochs: int, update_every: int, arch_lr: float,
@@ -175,7 +107,7 @@ def collapse_warning(choices: Choices, parameter_free_tokens: Iterable[str],
     """None unless the argmax puts >= ``fraction`` of the decisions on parameter-free ops (tokens in
     ``parameter_free_tokens``: {"zero"} for the chain spaces, {"none", "skip_connect",
     "avg_pool_3x3"} for NAS-Bench-201); then what it means and what to change."""
-    tokens = _as_list(choices)
+    tokens = list(choices.values()) if isinstance(choices, Mapping) else list(choices)
     free = set(parameter_free_tokens)
     hits = [token for token in tokens if token in free]
     if not tokens or len(hits) < fraction * len(tokens):

@@ -20,11 +20,11 @@ strategy's and controller's state, the path-sampling generator, every global RNG
 validation iterator's position, the running epoch sums, (epoch, step) and the config history.
 Learning rates are a pure function of (epoch, step), so there is no scheduler state to lose.
 SIGINT and SIGTERM finish the current step, write the checkpoint and raise
-:class:`SearchInterrupted` (:mod:`proxylessnas.stopping`); a NaN or infinite loss raises
+:class:`SearchInterrupted` (:mod:`proxylessnas.runtime.stopping`); a NaN or infinite loss raises
 :class:`~proxylessnas.errors.ProxylessError` saying how to resume with a lower learning rate,
 and leaves the last good checkpoint in place. A resume may change the settings that do not
-change the run's shape (``RESUMABLE_FIELDS``, :mod:`proxylessnas.resume_changes`). One process
-writes the run directory: rank 0 locks it (:mod:`proxylessnas.runfolder_lock`) before anything
+change the run's shape (``RESUMABLE_FIELDS``, :mod:`proxylessnas.runtime.resume_changes`). One process
+writes the run directory: rank 0 locks it (:mod:`proxylessnas.runtime.runfolder_lock`) before anything
 in it is read or written, and removes the temporary files a killed run left there.
 """
 
@@ -34,8 +34,6 @@ import contextlib
 import functools
 import json
 import math
-import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,27 +44,37 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from proxylessnas.convergence_measures import argmax_changes, mean_max_probability, normalised_entropy
 from proxylessnas.data import BatchIterator, Dataset, load_dataset, split_validation
+from proxylessnas.data.iterator import rescale_step
 from proxylessnas.errors import ProxylessError
-from proxylessnas.finite import NonFiniteLoss, check_finite
 from proxylessnas.hardware.validate import SpeedGauge
-from proxylessnas.resume_changes import (
+from proxylessnas.runtime.atomic import atomic_write, write_json_atomic
+from proxylessnas.runtime.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from proxylessnas.runtime.devices import resolve_device
+from proxylessnas.runtime.distributed import DistributedContext, distributed_session, rank_device
+from proxylessnas.runtime.finite import NonFiniteLoss, check_finite
+from proxylessnas.runtime.resume_changes import (
     accept_changes,
     describe_changes,
     keeping_hyperparameters,
     lower_rate_advice,
     record_changes,
 )
-from proxylessnas.runfolder_lock import hold_run_folder, refuse_earlier_run
+from proxylessnas.runtime.runfolder_lock import hold_run_folder, refuse_earlier_run
+from proxylessnas.runtime.seeding import seed_everything
+from proxylessnas.runtime.stopping import RunInterrupted, handling_signals, stop_on_signals
 from proxylessnas.search.config import RESUMABLE_FIELDS, SearchConfig, load_config
 from proxylessnas.search.convergence import (
-    argmax_changes,
     collapse_warning,
     convergence_summary,
     convergence_warning,
     format_convergence,
-    mean_max_probability,
-    normalised_entropy,
 )
 from proxylessnas.search.selection import band_candidates, meets_target, select_by_measurement
 from proxylessnas.search.strategies import (
@@ -77,18 +85,9 @@ from proxylessnas.search.strategies import (
     make_strategy,
 )
 from proxylessnas.space import Arch, SearchSpace, get_space
-from proxylessnas.space.arch import write_json_atomic
 from proxylessnas.space.ops import is_parameter_free
-from proxylessnas.stopping import RunInterrupted, handling_signals, stop_on_signals
 from proxylessnas.supernet import DecisionSuperNet, batch_statistics_only, build_supernet
 from proxylessnas.train.bn_recalibration import recalibrate_bn
-from proxylessnas.train.checkpoint import (
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
-from proxylessnas.train.distributed import DistributedContext, distributed_session, rank_device, rescale_step
 
 CHECKPOINT_FORMAT = "proxylessnas-search"
 CHECKPOINT_VERSION = 1
@@ -97,7 +96,7 @@ RUN_SUBFOLDERS = ("arches", "plots")  # of the run folder, swept for stale tempo
 
 
 class SearchInterrupted(RunInterrupted):
-    """A :class:`~proxylessnas.stopping.RunInterrupted` that may come in the final phase (derive,
+    """A :class:`~proxylessnas.runtime.stopping.RunInterrupted` that may come in the final phase (derive,
     test, measure), which is not checkpointed inside: a resume redoes that phase."""
 
     def __init__(self, signal_number: int, checkpoint: Path, epoch: int, step: int,
@@ -125,20 +124,6 @@ class SearchResult:
 
 
 # -- setup -------------------------------------------------------------------------------------------
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ProxylessError("CUDA is not available", "run.device", "use run.device=cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
 
 def search_space(config: SearchConfig, dataset: Dataset) -> SearchSpace:
     """The preset named in the config, sized for the dataset (classes, resolution, channels)."""
@@ -277,9 +262,7 @@ def path_accuracy(supernet: DecisionSuperNet, indices: list[int], batches: Batch
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows), shared=True)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -313,11 +296,11 @@ def run_search(config: SearchConfig, *, resume: bool = False, dataset: Dataset |
     ``dataset`` and ``cost_model`` replace the ones the config names (tests, notebooks);
     ``stop_after_epoch=k`` returns after epoch k's checkpoint (unfinished, resumable);
     ``on_step(epoch, step)`` is called after every weight step. Under torchrun every rank calls
-    this and joins the job (see :mod:`proxylessnas.train.distributed` and docs/distributed.md).
-    The run folder is locked (rank 0 holds :func:`~proxylessnas.runfolder_lock.hold_run_folder`)
+    this and joins the job (see :mod:`proxylessnas.runtime.distributed` and docs/distributed.md).
+    The run folder is locked (rank 0 holds :func:`~proxylessnas.runtime.runfolder_lock.hold_run_folder`)
     before anything in it is read or written: a second search on it is refused.
     """
-    device = resolve_device(config.run.device)
+    device = resolve_device(config.run.device, "run.device", "run.device=cpu")
     lock = functools.partial(hold_run_folder, config.run.out, "search run folder", RUN_SUBFOLDERS)
     with distributed_session(device, config.run.distributed_timeout) as context, context.held_on_main(lock):
         return search_on_rank(config, context, rank_device(device, context), resume=resume, dataset=dataset,

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from proxylessnas.errors import ProxylessError
-from proxylessnas.finite import check_finite
+from proxylessnas.runtime.finite import check_finite
 from proxylessnas.search.controller import (
     LatencyController,
     TargetConfig,

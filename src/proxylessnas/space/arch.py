@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import singledispatch
 from pathlib import Path
 from typing import Any
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.runtime.atomic import write_json_atomic
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.ops import OpSpec, parse_op
 from proxylessnas.space.spec import SearchSpace
@@ -208,19 +208,3 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
     except (RecursionError, ValueError) as err:  # nesting too deep, an integer of thousands of digits
         raise ProxylessError(f"JSON beyond the parser's limits ({str(err).splitlines()[0][:80]})", str(path),
                              f"give a JSON {what}") from None
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON to a temporary file beside ``path``, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -6,11 +6,11 @@ from collections import Counter
 from functools import singledispatch
 
 from proxylessnas.arguments import resolution
-from proxylessnas.cli import add_command, add_group
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.presets import get_space, space_names
 from proxylessnas.space.shapes import shapes_by_label
 from proxylessnas.space.spec import SearchSpace
+from proxylessnas.subcommands import add_command, add_group
 from proxylessnas.tables import format_table
 
 

@@ -1,15 +1,11 @@
-"""Training: recipes, the train/eval loops, EMA, BN recalibration, checkpoints, resumable runs.
+"""Training: recipes, the train/eval loops, EMA, BN recalibration, resumable runs.
+
+Checkpoints and the random state they hold are :mod:`proxylessnas.runtime.checkpoint`.
 
 ``proxyless train`` and ``proxyless eval`` are :mod:`proxylessnas.train.commands`.
 """
 
 from proxylessnas.train.bn_recalibration import recalibrate_bn
-from proxylessnas.train.checkpoint import (
-           capture_rng_state,
-           load_checkpoint,
-           restore_rng_state,
-           save_checkpoint,
-)
 from proxylessnas.train.ema import ModelEma
 from proxylessnas.train.loops import EvalResult, evaluate, make_optimizer, parameter_groups, train_one_epoch
 from proxylessnas.train.recipe import (
@@ -20,6 +16,6 @@ from proxylessnas.train.recipe import (
            learning_rate,
 )
 
-__all__ = ["EvalResult", "ModelEma", "TrainRecipe", "capture_rng_state", "cifar_recipe", "default_recipe",
-           "evaluate", "imagenet_recipe", "learning_rate", "load_checkpoint", "make_optimizer",
-           "parameter_groups", "recalibrate_bn", "restore_rng_state", "save_checkpoint", "train_one_epoch"]
+__all__ = ["EvalResult", "ModelEma", "TrainRecipe", "cifar_recipe", "default_recipe", "evaluate",
+           "imagenet_recipe", "learning_rate", "make_optimizer", "parameter_groups", "recalibrate_bn",
+           "train_one_epoch"]

@@ -21,7 +21,8 @@ from proxylessnas.arguments import (
 from proxylessnas.errors import ProxylessError
 from proxylessnas.progress import add_option as add_progress_option
 from proxylessnas.progress import progress_bar
-from proxylessnas.train.distributed import add_launch_arguments, launched_rank, relaunch_if_requested
+from proxylessnas.runtime.devices import resolve_device
+from proxylessnas.runtime.distributed import add_launch_arguments, launched_rank, relaunch_if_requested
 
 TRAIN_EXAMPLE = """examples:
   proxyless train mobilenet_v2 --dataset cifar10:../shared/data/cifar10 --epochs 30 --out runs/mbv2
@@ -94,25 +95,14 @@ def register(subparsers) -> None:
     evaluate.set_defaults(func=run_eval)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ProxylessError(f"unknown device '{name}'", "--device", "use cpu, cuda or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ProxylessError("CUDA is not available", "--device", "use --device cpu")
-    return device
-
-
 def run_train(args) -> int:
     from proxylessnas.data import load_dataset
     from proxylessnas.nets import net_from_config
-    from proxylessnas.stopping import RunInterrupted
+    from proxylessnas.runtime.seeding import seed_everything
+    from proxylessnas.runtime.stopping import RunInterrupted
     from proxylessnas.train.bn_recalibration import recalibrate_bn
     from proxylessnas.train.recipe import TrainRecipe, default_recipe, nasbench201_recipe
-    from proxylessnas.train.run import read_saved_run, seed_everything, train_batches, train_model
+    from proxylessnas.train.run import read_saved_run, train_batches, train_model
     from proxylessnas.train.target import build_target, is_benchmark_cell, load_search_init, target_name
 
     target, overrides = target_and_overrides(args)
@@ -190,11 +180,11 @@ def load_trained_model(path: str | Path):
     """The net (chain or graph) with the deployed weights of a training checkpoint (.pt) or an
     exported safetensors file (net config in its metadata)."""
     from proxylessnas.nets import net_from_config
-    from proxylessnas.train.checkpoint import load_checkpoint
+    from proxylessnas.runtime.checkpoint import load_checkpoint
 
     path = Path(path)
     if path.suffix == ".safetensors":
-        from proxylessnas.export.weights import load_exported_weights
+        from proxylessnas.nets.weights import load_exported_weights
 
         return load_exported_weights(path)
     state = load_checkpoint(path)
@@ -213,7 +203,7 @@ def load_trained_model(path: str | Path):
 def run_eval(args) -> int:
 
     from proxylessnas.data import load_dataset
-    from proxylessnas.space.arch import write_json_atomic
+    from proxylessnas.runtime.atomic import write_json_atomic
     from proxylessnas.train.confusion import plot_confusion
     from proxylessnas.train.loops import evaluate
     from proxylessnas.train.run import test_batches

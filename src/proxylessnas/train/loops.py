@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from proxylessnas.finite import check_finite
-from proxylessnas.train.distributed import SINGLE_PROCESS, DistributedContext
+from proxylessnas.runtime.distributed import SINGLE_PROCESS, DistributedContext
+from proxylessnas.runtime.finite import check_finite
 from proxylessnas.train.ema import ModelEma
 from proxylessnas.train.recipe import TrainRecipe, learning_rate
 
@@ -86,7 +86,7 @@ def train_one_epoch(
     (a ``torch.compile`` wrapper of ``model``); ``max_steps`` stops early once ``global_step``
     reaches it (time-boxed runs, interruption tests); ``stop()``, asked after every step (on every
     rank: it must answer alike), ends the epoch early when it is true (a signal). A NaN or
-    infinite loss on any rank of ``context`` raises :class:`~proxylessnas.finite.NonFiniteLoss` on
+    infinite loss on any rank of ``context`` raises :class:`~proxylessnas.runtime.finite.NonFiniteLoss` on
     every rank before its backward pass (``totals.steps`` then counts the steps done).
     """
     totals = totals or EpochTotals()

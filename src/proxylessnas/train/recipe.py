@@ -21,6 +21,7 @@ from typing import Any
 
 from proxylessnas.arguments import Kind, non_negative_float, positive_float, positive_int, rate, seed
 from proxylessnas.errors import ProxylessError
+from proxylessnas.overrides import split_overrides
 
 SMALL_RESOLUTION = 64  # datasets at or below this use the CIFAR-size recipe and nets
 FIELD_KINDS: dict[str, Kind] = {  # the kind of every numeric field (None passes where the field allows it)
@@ -82,7 +83,7 @@ class TrainRecipe:
     def with_overrides(self, overrides: dict[str, Any] | list[str]) -> TrainRecipe:
         """A copy with ``{field: value}`` or ``["field=value", ...]`` applied (types checked)."""
         if isinstance(overrides, list):
-            overrides = parse_overrides(overrides)
+            overrides = split_overrides(overrides, example="lr=0.1")
         kinds = {f.name: f.type for f in fields(self)}
         clean = {}
         for key, value in overrides.items():
@@ -114,17 +115,6 @@ def _coerce(key: str, value: Any, kind: str) -> Any:
         raise ProxylessError(f"bad value '{value}' for recipe key '{key}'", "overrides",
                              f"give a {kind.split(' ')[0]}") from None
     return text
-
-
-def parse_overrides(items: list[str]) -> dict[str, str]:
-    """``["lr=0.1", "epochs=5"]`` -> ``{"lr": "0.1", "epochs": "5"}``."""
-    result = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ProxylessError(f"override '{item}' is not key=value", "overrides", "write e.g. lr=0.1")
-        result[key.strip()] = value
-    return result
 
 
 def imagenet_recipe() -> TrainRecipe:

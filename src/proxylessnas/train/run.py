@@ -6,77 +6,68 @@ Files in ``out_dir``:
 - ``metrics.jsonl``: one JSON line per finished epoch;
 - ``run.json``: recipe, dataset, target and net config of the run, and its config history.
 
-One process writes ``out_dir``: rank 0 locks it (:mod:`proxylessnas.runfolder_lock`) before
+One process writes ``out_dir``: rank 0 locks it (:mod:`proxylessnas.runtime.runfolder_lock`) before
 anything in it is read or written, and removes the temporary files a killed run left there. A
 NaN or infinite loss (on any rank) stops the run before its backward pass, and weights that
 became NaN or infinite are never saved: one :class:`~proxylessnas.errors.ProxylessError` line,
 the last good checkpoint kept, the resume command with a lower learning rate given.
 
 SIGINT or SIGTERM finishes the current step, writes ``last.pt`` at that position and raises
-:class:`~proxylessnas.stopping.RunInterrupted`. Resuming restores model, optimiser, EMA, grad
+:class:`~proxylessnas.runtime.stopping.RunInterrupted`. Resuming restores model, optimiser, EMA, grad
 scaler, every random generator, the epoch and the step inside it (the batch order depends only
 on (seed, epoch), see ``BatchIterator``) and the partial epoch sums, so a resumed run is
 bit-exact on CPU with an uninterrupted one. The learning rate is a function of the step: there
 is no scheduler state. A resume may change the recipe fields that do not change the run's
-shape (``RESUMABLE_FIELDS``), recorded in ``config_history`` (:mod:`proxylessnas.resume_changes`).
+shape (``RESUMABLE_FIELDS``), recorded in ``config_history`` (:mod:`proxylessnas.runtime.resume_changes`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from proxylessnas.data.dataset import Dataset
-from proxylessnas.data.iterator import BatchIterator
+from proxylessnas.data.iterator import BatchIterator, rescale_step
 from proxylessnas.errors import ProxylessError
-from proxylessnas.finite import NonFiniteLoss, count_nonfinite
 from proxylessnas.progress import progress_bar
-from proxylessnas.resume_changes import (
+from proxylessnas.runtime.atomic import write_json_atomic
+from proxylessnas.runtime.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from proxylessnas.runtime.distributed import (
+    DEFAULT_TIMEOUT_SECONDS,
+    DistributedContext,
+    distributed_session,
+    rank_device,
+)
+from proxylessnas.runtime.finite import NonFiniteLoss, count_nonfinite
+from proxylessnas.runtime.resume_changes import (
     accept_changes,
     describe_changes,
     keeping_hyperparameters,
     lower_rate_advice,
     record_changes,
 )
-from proxylessnas.runfolder_lock import hold_run_folder, refuse_earlier_run
-from proxylessnas.space.arch import write_json_atomic
-from proxylessnas.stopping import RunInterrupted, resume_command, stop_on_signals
-from proxylessnas.train.checkpoint import (
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
-from proxylessnas.train.distributed import (
-    DEFAULT_TIMEOUT_SECONDS,
-    DistributedContext,
-    distributed_session,
-    rank_device,
-    rescale_step,
-)
+from proxylessnas.runtime.runfolder_lock import hold_run_folder, refuse_earlier_run
+from proxylessnas.runtime.seeding import seed_everything
+from proxylessnas.runtime.stopping import RunInterrupted, resume_command, stop_on_signals
 from proxylessnas.train.ema import ModelEma
 from proxylessnas.train.loops import EpochTotals, evaluate, make_optimizer, needs_grad_scaler, train_one_epoch
 from proxylessnas.train.recipe import RESUMABLE_FIELDS, TrainRecipe, learning_rate
 
 CHECKPOINT_KIND = "proxylessnas.train"
 CHECKPOINT_SCHEMA_VERSION = 1
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def train_batches(dataset: Dataset, recipe: TrainRecipe, device: torch.device) -> BatchIterator:
@@ -174,7 +165,7 @@ def train_model(
     metrics record. ``max_steps`` stops after that many optimiser steps in total (the last
     checkpoint then holds the position inside the epoch; ``resume=True`` continues); so does
     SIGINT or SIGTERM, after the current step, then raising
-    :class:`~proxylessnas.stopping.RunInterrupted`.
+    :class:`~proxylessnas.runtime.stopping.RunInterrupted`.
 
     Under torchrun every rank calls this: DDP over the ranks, ``recipe.batch_size`` images per
     rank, rank 0 writes the files, ``sync_batchnorm`` for SyncBatchNorm (GPUs), collectives
@@ -198,7 +189,8 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
                   max_steps: int | None, run_info: dict | None, log: Callable[[str], None],
                   sync_batchnorm: bool, stop_flag: dict[str, int | None]) -> dict[str, Any]:
     """The training loop of one process (one rank of ``context``); see :func:`train_model`.
-    ``stop_flag["signal"]``: a SIGINT/SIGTERM received (:func:`~proxylessnas.stopping.stop_on_signals`)."""
+    ``stop_flag["signal"]``: a SIGINT/SIGTERM received
+    (:func:`~proxylessnas.runtime.stopping.stop_on_signals`)."""
     last_path, best_path, metrics_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
     run_info = {**(run_info or {}), "recipe": recipe.to_dict(), "dataset": dataset.name,
                 "train_images": len(dataset.train)}

@@ -20,12 +20,12 @@ from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.config import net_config
 from proxylessnas.nets.net import ProxylessNet, build_net
 from proxylessnas.nets.zoo import ZOO, get_entry
+from proxylessnas.runtime.checkpoint import load_checkpoint
 from proxylessnas.space.arch import Arch, load_arch_or_string, read_json
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.nasbench201 import is_arch_string
 from proxylessnas.space.presets import get_space
 from proxylessnas.space.spec import SearchSpace
-from proxylessnas.train.checkpoint import load_checkpoint
 from proxylessnas.train.recipe import SMALL_RESOLUTION
 
 

@@ -9,14 +9,14 @@ from typing import Any
 
 from matplotlib.ticker import MaxNLocator
 
-from proxylessnas.figures import new_figure
-from proxylessnas.figures import save_figure as save
-from proxylessnas.search.convergence import (
+from proxylessnas.convergence_measures import (
     ENTROPY_WARNING_THRESHOLD,
     mean_max_probability,
     normalised_entropy,
     row_changes,
 )
+from proxylessnas.figures import new_figure
+from proxylessnas.figures import save_figure as save
 
 
 def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:

@@ -37,7 +37,6 @@ import torch.distributed as dist
 from torch import nn
 
 from proxylessnas.arguments import positive_int
-from proxylessnas.data.iterator import BatchIterator
 from proxylessnas.errors import ProxylessError
 
 Result = TypeVar("Result")
@@ -205,11 +204,12 @@ class DistributedContext:
         setattr(owner, name, self.average_numbers({name: value})[name])
 
     # -- data ----------------------------------------------------------------------------------------
-    def shard(self, batches: BatchIterator) -> BatchIterator:
-        """This rank's part of ``batches`` (see :class:`ShardedBatchIterator`)."""
+    def shard(self, batches: Any) -> Any:
+        """This rank's part of ``batches``, a :class:`~proxylessnas.data.BatchIterator` (see
+        :class:`~proxylessnas.data.iterator.ShardedBatchIterator`)."""
         if not self.enabled:
             return batches
-        return ShardedBatchIterator.of(batches, self.rank, self.world_size)
+        return batches.shard(self.rank, self.world_size)
 
     def _object_device(self) -> torch.device:
         if self.backend == "nccl":
@@ -228,54 +228,6 @@ def tensor_hash(tensors: Sequence[torch.Tensor]) -> str:
         digest.update(str(array.shape).encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
-
-
-class ShardedBatchIterator(BatchIterator):
-    """Rank r of W's part of a :class:`BatchIterator`, for in-memory and streamed images alike.
-
-    Every rank draws the same permutation (and augmentation) of the *whole* set from
-    (seed, epoch), as one process would, and takes positions r, r + W, r + 2W, ... of it, N // W
-    each (the remainder, a different one each epoch, is skipped so every rank runs the same
-    number of steps). Step s of all ranks together therefore covers positions
-    [s B W, (s + 1) B W) of the permutation: after s steps the job has seen exactly the first
-    s B W images, which is what lets a checkpoint resume with another world size
-    (step s of W ranks = step s W / W' of W' ranks). Rejected alternative: a fixed split of the
-    files per rank (each rank would see the same images every epoch).
-    """
-
-    rank: int
-    world_size: int
-
-    @classmethod
-    def of(cls, batches: BatchIterator, rank: int, world_size: int) -> ShardedBatchIterator:
-        sharded = cls.__new__(cls)
-        sharded.__dict__.update(batches.__dict__)
-        sharded.rank, sharded.world_size = rank, world_size
-        return sharded
-
-    def __len__(self) -> int:
-        count = self.num_samples // self.world_size
-        return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
-
-    def _plan(self, epoch: int) -> dict[str, torch.Tensor]:
-        plan = super()._plan(epoch)  # the whole set's permutation and augmentation
-        positions = torch.arange(self.num_samples // self.world_size) * self.world_size + self.rank
-        return {key: value[positions] for key, value in plan.items()}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "world_size": self.world_size}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Also accepts a position saved with another world size (rescaled, see the class)."""
-        saved_world = int(state.get("world_size", 1))
-        step = rescale_step(int(state["step"]), saved_world, self.world_size)
-        super().load_state_dict({**state, "step": min(step, len(self))})
-
-
-def rescale_step(step: int, saved_world_size: int, world_size: int) -> int:
-    """The step of a ``world_size`` job that has seen what ``saved_world_size`` ranks saw after
-    ``step`` steps: floor(step * W_saved / W) (rounding down repeats at most one global batch)."""
-    return step * saved_world_size // world_size
 
 
 # -- process group ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from proxylessnas.errors import ProxylessError
-from proxylessnas.stopping import resume_command
+from proxylessnas.runtime.stopping import resume_command
 
 Changes = dict[str, dict[str, Any]]  # key -> {"from": saved value, "to": new value}
 
