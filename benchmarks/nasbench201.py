@@ -240,7 +240,7 @@ def ranking_unit(source: str, samples: int, valid_images: int, threads: int) -> 
     top = [r for r in rows if r["cifar10_test"] >= cut]
     top_pairs = ([r["inherited_valid"] for r in top], [r["cifar10_test"] for r in top])
     return {"unit": f"ranking-{source.removesuffix('.pt')}", "source": source,
-            "epochs_trained": state["epoch"],
+            "epochs_trained": state["epoch"], "edge_conv_init": state.get("edge_conv_init"),
             "dataset": state["config"]["data"]["dataset"], "samples": samples, "valid_images": len(valid),
             "kendall_tau": kendall_tau(inherited, truth), "spearman": spearman(inherited, truth),
             "top10_count": len(top),

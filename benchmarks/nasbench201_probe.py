@@ -102,7 +102,8 @@ def main() -> None:
         if epoch + 1 in saves:
             RUNS.mkdir(parents=True, exist_ok=True)
             torch.save({"config": {"data": {"dataset": spec}, "run": {"seed": 0}},
-                        "supernet": supernet.state_dict(), "epoch": epoch + 1},
+                        "supernet": supernet.state_dict(), "epoch": epoch + 1,
+                        "edge_conv_init": args.init},
                        RUNS / f"{args.name}-e{epoch + 1}.pt")
 
 

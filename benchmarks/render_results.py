@@ -243,7 +243,8 @@ def ranking_table(rankings: list[dict], probe_path: Path) -> str:
         return " / ".join(f"{kendall_tau(values, count):+.2f}" for count in counts)
 
     body = [[f"`{u['source']}`", str(u.get("epochs_trained", "-")),
-             "16x16" if "resolution=16" in u.get("dataset", "") else "32x32", str(u["samples"]),
+             "16x16" if "resolution=16" in u.get("dataset", "") else "32x32",
+             u.get("edge_conv_init") or "random", str(u["samples"]),
              f"**{u['kendall_tau']:.3f}**", f"{u['spearman']:.3f}", f"{u['top10_kendall_tau']:.3f}",
              op_taus(u["cells"], "inherited_valid")] for u in rankings]
     truth = op_taus(rankings[0]["cells"], "cifar10_test")
@@ -251,9 +252,10 @@ def ranking_table(rankings: list[dict], probe_path: Path) -> str:
             "drawn cells against the table (`python benchmarks/nasbench201.py ranking --source RUN`). "
             "The last column is Kendall tau between the inherited accuracy and the number of each op "
             f"in the cell ({', '.join(NB201_OPS)}); the table's own values over the same cells are "
-            f"{truth}: the benchmark rewards 3x3 convolutions and punishes pooling, the supernets "
-            "reward skip connections.\n\n")
-    text += table(["supernet", "epochs", "images", "cells", "Kendall tau", "Spearman", "top-10 % tau",
+            f"{truth}: the benchmark rewards 3x3 convolutions and punishes pooling. Edge convs "
+            "`random` (PyTorch's default init) reward skip connections; `identity` (started as the "
+            "identity, the supernet's default since 2026-12-04) reward what the table rewards.\n\n")
+    text += table(["supernet", "epochs", "images", "edge convs", "cells", "Kendall tau", "Spearman", "top-10 % tau",
                    "tau vs op counts"], body) + "\n"
     if probe_path.is_file():
         probe = json.loads(probe_path.read_text())
