@@ -134,4 +134,7 @@ def test_cli_export_zoo_and_errors(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     assert main(["export", str(tmp_path / "bad.pt"), "--format", "onnx"]) == 2
+    assert "this is a text file, not a" in capsys.readouterr().err
+    (tmp_path / "bad.pt").write_bytes(b"PK\x03\x04 cut short")
+    assert main(["export", str(tmp_path / "bad.pt"), "--format", "onnx"]) == 2
     assert "corrupt or truncated" in capsys.readouterr().err

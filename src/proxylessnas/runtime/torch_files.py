@@ -92,7 +92,20 @@ def file_kind(path: Path) -> str | None:
         return "an ONNX model"
     if head.lstrip()[:1] in (b"{", b"["):
         return _json_kind(path)
-    return PICKLE if head[:1] == b"\x80" else None
+    if head[:1] == b"\x80":
+        return PICKLE
+    return "a text file" if _is_text(head) else None
+
+
+def _is_text(head: bytes) -> bool:
+    """Printable UTF-8 (tabs and line breaks allowed; a character cut off at the end allowed)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.reason != "unexpected end of data":
+            return False
+        text = head[:err.start].decode("utf-8")
+    return bool(text) and all(c.isprintable() or c in "\t\n\r\f" for c in text)
 
 
 def _json_kind(path: Path) -> str | None:
