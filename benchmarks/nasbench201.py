@@ -100,13 +100,14 @@ def all_cells() -> list[str]:
     return [format_string(ops) for ops in itertools.product(CANDIDATES.split(","), repeat=6)]
 
 
-def cell_macs() -> dict[str, float]:
-    """Analytic MMACs of every cell's standalone net (10 classes, 32x32)."""
+@lru_cache(maxsize=2)
+def cell_macs(resolution: int = 32) -> dict[str, float]:
+    """Analytic MMACs of every cell's standalone net (10 classes, ``resolution`` pixels a side)."""
     from proxylessnas import get_space
     from proxylessnas.hardware.graph_cost import GraphFlopsCostModel
     from proxylessnas.space.nasbench201 import CANDIDATES, format_string
 
-    space = get_space("nasbench201")
+    space = get_space("nasbench201", resolution=resolution)
     fixed, vectors = GraphFlopsCostModel("macs").candidate_costs(space)
     names = CANDIDATES.split(",")
     return {format_string(ops): fixed + sum(float(v[names.index(op)]) for v, op in zip(vectors, ops))
@@ -173,7 +174,8 @@ def search_unit(unit: str, variant: str, seed: int, threads: int, extra: list[st
             "peak_rss_gb": round(spent["rss_gb"], 3),
             "normalised_entropy": summary["convergence"]["normalised_entropy"],
             "collapse": summary["convergence"].get("collapse"),
-            "supernet_test_accuracy": summary["test_accuracy"], "macs": summary["predicted_latency"],
+            "supernet_test_accuracy": summary["test_accuracy"], "macs": cell_macs()[found["arch"]],
+            "searched_macs": summary["predicted_latency"],
             "overrides": [*VARIANTS[variant], *extra], "anytime": anytime}
 
 
@@ -248,24 +250,27 @@ def ranking_unit(source: str, samples: int, valid_images: int, threads: int) -> 
             "wall_s": round(time.perf_counter() - started, 1), "cells": rows}
 
 
-def macs_budget(percent: int) -> tuple[float, dict]:
+def macs_budget(percent: int, resolution: int = 32) -> tuple[float, dict]:
     """The budget ``percent`` % of the way from the cheapest cell above 80 % to the most expensive,
-    and the table's best cell within it."""
-    macs = cell_macs()
+    and the table's best cell within it, in MACs at ``resolution`` (every cell's MACs at 16x16
+    are an increasing affine map of those at 32x32, so the budget picks the same cells)."""
+    macs = cell_macs(resolution)
     cheapest = min(m for s, m in macs.items() if table()[s][0] > 80.0)
     budget = cheapest + percent / 100 * (max(macs.values()) - cheapest)
     best = max((s for s, m in macs.items() if m <= budget), key=lambda s: table()[s][0])
     return budget, {**judge(best), "macs": macs[best]}
 
 
-def macs_unit(unit: str, percent: int, seed: int, threads: int) -> dict:
+def macs_unit(unit: str, percent: int, seed: int, threads: int, resolution: int = 32) -> dict:
     """A search that spends the budget: the band controller aims at [0.905, 1] x budget (target
-    budget / 1.05, tolerance 5 %), so parameter-free cells that the supernet over-rates cannot
-    satisfy it by undershooting."""
+    budget / 1.05, tolerance 5 %), so parameter-free cells cannot satisfy it by undershooting.
+    The search counts MACs at its own resolution; the budget and the verdict are at 32x32."""
     budget, best = macs_budget(percent)
-    constraint = ["latency.mode=band", "latency.tolerance=0.05", f"latency.target={budget / 1.05}",
+    searched_budget = macs_budget(percent, resolution)[0]
+    constraint = ["latency.mode=band", "latency.tolerance=0.05", f"latency.target={searched_budget / 1.05}",
                   "latency.controller_cost=expected"]
-    result = search_unit(unit, "two", seed, threads, constraint)
+    variant = "two" if resolution == 32 else f"two-r{resolution}"
+    result = search_unit(unit, variant, seed, threads, constraint)
     gap = round(best["cifar10_test"] - result["cifar10_test"], 3)
     return {**result, "budget_macs": budget, "budget_met": result["macs"] <= budget + 1e-9,
             "table_best_in_budget": best, "gap_to_best": gap}
@@ -308,8 +313,9 @@ def main() -> None:
             result = search_unit(unit, variant, int(seed), args.threads, args.overrides)
         elif unit.startswith("ranking-"):
             result = ranking_unit(args.source, args.samples, args.valid_images, args.threads)
-        elif unit.startswith("macs-"):
-            result = macs_unit(unit, int(unit[len("macs-"):]), 0, args.threads)
+        elif unit.startswith("macs-"):  # macs-<percent>[-r<pixels>]
+            percent, _, pixels = unit[len("macs-"):].partition("-r")
+            result = macs_unit(unit, int(percent), 0, args.threads, int(pixels or 32))
         else:
             raise SystemExit(f"unknown unit '{unit}'")
         write_json(unit_path(unit), result)
