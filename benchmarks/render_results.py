@@ -255,8 +255,8 @@ def ranking_table(rankings: list[dict], probe_path: Path) -> str:
             f"{truth}: the benchmark rewards 3x3 convolutions and punishes pooling. Edge convs "
             "`random` (PyTorch's default init) reward skip connections; `identity` (started as the "
             "identity, the supernet's default since 2026-12-04) reward what the table rewards.\n\n")
-    text += table(["supernet", "epochs", "images", "edge convs", "cells", "Kendall tau", "Spearman", "top-10 % tau",
-                   "tau vs op counts"], body) + "\n"
+    text += table(["supernet", "epochs", "images", "edge convs", "cells", "Kendall tau", "Spearman",
+                   "top-10 % tau", "tau vs op counts"], body) + "\n"
     if probe_path.is_file():
         probe = json.loads(probe_path.read_text())
         curves = probe["train_curves_lr0.025_constant"]
