@@ -25,7 +25,7 @@ def main() -> None:
     print(json.dumps({"seconds": round(time.perf_counter() - started, 1), "train_accuracy": train,
                       "test_accuracy": summary["test_accuracy"], "choices": summary["choices"],
                       "measured_latency": summary["measured_latency"],
-                      "target_latency": summary["target_latency"]}))
+                      "target_latency_ms": summary["target_latency_ms"]}))
 
 
 if __name__ == "__main__":

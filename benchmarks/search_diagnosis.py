@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from proxylessnas.search import strategies
+from proxylessnas.search import finish, strategies
 from proxylessnas.search.config import load_config
 from proxylessnas.search.run import run_search
 
@@ -48,7 +48,7 @@ class Recorder:
         self.start: torch.Tensor | None = None
 
     def arch_step(self, strategy, images, labels, generator):
-        supernet, objective = strategy.supernet, strategy.objective
+        supernet, latency = strategy.supernet, strategy.latency
         alphas = supernet.arch_parameters()
         if self.start is None:
             self.start = torch.cat([a.detach().flatten() for a in alphas]).clone()
@@ -56,7 +56,7 @@ class Recorder:
         logits = supernet(images)
         ce = F.cross_entropy(logits, labels)
         probs = supernet.probs()
-        loss, details = objective.loss(ce, probs)
+        loss, details = latency.loss(ce, probs)
         loss = strategies.add_entropy_term(loss, details, probs, strategy.entropy_weight)
         strategies.check_finite("architecture loss", loss)
         ce_grads = torch.autograd.grad(ce, alphas, retain_graph=True)
@@ -67,10 +67,10 @@ class Recorder:
             alpha.grad = (g_ce + g_lat).detach()
         strategy.optimizer.step()
         supernet.finish_arch_step()
-        objective.after_arch_step(alphas)
+        latency.after_arch_step(alphas)
         self.ce.append(torch.cat([g.detach().flatten() for g in ce_grads]).double())
         self.latency.append(torch.cat([g.detach().flatten() for g in latency_grads]).double())
-        self.weights.append(float(objective.weight) if objective.weight is not None else 0.0)
+        self.weights.append(float(latency.weight) if latency.weight is not None else 0.0)
         details["arch_accuracy"] = float((logits.argmax(1) == labels).float().mean())
         return details
 
@@ -117,24 +117,24 @@ def main() -> None:
     original = strategies.GradientStrategy.arch_step
     strategies.GradientStrategy.arch_step = lambda self, *a: recorder.arch_step(self, *a)
     captured = {}
-    original_finish = strategies.LatencyObjective.select
+    original_select = finish.select_architecture
 
-    def select(self, alphas):
+    def select(alphas, profile, target):
         captured["alphas"] = [a.detach().clone() for a in alphas]
-        return original_finish(self, alphas)
+        return original_select(alphas, profile, target)
 
-    strategies.LatencyObjective.select = select
+    finish.select_architecture = select
     started = time.perf_counter()
     try:
         result = run_search(config)
     finally:
         strategies.GradientStrategy.arch_step = original
-        strategies.LatencyObjective.select = original_finish
+        finish.select_architecture = original_select
     row = {"name": args.name, "config": args.config, "overrides": args.overrides,
            **report(recorder, captured["alphas"], time.perf_counter() - started),
            "test_accuracy": result.summary.get("test_accuracy"),
            "measured_latency": result.summary.get("measured_latency"),
-           "target_latency": result.summary.get("target_latency"),
+           "target_latency_ms": result.summary.get("target_latency_ms"),
            "measured_within_tolerance": result.summary.get("measured_within_tolerance")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(row, indent=2) + "\n")

@@ -61,6 +61,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from proxylessnas.runtime.metrics import read_metrics
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "study"
 DEFAULT_DATA = "cifar10:../shared/data/cifar10"  # relative to the repository (the commands run there)
@@ -549,9 +551,9 @@ class Study:
             if summary is None:
                 raise UnitFailed(f"search {job.name} ended without summary.json ({folder})")
         wall = time.perf_counter() - started
-        metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
-        keep = ("choices", "predicted_latency", "measured_latency", "unit", "target_latency",
-                "target_in_model_units", "calibration", "predicted_latency_calibrated", "latency_mode",
+        metrics = read_metrics(folder / "metrics.jsonl")
+        keep = ("choices", "predicted_latency", "measured_latency", "unit", "target_latency_ms",
+                "target_latency_table", "calibration", "predicted_latency_calibrated", "latency_mode",
                 "cheapest_latency", "most_expensive_latency", "selection", "measured_within_tolerance",
                 "test_accuracy", "epochs")
         s = self.settings
@@ -669,11 +671,11 @@ class Study:
     def train(self, name: str, arch_path: str, seed: int = 0) -> dict[str, Any]:
         out = self.train_dir(name)
         arguments = self.train_arguments(arch_path, out, seed)
-        metrics = read_metrics(out / "metrics.jsonl")
+        metrics = read_metrics(out / "metrics.jsonl", required=False)
         if len(metrics) < self.settings.train_epochs:
             resume = (out / "last.pt").exists()
             self.proxyless(f"train-{name}", arguments + (["--resume"] if resume else []))
-            metrics = read_metrics(out / "metrics.jsonl")
+            metrics = read_metrics(out / "metrics.jsonl", required=False)
         if len(metrics) != self.settings.train_epochs:
             raise UnitFailed(f"training {name} ended after {len(metrics)} of {self.settings.train_epochs} "
                              f"epochs ({out})")
@@ -772,10 +774,13 @@ def finished_summary(folder: Path) -> dict[str, Any] | None:
     return None
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def requested_target(search: dict[str, Any]) -> float:
+    """A search's target as requested: ms on measured hardware, else the cost model's unit
+    (results stored before the keys named their unit hold it as "target_latency")."""
+    if "target_latency" in search:
+        return search["target_latency"]
+    measured = search.get("target_latency_ms")
+    return search["target_latency_table"] if measured is None else measured
 
 
 # ----------------------------------------------------------------------------- results
@@ -869,7 +874,7 @@ def collect_results(state: dict[str, Any], settings: StudySettings, search_data:
         ranks = rank_descending(accuracies) if accuracies else {}
         for r in rows:
             r["rank"] = ranks.get(r["name"])
-        item3[search] = {"target_ms": searches[search]["target_latency"], "rows": rows,
+        item3[search] = {"target_ms": requested_target(searches[search]), "rows": rows,
                          "final_entropy": searches[search].get("final_entropy"),
                          "uniform_entropy": searches[search].get("uniform_entropy"),
                          "searched_is_most_accurate": ranks.get(search) == 1 if ranks else None}
@@ -940,7 +945,7 @@ def plot_specialisation(results: dict[str, Any], path: Path) -> Path:
         arch = Arch.from_ops(space, [search["choices"][layer.label] for layer in space.searched_layers])
         draw_architecture(ax, space, arch)
         cross = results["cross"][name]
-        ax.set_title(f"searched for {search['job']['hardware']} (T = {search['target_latency']:.3g} "
+        ax.set_title(f"searched for {search['job']['hardware']} (T = {requested_target(search):.3g} "
                      f"{search['unit']}): torch {cross['torch']['median']:.3f} ms, ONNX Runtime "
                      f"{cross['onnxruntime']['median']:.3f} ms, {cross['macs_m']:.2f} MMACs", fontsize=9)
     return save_figure(figure, path)
@@ -1098,7 +1103,7 @@ def _item4_markdown(results: dict[str, Any]) -> list[str]:
     rows = []
     for name in SPECIALISED:
         search = searches[name]
-        cells = [f"`{search['job']['hardware']}` (T = {search['target_latency']:.3g} {search['unit']})"]
+        cells = [f"`{search['job']['hardware']}` (T = {requested_target(search):.3g} {search['unit']})"]
         for key in columns:
             value = _cross_value(cross[name], key)
             text = f"{value:.2f}" if key == "macs_m" else f"{value:.3f}"
@@ -1158,7 +1163,7 @@ def _item5_markdown(results: dict[str, Any]) -> list[str]:
         within = search["measured_within_tolerance"]
         rows.append([labels[name], search["weight_steps"], duration(search["wall_seconds"])
                      + (" (resumed)" if search["resumed"] else ""),
-                     f"{search['target_latency']:.3f}", f"{search['measured_latency']:.3f}",
+                     f"{requested_target(search):.3f}", f"{search['measured_latency']:.3f}",
                      "yes" if within else "no", f"{cross[name]['torch']['median']:.3f}",
                      f"{100 * search['test_accuracy']:.2f}", _top1(trainings, name),
                      "-" if search.get("final_entropy") is None

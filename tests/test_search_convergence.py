@@ -24,7 +24,7 @@ from proxylessnas.search.convergence import (
     convergence_warning,
     format_convergence,
 )
-from proxylessnas.search.run import format_summary
+from proxylessnas.search.finish import format_summary
 
 NB201_PARAMETER_FREE_OPS = {"none", "skip_connect", "avg_pool_3x3"}
 
@@ -136,7 +136,8 @@ def test_format_summary_ends_with_the_warning():
                    "last_argmax_change_epoch": 3, "arch_steps": 8}
     convergence["warning"] = convergence_warning(convergence, epochs=2, update_every=1, arch_lr=1e-3)
     summary = {"unit": "MMACs", "choices": {"s1.b0": "mb_k3_e3"}, "measured_latency": None,
-               "predicted_latency": 1.0, "target_latency": 1.0, "latency_mode": "band",
+               "predicted_latency": 1.0, "target_latency_ms": None, "target_latency_table": 1.0,
+               "latency_mode": "band",
                "cheapest_latency": 0.5, "most_expensive_latency": 2.0, "selection": "argmax",
                "test_accuracy": 0.5, "run_dir": "runs/x", "files": [], "convergence": convergence}
     lines = format_summary(summary).splitlines()

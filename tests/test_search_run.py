@@ -15,8 +15,11 @@ from proxylessnas.errors import ProxylessError
 from proxylessnas.hardware.cost import FlopsCostModel
 from proxylessnas.runtime.checkpoint import load_checkpoint
 from proxylessnas.search.config import SearchConfig
+from proxylessnas.search.cost_profile import CostProfile
+from proxylessnas.search.latency_loss import LatencyLoss
 from proxylessnas.search.run import SearchInterrupted, run_search
-from proxylessnas.search.strategies import LatencyObjective
+from proxylessnas.search.selection import select_architecture
+from proxylessnas.search.target import LatencyTarget
 from proxylessnas.space import get_space
 
 QUICK = ["space.name=tiny", "search.warmup_epochs=1", "search.epochs=2", "search.steps_per_epoch=4",
@@ -42,38 +45,39 @@ def final_alphas(run_dir) -> list[torch.Tensor]:
 
 def test_objective_expected_latency_matches_brute_force():
     space = get_space("tiny")
-    model = FlopsCostModel()
-    objective = LatencyObjective(space, model, mode="penalty", target=None, loss_name="add_linear")
+    profile = CostProfile(space, FlopsCostModel())
+    target = LatencyTarget(profile, mode="penalty", target=None)
     torch.manual_seed(0)
     probs = [torch.softmax(torch.randn(len(layer.candidates), dtype=torch.float64), 0)
              for layer in space.searched_layers]
     brute = 0.0
     for combo in itertools.product(*[range(len(layer.candidates)) for layer in space.searched_layers]):
         weight = float(torch.prod(torch.stack([p[i] for p, i in zip(probs, combo)])))
-        brute += weight * objective.cost_of(list(combo))
-    assert float(objective.expected(probs)) == pytest.approx(brute, rel=1e-9)
+        brute += weight * profile.cost_of(list(combo))
+    assert float(profile.expected(probs)) == pytest.approx(brute, rel=1e-9)
     # the target defaults to the middle of the space's span
-    assert objective.target == pytest.approx((objective.cheapest + objective.most_expensive) / 2)
+    assert target.table == pytest.approx((profile.cheapest + profile.most_expensive) / 2)
 
 
 def test_band_selection_is_the_most_probable_arch_in_band_by_brute_force():
     space = get_space("tiny")
-    objective = LatencyObjective(space, FlopsCostModel(), mode="band", target=None, target_position=0.3)
+    profile = CostProfile(space, FlopsCostModel())
+    target = LatencyTarget(profile, mode="band", target=None, target_position=0.3)
     torch.manual_seed(1)
     alphas = [torch.randn(len(layer.candidates), dtype=torch.float64) * 2 for layer in space.searched_layers]
-    indices, how = objective.select(alphas)
+    indices, how = select_architecture(alphas, profile, target)
     best, best_logp = None, -float("inf")
     for combo in itertools.product(*[range(len(a)) for a in alphas]):
-        cost = objective.cost_of(list(combo))
-        if objective.target_config.inner_low <= cost <= objective.target_config.inner_high:
+        cost = profile.cost_of(list(combo))
+        if target.band.inner_low <= cost <= target.band.inner_high:
             logp = sum(float(torch.log_softmax(a, 0)[i]) for a, i in zip(alphas, combo))
             if logp > best_logp:
                 best, best_logp = list(combo), logp
     argmax = [int(a.argmax()) for a in alphas]
-    config = objective.target_config
-    expected = argmax if config.inner_low <= objective.cost_of(argmax) <= config.inner_high else best
+    band = target.band
+    expected = argmax if band.inner_low <= profile.cost_of(argmax) <= band.inner_high else best
     assert indices == expected
-    assert objective.accepts(objective.cost_of(indices))
+    assert target.accepts(profile.cost_of(indices))
     assert how.startswith("argmax") == (expected == argmax)
 
 
@@ -83,14 +87,14 @@ def test_high_latency_weight_moves_alphas_to_cheaper_ops(tmp_path, dataset):
                           "search.epochs=1", "search.steps_per_epoch=10")
     space = get_space("tiny", num_classes=4)
     result = run_search(config, dataset=dataset)
-    objective = LatencyObjective(space, FlopsCostModel(), mode="penalty", target=None, loss_name="add_linear")
+    profile = CostProfile(space, FlopsCostModel())
     first = result.metrics[0]
     probs = [torch.tensor(p, dtype=torch.float64) for p in first["probs"].values()]
     uniform = [torch.full_like(p, 1 / len(p)) for p in probs]
-    assert float(objective.expected(probs)) < 0.75 * float(objective.expected(uniform))
-    for p, costs in zip(probs, objective.candidate_costs):
+    assert float(profile.expected(probs)) < 0.75 * float(profile.expected(uniform))
+    for p, costs in zip(probs, profile.candidate_costs):
         assert float(p[int(costs.argmin())]) > 1.0 / len(p)  # the cheapest op gained probability
-    assert result.summary["predicted_latency"] == pytest.approx(objective.cheapest)
+    assert result.summary["predicted_latency"] == pytest.approx(profile.cheapest)
 
 
 @pytest.mark.parametrize("mode", ["full_v2", "two"])
@@ -211,28 +215,33 @@ def test_reinforce_strategy_runs_and_lands_in_band_selection(tmp_path, dataset):
 
 
 def test_calibration_moves_target_into_table_units_and_survives_state_round_trip():
-    space = get_space("tiny")
-    objective = LatencyObjective(space, FlopsCostModel(), mode="band", target=0.2)
-    requested = objective.target
-    objective.calibrate(1.5, 0.02)
-    assert objective.target == pytest.approx((requested - 0.02) / 1.5)
-    assert objective.controller.config.target == objective.target
-    assert objective.requested_target == requested
-    objective.speed_reference = [2.5, 3.25]
-    restored = LatencyObjective(space, FlopsCostModel(), mode="band", target=0.2)
-    restored.load_state_dict(objective.state_dict())
-    assert restored.target == objective.target and restored.calibration == (1.5, 0.02)
+    profile = CostProfile(get_space("tiny"), FlopsCostModel())
+    target = LatencyTarget(profile, mode="band", target=0.2)
+    loss = LatencyLoss(profile, target)
+    requested = target.table
+    target.calibrate(1.5, 0.02)
+    loss.retarget()
+    assert target.table == pytest.approx((requested - 0.02) / 1.5)
+    assert loss.controller.config.target == target.table
+    assert target.requested == requested
+    target.speed_reference = [2.5, 3.25]
+    restored = LatencyTarget(profile, mode="band", target=0.2)
+    restored_loss = LatencyLoss(profile, restored)
+    restored.load_state_dict(target.state_dict())
+    restored_loss.load_state_dict(loss.state_dict())
+    assert restored.table == target.table and restored.calibration == (1.5, 0.02)
     assert restored.speed_reference == [2.5, 3.25]
+    assert restored_loss.controller.config == loss.controller.config
     with pytest.raises(ProxylessError, match="below the cheapest"):
-        LatencyObjective(space, FlopsCostModel(), mode="band", target=0.2).calibrate(100.0, 0.0)
-    positioned = LatencyObjective(space, FlopsCostModel(), mode="band", target=None, target_position=0.25)
-    in_table_units = positioned.target
+        LatencyTarget(profile, mode="band", target=0.2).calibrate(100.0, 0.0)
+    positioned = LatencyTarget(profile, mode="band", target=None, target_position=0.25)
+    in_table_units = positioned.table
     positioned.calibrate(2.0, 0.5)
-    assert positioned.target == pytest.approx(in_table_units)
-    assert positioned.requested_target == pytest.approx(2.0 * in_table_units + 0.5)
+    assert positioned.table == pytest.approx(in_table_units)
+    assert positioned.requested == pytest.approx(2.0 * in_table_units + 0.5)
     # the band stays +-5 % of the measured target: its half-width in table units is 0.05 T / slope
-    half_width = positioned.target_config.tolerance * positioned.target
-    assert half_width == pytest.approx(0.05 * positioned.requested_target / 2.0)
+    half_width = positioned.band.tolerance * positioned.table
+    assert half_width == pytest.approx(0.05 * positioned.requested / 2.0)
 
 
 def test_search_timings_keep_the_calibration_sessions_speed_scale(monkeypatch):
@@ -242,7 +251,7 @@ def test_search_timings_keep_the_calibration_sessions_speed_scale(monkeypatch):
 
     import proxylessnas.hardware.measure as measure
     from proxylessnas.hardware.lut import LatencyStats
-    from proxylessnas.search.run import search_gauge, time_architectures
+    from proxylessnas.search.calibration import search_gauge, time_architectures
 
     space = get_space("tiny")
     config = SearchConfig().with_overrides([*QUICK, "hardware.target=cpu"])
@@ -273,12 +282,12 @@ def test_search_timings_keep_the_calibration_sessions_speed_scale(monkeypatch):
 
 
 def test_spread_architectures_cover_the_cost_range():
-    from proxylessnas.search.run import spread_architectures
+    from proxylessnas.search.calibration import spread_architectures
 
-    objective = LatencyObjective(get_space("tiny"), FlopsCostModel(), mode="band", target=None)
-    costs = [objective.cost_of(a) for a in spread_architectures(objective, 8, seed=0)]
-    span = objective.most_expensive - objective.cheapest
-    assert min(costs) < objective.cheapest + 0.3 * span and max(costs) > objective.most_expensive - 0.3 * span
+    profile = CostProfile(get_space("tiny"), FlopsCostModel())
+    costs = [profile.cost_of(a) for a in spread_architectures(profile, 8, seed=0)]
+    span = profile.most_expensive - profile.cheapest
+    assert min(costs) < profile.cheapest + 0.3 * span and max(costs) > profile.most_expensive - 0.3 * span
 
 
 def test_reinforce_estimator_is_unbiased_by_enumeration_in_float64():
@@ -303,26 +312,25 @@ def test_reinforce_estimator_is_unbiased_by_enumeration_in_float64():
 
 def test_explicit_target_is_checked_after_calibration_not_against_raw_table_units():
     """A T in measured ms above the table's range is fine when the calibration maps it inside."""
-    space = get_space("tiny")
-    table_range = LatencyObjective(space, FlopsCostModel(), mode="band", target=None)
-    above = table_range.most_expensive * 1.5  # out of range in table units
+    profile = CostProfile(get_space("tiny"), FlopsCostModel())
+    above = profile.most_expensive * 1.5  # out of range in table units
     with pytest.raises(ProxylessError, match="above the most expensive"):
-        LatencyObjective(space, FlopsCostModel(), mode="band", target=above)
-    deferred = LatencyObjective(space, FlopsCostModel(), mode="band", target=above, check_now=False)
+        LatencyTarget(profile, mode="band", target=above)
+    deferred = LatencyTarget(profile, mode="band", target=above, check_now=False)
     deferred.calibrate(2.0, 0.0)  # measured = 2 x table: T / 2 is inside the range
-    assert deferred.target == pytest.approx(above / 2) and deferred.requested_target == above
-    impossible = LatencyObjective(space, FlopsCostModel(), mode="band", target=above * 10, check_now=False)
+    assert deferred.table == pytest.approx(above / 2) and deferred.requested == above
+    impossible = LatencyTarget(profile, mode="band", target=above * 10, check_now=False)
     with pytest.raises(ProxylessError, match="above the most expensive"):
         impossible.calibrate(2.0, 0.0)
 
 
 def test_a_plotting_bug_is_a_note_not_the_end_of_the_search(tmp_path, monkeypatch):
     import proxylessnas.viz as viz
-    from proxylessnas.search.run import Progress, plot_run_dir
+    from proxylessnas.search.plots import plot_run_dir
 
     def broken(run_dir):
         raise AttributeError("no such field")
 
     monkeypatch.setattr(viz, "plot_run", broken)
-    note = plot_run_dir(tmp_path, Progress(1, 0, enabled=False, visible=False))
+    note = plot_run_dir(tmp_path)
     assert note.startswith("plots skipped: AttributeError: no such field")

@@ -1,9 +1,11 @@
+import pytest
 import torch
 
+from proxylessnas.errors import ProxylessError
+from proxylessnas.search.band import LatencyBand
 from proxylessnas.search.selection import (
     Candidate,
     band_candidates,
-    meets_target,
     pick_measured,
     select_by_measurement,
 )
@@ -31,13 +33,13 @@ def test_band_candidates_tile_the_band_most_probable_first():
 
 def test_pick_measured_prefers_margin_then_band_then_closest():
     cands = [Candidate((0,), -1.0, 0, 10.45), Candidate((1,), -2.0, 0, 10.2), Candidate((2,), -3.0, 0, 9.0)]
-    chosen, how, met = pick_measured(cands, 10.0, 0.05, "band")
+    chosen, how, met = pick_measured(cands, LatencyBand(10.0, 0.05, "band"))
     assert chosen.indices == (1,) and "margin" in how and met  # 4.5 %: in the band, not with margin
-    chosen, how, met = pick_measured(cands[:1], 10.0, 0.05, "band")
+    chosen, how, met = pick_measured(cands[:1], LatencyBand(10.0, 0.05, "band"))
     assert chosen.indices == (0,) and how.endswith("inside the band") and met
-    chosen, how, met = pick_measured([cands[2]], 10.0, 0.05, "band")
+    chosen, how, met = pick_measured([cands[2]], LatencyBand(10.0, 0.05, "band"))
     assert "none met" in how and not met
-    chosen, _, _ = pick_measured(cands, 10.0, 0.05, "under")
+    chosen, _, _ = pick_measured(cands, LatencyBand(10.0, 0.05, "under"))
     assert chosen.indices == (2,)  # the only one under T
 
 
@@ -58,16 +60,35 @@ def test_selection_corrects_a_drifted_machine():
         calls.append(len(archs))
         return [1.2 * predicted(a) for a in archs]
 
-    chosen, how, measured = select_by_measurement(propose, measure, lambda p: p, target, 0.05, "band")
+    band = LatencyBand(target, 0.05, "band")
+    chosen, how, measured = select_by_measurement(propose, measure, lambda p: p, band)
     assert abs(chosen.measured / target - 1) <= 0.05 and "inside the band" in how
     assert len(calls) == 2  # the first round missed, the second moved by the drift and met it
     assert [c.log_prob for c in measured] == sorted((c.log_prob for c in measured), reverse=True)
-    one_round = select_by_measurement(propose, measure, lambda p: p, target, 0.05, "band", rounds=1)
+    one_round = select_by_measurement(propose, measure, lambda p: p, band, rounds=1)
     assert "none met" in one_round[1]
 
 
 def test_meets_target_in_measured_units():
-    assert meets_target(2.7953, 2.928, 0.05, "band")  # -4.5 %: inside +-5 %
-    assert not meets_target(3.08, 2.928, 0.05, "band")
-    assert meets_target(2.9, 2.928, 0.05, "under") and not meets_target(2.95, 2.928, 0.05, "under")
-    assert not meets_target(2.9, 2.928, 0.05, "under", share=0.6)  # margin: at most 0.98 T
+    band, under = LatencyBand(2.928, 0.05, "band"), LatencyBand(2.928, 0.05, "under")
+    assert band.meets(2.7953)  # -4.5 %: inside +-5 %
+    assert not band.meets(3.08)
+    assert under.meets(2.9) and not under.meets(2.95)
+    assert not under.meets(2.9, share=0.6)  # margin: at most 0.98 T
+
+
+def test_band_owns_every_derived_band():
+    band, under = LatencyBand(10.0, 0.05, "band"), LatencyBand(10.0, 0.05, "under")
+    assert (band.low, band.high) == pytest.approx((9.5, 10.5))
+    assert (under.low, under.high) == (0.0, 10.0)
+    assert (band.goal, under.goal) == pytest.approx((10.0, 9.75))
+    assert (band.inner_low, band.inner_high) == pytest.approx((9.75, 10.25))
+    assert (under.aim_low, under.aim_high) == pytest.approx((9.75 * 0.85, 9.75 * 1.15))
+    assert (band.proposal_low, band.proposal_high) == pytest.approx((9.25, 10.75))
+    assert (under.proposal_low, under.proposal_high) == pytest.approx((8.5, 10.0))
+    assert band.accepts(10.4) and not band.accepts(10.6) and under.accepts(0.1)
+    with pytest.raises(ProxylessError, match="below the cheapest"):
+        band.check_reachable(11.0, 20.0)
+    with pytest.raises(ProxylessError, match="above the most expensive"):
+        band.check_reachable(1.0, 9.0)
+    under.check_reachable(1.0, 9.0)

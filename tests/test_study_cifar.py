@@ -97,8 +97,8 @@ def test_missing_data_folder_is_one_line_and_exit_code_2(study, tmp_path, capsys
 
 def test_study_space_matches_the_search_fingerprint(study):
     """The matching session prices nets with the table the searches built: same space, same file."""
+    from proxylessnas.search.build import search_space
     from proxylessnas.search.config import SearchConfig
-    from proxylessnas.search.run import search_space
 
     class Data:
         num_classes, resolution, channels = 10, 32, 3
@@ -134,7 +134,8 @@ def fake_state(study, searched_top1: float) -> dict:
             "command": f"proxyless search {job.name}", "wall_seconds": 100.0 + index, "resumed": False,
             "weight_steps": 12, "arch_path": f"runs/{job.name}/arch.json", "choices": choices,
             "measured_latency": 2.5, "unit": "MMACs" if job.hardware == "flops" else "ms",
-            "target_latency": 2.5, "measured_within_tolerance": True, "test_accuracy": 0.2})
+            "target_latency_ms": None if job.hardware == "flops" else 2.5, "target_latency_table": 2.5,
+            "measured_within_tolerance": True, "test_accuracy": 0.2})
         for backend in study.CROSS_BACKENDS:
             latency = {"cpu-low": (2.4, 0.9), "onnxruntime-low": (2.6, 0.8)}.get(job.name, (2.5, 1.0))
             unit(f"measure/{job.name}/{backend}/0", {

@@ -34,7 +34,8 @@ def synthetic_records(space, epochs: int = 5):
         records.append({"epoch": epoch, "phase": "search", "train_loss": 1.5 - 0.2 * epoch,
                         "train_acc": 0.3 + 0.1 * epoch, "valid_loss": 1.6 - 0.2 * epoch,
                         "valid_acc": 0.28 + 0.1 * epoch, "expected_latency": 5.0 - 0.3 * epoch,
-                        "argmax_latency": 5.2 - 0.35 * epoch, "target_latency": 4.0, "latency_unit": "ms",
+                        "argmax_latency": 5.2 - 0.35 * epoch, "target_latency_table": 4.0,
+                        "latency_unit": "ms",
                         "lambda": 0.1 * epoch, "entropy": entropy(list(probs.values())),
                         "probs": probs, "arch": arch})
     return records
@@ -111,7 +112,7 @@ def test_diagram_of_paper_space_and_scatter(tmp_path):
 def test_latency_caption_names_units():
     from proxylessnas.viz.run import latency_caption
 
-    assert latency_caption({"measured_latency": 2.661, "target_latency": 2.647,
+    assert latency_caption({"measured_latency": 2.661, "target_latency_ms": 2.647,
                             "predicted_latency": 2.3, "unit": "ms"}) == " (measured 2.66 ms, target 2.65 ms)"
     assert latency_caption({"predicted_latency": 0.2152, "unit": "MMACs"}) == " (predicted 0.215 MMACs)"
     assert latency_caption({}) == ""

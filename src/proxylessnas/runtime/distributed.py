@@ -172,7 +172,7 @@ class DistributedContext:
 
     def load_from_main(self, stateful: Any) -> None:
         """Give every other rank the state of rank 0's ``stateful`` (``state_dict`` /
-        ``load_state_dict``), e.g. a latency objective calibrated on rank 0 alone."""
+        ``load_state_dict``), e.g. a latency target calibrated on rank 0 alone."""
         state = self.on_main(stateful.state_dict)
         if not self.is_main:
             stateful.load_state_dict(state)

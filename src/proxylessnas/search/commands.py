@@ -114,7 +114,8 @@ def fresh_run_dir(path: Path) -> Path:
 
 
 def search_command(args) -> int:
-    from proxylessnas.search.run import SearchInterrupted, format_summary, run_search
+    from proxylessnas.search.finish import format_summary
+    from proxylessnas.search.run import SearchInterrupted, run_search
 
     config = resolve_config(args)  # bad options fail here, once, before any process is started
     launched = relaunch_if_requested(args)

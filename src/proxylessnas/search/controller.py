@@ -44,9 +44,8 @@ import torch
 from torch import Tensor
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.search.band import LatencyBand
 from proxylessnas.search.losses import LossDetails
-
-MODES = ("band", "under")
 
 
 def _costs(per_layer_costs: Sequence[Tensor]) -> list[Tensor]:
@@ -83,7 +82,8 @@ def argmax_cost(fixed: float, per_layer_costs: Sequence[Tensor], weights: Sequen
 
 @dataclass(frozen=True)
 class TargetConfig:
-    """What the user asks for: a target T, a mode (band | under), and the controller's knobs."""
+    """What the user asks for: a target T, a mode (band | under) and a tolerance, whose
+    :class:`~proxylessnas.search.band.LatencyBand` says what meets it, and the controller's knobs."""
 
     target: float
     mode: str = "band"
@@ -95,65 +95,22 @@ class TargetConfig:
     max_weight: float = 1000.0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.target) and self.target > 0):
-            raise ProxylessError(f"target latency must be positive, got {self.target}",
-                                 "target latency", "give a target > 0 in the cost model's unit")
-        if self.mode not in MODES:
-            raise ProxylessError(f"unknown target mode '{self.mode}'", "target mode",
-                                 f"use one of {', '.join(MODES)}")
-        if not 0 < self.tolerance < 1:
-            raise ProxylessError(f"tolerance must be in (0, 1), got {self.tolerance}", "target tolerance",
-                                 "give a fraction such as 0.05")
+        LatencyBand(self.target, self.tolerance, self.mode)  # checks target, mode and tolerance
         if min(self.step_size, self.weight_scale, self.penalty_factor, self.max_weight) <= 0:
             raise ProxylessError("step_size, weight_scale, penalty_factor and max_weight must be positive",
                                  "target controller",
                                  "give positive values")
 
     @property
-    def low(self) -> float:
-        """Lowest accepted cost."""
-        return self.target * (1 - self.tolerance) if self.mode == "band" else 0.0
-
-    @property
-    def high(self) -> float:
-        """Highest accepted cost."""
-        return self.target * (1 + self.tolerance) if self.mode == "band" else self.target
-
-    @property
-    def goal(self) -> float:
-        """Where the argmax cost is steered: T (band) or T * (1 - tolerance / 2) (under)."""
-        return self.target if self.mode == "band" else self.target * (1 - self.tolerance / 2)
-
-    @property
-    def inner_low(self) -> float:
-        return self.goal * (1 - self.tolerance / 2)
-
-    @property
-    def inner_high(self) -> float:
-        return self.goal * (1 + self.tolerance / 2)
-
-    def accepts(self, cost: float) -> bool:
-        return self.low <= cost <= self.high
+    def band(self) -> LatencyBand:
+        return LatencyBand(self.target, self.tolerance, self.mode)
 
 
 def check_target(config: TargetConfig, fixed: float, per_layer_costs: Sequence[Tensor],
                  unit: str = "") -> None:
     """Refuse, before any training, a target that no architecture of the space can meet."""
-    cheapest = cheapest_cost(fixed, per_layer_costs)
-    expensive = most_expensive_cost(fixed, per_layer_costs)
-    suffix = f" {unit}" if unit else ""
-    span = f"the space spans {cheapest:.4g}-{expensive:.4g}{suffix}"
-    lowest = cheapest / (1 + config.tolerance) if config.mode == "band" else cheapest
-    if cheapest > config.high:
-        raise ProxylessError(
-            f"target {config.target:.4g}{suffix} is below the cheapest architecture "
-            f"({cheapest:.4g}{suffix})", "target latency",
-            f"{span}; choose a target of at least {lowest:.4g}{suffix}")
-    if config.mode == "band" and expensive < config.low:
-        raise ProxylessError(
-            f"target {config.target:.4g}{suffix} is above the most expensive architecture "
-            f"({expensive:.4g}{suffix})", "target latency",
-            f"{span}; choose a lower target or mode 'under'")
+    config.band.check_reachable(cheapest_cost(fixed, per_layer_costs),
+                                most_expensive_cost(fixed, per_layer_costs), unit)
 
 
 @dataclass(frozen=True)
@@ -186,7 +143,7 @@ class LatencyController:
         if math.isnan(self.weight):
             self.weight = self.config.initial_weight
         if math.isnan(self.aim):
-            self.aim = self.config.goal
+            self.aim = self.config.band.goal
 
     @property
     def min_weight(self) -> float:
@@ -223,13 +180,12 @@ class LatencyController:
     def check_epoch(self, epoch: int, argmax_cost: float) -> EpochCheck:
         """Record the argmax cost; correct the aim when it misses the inner band around the goal."""
         cost = float(argmax_cost)
-        config = self.config
-        inactive = config.mode == "under" and self.weight == 0.0 and cost <= config.target
-        if not inactive and not config.inner_low <= cost <= config.inner_high:
-            corrected = self.aim * math.sqrt(config.goal / cost)
-            self.aim = min(config.goal * (1 + 3 * config.tolerance),
-                           max(config.goal * (1 - 3 * config.tolerance), corrected))
-        check = EpochCheck(int(epoch), cost, self.weight, self.aim, config.accepts(cost))
+        band = self.config.band
+        inactive = band.mode == "under" and self.weight == 0.0 and cost <= band.target
+        if not inactive and not band.in_inner(cost):
+            corrected = self.aim * math.sqrt(band.goal / cost)
+            self.aim = min(band.aim_high, max(band.aim_low, corrected))
+        check = EpochCheck(int(epoch), cost, self.weight, self.aim, band.accepts(cost))
         self.history.append(check)
         return check
 

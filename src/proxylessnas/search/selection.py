@@ -1,25 +1,38 @@
-"""The final pick of a latency-targeted search, checked by measuring whole networks.
+"""The final pick of a search: which architecture to derive.
 
-The controller steers the *predicted* cost (a table sum, calibrated on a dozen whole nets) into
-the band, but a prediction of a single network is only good to a few per cent (docs/latency.md),
-about the width of a +-5 % band. So on measured hardware the end of a band / under search does
-not trust one prediction: it lists a few architectures, most probable first, whose predicted
-costs tile the band (:func:`band_candidates`), times them all in one interleaved session, and
-derives the most probable one whose *measured* latency meets the target
-(:func:`pick_measured`). What is reported afterwards is a separate measurement of the derived
-net, so the selection's own noise does not flatter the result.
+:func:`select_architecture` (every target): the argmax if its predicted cost lies in the inner
+half of the band, else the most probable architecture inside the inner half, else inside the band
+(:func:`~proxylessnas.search.controller.constrained_argmax`); penalty mode takes the argmax.
+
+:func:`select_measured` (band / under on measured hardware): the controller steers the
+*predicted* cost (a table sum, calibrated on a dozen whole nets) into the band, but a prediction
+of a single network is only good to a few per cent (docs/latency.md), about the width of a
++-5 % band. So on measured hardware the end of a band / under search does not trust one
+prediction: it lists a few architectures, most probable first, whose predicted costs tile the
+band's proposal window (:func:`band_candidates`, :class:`~proxylessnas.search.band.LatencyBand`),
+times them all in one interleaved session, and derives the most probable one whose *measured*
+latency meets the target (:func:`pick_measured`). What is reported afterwards is a separate
+measurement of the derived net, so the selection's own noise does not flatter the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from proxylessnas.hardware.validate import SpeedGauge
+from proxylessnas.search.band import LatencyBand
+from proxylessnas.search.calibration import time_architectures
+from proxylessnas.search.config import SearchConfig
 from proxylessnas.search.controller import argmax_indices, constrained_argmax
+from proxylessnas.search.cost_profile import CostProfile
+from proxylessnas.search.target import LatencyTarget
+from proxylessnas.space import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -53,33 +66,25 @@ def band_candidates(alphas: Sequence[Tensor], candidate_costs: Sequence[Tensor],
     return sorted(out, key=lambda c: -c.log_prob)
 
 
-def meets_target(measured: float, target: float, tolerance: float, mode: str, share: float = 1.0) -> bool:
-    """band: ``|m / T - 1| <= share * tolerance``; under: ``m <= T (1 - (1 - share) tolerance)``."""
-    ratio = measured / target - 1.0
-    if mode == "under":
-        return ratio <= -(1.0 - share) * tolerance
-    return abs(ratio) <= share * tolerance
-
-
-def pick_measured(candidates: Sequence[Candidate], target: float, tolerance: float, mode: str,
+def pick_measured(candidates: Sequence[Candidate], band: LatencyBand,
                   margin: float = 0.6) -> tuple[Candidate, str, bool]:
     """The most probable candidate whose measurement meets the target with room to spare
-    (band: ``|m / T - 1| <= margin * tolerance``; under: ``m <= T (1 - (1 - margin) tolerance)``),
-    else the most probable one that meets it at all (``|m / T - 1| <= tolerance``; ``m <= T``),
-    else the one measured closest to T. Returns (candidate, how it was chosen, target met)."""
+    (``band.meets(m, margin)``), else the most probable one that meets it at all
+    (``band.meets(m)``), else the one measured closest to T. Returns (candidate, how it was
+    chosen, target met)."""
 
     for share, how in ((margin, "inside the band with margin"), (1.0, "inside the band")):
-        ok = [c for c in candidates if meets_target(c.measured, target, tolerance, mode, share)]
+        ok = [c for c in candidates if band.meets(c.measured, share)]
         if ok:
             return ok[0], f"most probable of {len(candidates)} measured, {how}", True
-    closest = min(candidates, key=lambda c: abs(c.measured / target - 1.0))
+    closest = min(candidates, key=lambda c: abs(c.measured / band.target - 1.0))
     return closest, f"closest of {len(candidates)} measured (none met the target)", False
 
 
 def select_by_measurement(propose: Callable[[float], list[Candidate]],
                           measure: Callable[[list[tuple[int, ...]]], list[float]],
-                          to_measured: Callable[[float], float], target: float, tolerance: float,
-                          mode: str, rounds: int = 2) -> tuple[Candidate, str, list[Candidate]]:
+                          to_measured: Callable[[float], float], band: LatencyBand,
+                          rounds: int = 2) -> tuple[Candidate, str, list[Candidate]]:
     """Measure the candidates of ``propose(drift)`` and pick with :func:`pick_measured`.
 
     ``to_measured`` maps a prediction to the measured unit (the calibration). When no candidate
@@ -96,8 +101,46 @@ def select_by_measurement(propose: Callable[[float], list[Candidate]],
             times = measure([c.indices for c in fresh])
             measured += [replace(c, measured=float(t)) for c, t in zip(fresh, times)]
         ranked = sorted(measured, key=lambda c: -c.log_prob)
-        chosen, how, met = pick_measured(ranked, target, tolerance, mode)
+        chosen, how, met = pick_measured(ranked, band)
         if met:
             break
         drift = float(np.median([c.measured / to_measured(c.predicted) for c in measured]))
     return chosen, how, ranked
+
+
+def select_architecture(alphas: Sequence[Tensor], profile: CostProfile,
+                        target: LatencyTarget) -> tuple[list[int], str]:
+    """The architecture to derive: the argmax if it lies in the inner half of the band (room
+    for prediction error), else the most probable architecture inside the inner half, else
+    inside the band (reported as such). Penalty mode: the argmax."""
+    indices = argmax_indices(alphas)
+    band = target.band
+    if target.mode == "penalty" or band.in_inner(profile.cost_of(indices)):
+        return indices, "argmax"
+    log_probs = [torch.log_softmax(a.detach().double().cpu(), dim=0) for a in alphas]
+    for low, high, where in ((band.inner_low, band.inner_high, "the inner half of the band"),
+                             (band.low, band.high, "the band")):
+        inside = constrained_argmax(log_probs, profile.candidate_costs, profile.fixed, low, high)
+        if inside is not None:
+            return inside, f"most probable inside {where} (argmax at {profile.cost_of(indices):.4g})"
+    return indices, "argmax (no architecture inside the band)"
+
+
+def select_measured(alphas: Sequence[Tensor], space: SearchSpace, target: LatencyTarget, config: SearchConfig,
+                    gauge: SpeedGauge | None = None) -> tuple[list[int], str, list[dict[str, Any]]]:
+    """Band / under modes on measured hardware: time a few probable architectures that tile the
+    proposal window of the measured band (table units through the calibration, moved by the
+    observed drift) and take the most probable one that meets the target when measured."""
+    profile, band = target.profile, target.measured_band
+
+    def propose(drift: float) -> list[Candidate]:
+        return band_candidates(alphas, profile.candidate_costs, profile.fixed,
+                               target.to_table(band.proposal_low / drift),
+                               target.to_table(band.proposal_high / drift))
+
+    chosen, how, measured = select_by_measurement(
+        propose, lambda archs: time_architectures(space, [list(a) for a in archs], config, gauge),
+        target.to_measured, band)
+    table = [{"indices": list(c.indices), "log_prob": c.log_prob, "predicted": c.predicted,
+              "measured": c.measured} for c in measured]
+    return list(chosen.indices), how, table

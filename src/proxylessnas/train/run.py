@@ -23,7 +23,6 @@ shape (``RESUMABLE_FIELDS``), recorded in ``config_history`` (:mod:`proxylessnas
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -52,6 +51,7 @@ from proxylessnas.runtime.distributed import (
     rank_device,
 )
 from proxylessnas.runtime.finite import NonFiniteLoss, count_nonfinite
+from proxylessnas.runtime.metrics import append_metrics, keep_metrics
 from proxylessnas.runtime.resume_changes import (
     accept_changes,
     describe_changes,
@@ -112,18 +112,6 @@ def _check_fresh(last_path: Path, resume: bool) -> None:
         refuse_earlier_run(last_path.parent, "training")
 
 
-def _keep_metrics(path: Path, completed_epochs: int) -> list[str]:
-    kept_lines = _read_metrics(path, completed_epochs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(line + "\n" for line in kept_lines))
-    return kept_lines
-
-
-def _append_line(path: Path, record: dict) -> None:
-    with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
 def _save_epoch(last_path: Path, best_path: Path, state: dict, is_best: bool) -> None:
     """last.pt (and best.pt), then run.json with the settings and config history they hold."""
     save_checkpoint(last_path, state)
@@ -135,15 +123,6 @@ def _save_epoch(last_path: Path, best_path: Path, state: dict, is_best: bool) ->
 def _write_run_json(out_dir: Path, state: dict) -> None:
     write_json_atomic(out_dir / "run.json", {**state["run"], "net_config": state["net_config"],
                                              "config_history": state["config_history"]})
-
-
-def _read_metrics(path: Path, completed_epochs: int) -> list[str]:
-    """The metric lines of the epochs a checkpoint has completed (a crash between writing the
-    line and the checkpoint would otherwise leave a duplicate)."""
-    if not path.exists():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return [line for line in lines if json.loads(line).get("epoch", 0) <= completed_epochs]
 
 
 def train_model(
@@ -250,7 +229,7 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
         seed_everything(recipe.seed)
         context.on_main(_write_run_json, out_dir, {"run": run_info, "net_config": model.config(),
                                                    "config_history": history})
-    kept_lines = context.on_main(_keep_metrics, metrics_path, epoch)
+    kept_rows = context.on_main(keep_metrics, metrics_path, epoch)
     deploy = ema.module if ema is not None else model
 
     def save(is_best: bool = False) -> None:
@@ -262,7 +241,7 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
     def signalled() -> int | None:  # every rank stops at the same step
         return context.stop_signal(stop_flag["signal"])
 
-    record: dict[str, Any] = json.loads(kept_lines[-1]) if kept_lines else {}
+    record: dict[str, Any] = kept_rows[-1] if kept_rows else {}
     while epoch < recipe.epochs:
         if max_steps is not None and global_step >= max_steps:
             break
@@ -306,7 +285,7 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
         best_top1 = max(best_top1, result.top1)
         record["best_test_top1"] = best_top1
         epoch, step, totals = epoch + 1, 0, EpochTotals()
-        context.on_main(_append_line, metrics_path, record)
+        context.on_main(append_metrics, metrics_path, record)
         save(is_best)
         log(f"epoch {epoch}/{recipe.epochs}: train loss {record['train_loss']:.4f} "
             f"top1 {record['train_top1']:.2f} | test loss {result.loss:.4f} top1 {result.top1:.2f} "

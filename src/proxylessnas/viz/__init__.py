@@ -5,6 +5,7 @@ dispatched on the space's class).
 Matplotlib is used without pyplot (Agg canvases), so importing this never changes a backend.
 """
 
+from proxylessnas.runtime.metrics import append_metrics, read_metrics
 from proxylessnas.viz.curves import (
     plot_accuracy_curves,
     plot_accuracy_vs_latency,
@@ -18,7 +19,7 @@ from proxylessnas.viz.evolution import (
     plot_probability_heatmap,
     probability_matrix,
 )
-from proxylessnas.viz.metrics import append_metrics, entropy, read_metrics
+from proxylessnas.viz.metrics import entropy
 from proxylessnas.viz.run import PLOT_FILES, plot_run
 
 __all__ = [

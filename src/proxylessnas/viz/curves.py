@@ -34,7 +34,9 @@ def plot_latency_curve(records: Sequence[dict[str, Any]], path: str | os.PathLik
         epochs, values = _series(records, key)
         if values:
             ax.plot(epochs, values, style, marker=".", label=key.replace("_", " "))
-    epochs, targets = _series(records, "target_latency")
+    epochs, targets = _series(records, "target_latency_table")
+    if not targets:  # rows written before the key said its unit
+        epochs, targets = _series(records, "target_latency")
     if targets:
         target = targets[-1]
         ax.axhline(target, color="black", lw=1, label=f"target {target:.3g}")

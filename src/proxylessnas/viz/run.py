@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.runtime.metrics import read_metrics
 from proxylessnas.space import Arch
 from proxylessnas.viz.curves import plot_accuracy_curves, plot_convergence, plot_latency_curve
 from proxylessnas.viz.diagram import plot_architecture
 from proxylessnas.viz.evolution import animate_search, plot_probability_heatmap
-from proxylessnas.viz.metrics import read_metrics
 
 PLOT_FILES = ("architecture.png", "probabilities.png", "search.gif", "latency.png", "accuracy.png",
               "convergence.png")
@@ -41,8 +41,10 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
 
 def latency_caption(metadata: dict) -> str:
     """' (measured 2.66 ms, target 2.65 ms)' from an arch's metadata, or the predicted cost and its
-    unit when nothing was measured; '' when the arch carries neither."""
-    measured, target = metadata.get("measured_latency"), metadata.get("target_latency")
+    unit when nothing was measured; '' when the arch carries neither. (Arch files written before
+    ``target_latency_ms`` hold the target as ``target_latency``.)"""
+    measured = metadata.get("measured_latency")
+    target = metadata.get("target_latency_ms", metadata.get("target_latency"))
     if isinstance(measured, int | float):
         aim = f", target {target:.3g} ms" if isinstance(target, int | float) else ""
         return f" (measured {measured:.3g} ms{aim})"
