@@ -6,7 +6,7 @@ Per searched decision d and candidate j the cost sums over every edge e that tak
 
 so ``E[cost] = fixed + sum_d <p_d, c_d>`` stays linear in the probabilities (the same
 :meth:`~proxylessnas.hardware.cost.KeyCostModel.expected_cost` as for chains). Costs come from
-the op registry's analytic counts (:func:`~proxylessnas.nets.graph_net.op_params_macs`, the way
+the op registry's analytic counts (:func:`~proxylessnas.nets.op_registry.op_params_macs`, the way
 ``torch.utils.flop_counter`` counts MACs).
 
 Measured latency of graph spaces needs no class of its own: the key-based models
@@ -19,8 +19,7 @@ from __future__ import annotations
 import torch
 
 from proxylessnas.hardware.cost import FlopsCostModel
-from proxylessnas.nets.graph_net import op_params_macs
-from proxylessnas.ops.cell_blocks import pool_head_params_macs
+from proxylessnas.nets.op_registry import op_params_macs
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.graph import GraphSpace
 
@@ -28,15 +27,18 @@ from proxylessnas.space.graph import GraphSpace
 class GraphFlopsCostModel(FlopsCostModel):
     """Multiply-accumulates (unit MMACs) or parameters (unit Mparams) of a graph space's edges."""
 
-    def _edge_cost(self, space: GraphSpace, op, edge, side: int) -> float:
-        params, macs = op_params_macs(op, edge.in_chs, edge.out_chs, edge.stride, side, side)
+    def _op_cost(self, op, in_chs: int, out_chs: int, stride: int, side: int) -> float:
+        params, macs = op_params_macs(op, in_chs, out_chs, stride, side, side)
         return (macs if self.metric == "macs" else params) / 1e6
+
+    def _edge_cost(self, space: GraphSpace, op, edge, side: int) -> float:
+        return self._op_cost(op, edge.in_chs, edge.out_chs, edge.stride, side)
 
     def _fixed_and_sides(self, space: GraphSpace) -> tuple[float, dict[str, int]]:
         nodes = space.node_shapes()
         sides = {node: shape.height for node, shape in nodes.items()}
-        params, macs = pool_head_params_macs(space.head.in_chs, space.head.num_classes, space.head.bn_relu)
-        fixed = (macs if self.metric == "macs" else params) / 1e6
+        head = space.head
+        fixed = self._op_cost(head.op, head.in_chs, head.num_classes, 1, sides[space.output])
         searched = {d.label for d in space.decisions}
         for edge in space.edges:
             if edge.decision not in searched:

@@ -27,6 +27,10 @@ adds any shortcut), a head without BN-ReLU a ``classifier`` key. ``none``/``zero
 (cost 0). ``skip_connect`` is measured like any op (an identity module: the backend's per-call
 overhead, a few microseconds), not defined as 0. No key covers the sum of a node's incoming
 edges: that cost is left to the predictor's per-edge constant (``hardware/predictor.py``).
+
+Each op's kind, kernel and expand come from the op registry (``nets/op_registry.py``), which also
+turns a key back into its op (:func:`key_op`); :func:`key_of` adds the shapes, the stride and a
+chain layer's shortcut.
 """
 
 from __future__ import annotations
@@ -36,24 +40,14 @@ from dataclasses import dataclass
 from functools import singledispatch
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.nets.op_registry import KEY_KINDS, op_from_key, op_key_fields
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.graph import Edge, GraphSpace
-from proxylessnas.space.ops import (
-    AvgPoolOp,
-    ConvBNOp,
-    MBConvOp,
-    OpSpec,
-    ReLUConvBNOp,
-    ResBlockOp,
-    SkipOp,
-)
-from proxylessnas.space.shapes import Shape, infer_shapes
-from proxylessnas.space.spec import SearchSpace
+from proxylessnas.space.ops import OpSpec
+from proxylessnas.space.shapes import LayerShape, Shape, infer_shapes
+from proxylessnas.space.spec import LayerSpec, SearchSpace
 
-CHAIN_KINDS = ("stem", "mbconv", "head", "classifier")
-GRAPH_KINDS = ("conv_bn", "res_block", "nor_conv", "avg_pool", "skip", "pool_head")
-"""Kinds of graph-space edges and heads (besides ``mbconv`` and ``classifier``)."""
-KINDS = CHAIN_KINDS + GRAPH_KINDS
+KINDS = KEY_KINDS
 _KEY_RE = re.compile(
     r"^(?P<kind>[a-z][a-z_]*)-input:(?P<ih>\d+)x(?P<iw>\d+)x(?P<ic>\d+)"
     r"-output:(?P<oh>\d+)x(?P<ow>\d+)x(?P<oc>\d+)-kernel:(?P<k>\d+)-expand:(?P<e>\d+)"
@@ -150,15 +144,29 @@ class GraphSpaceKeys:
         return self.searched
 
 
+def key_of(op, src: Shape, dst: Shape, stride: int = 1, residual: bool = False) -> LayerKey | None:
+    """Key of ``op`` (any op, fixed parts included) from ``src`` to ``dst``; ``None`` for zero."""
+    fields = op_key_fields(op)
+    if fields is None:
+        return None
+    kind, kernel, expand = fields
+    return LayerKey(kind, _hwc(src), _hwc(dst), kernel, expand, stride, residual)
+
+
+def key_op(key: LayerKey):
+    """The op a key prices (what the op registry builds and counts for it)."""
+    return op_from_key(key.kind, key.kernel_size, key.expand_ratio)
+
+
+def _layer_key(layer: LayerSpec, op: OpSpec, shape: LayerShape) -> LayerKey | None:
+    """A chain layer's block includes its identity shortcut (stride 1 and in == out)."""
+    return key_of(op, shape.input, shape.output, layer.stride, layer.residual_allowed)
+
+
 def block_key(space: SearchSpace, label: str, op: OpSpec, resolution: int | None = None) -> LayerKey | None:
     """Key of layer ``label`` running ``op`` (``None`` for zero)."""
-    if op.is_zero:
-        return None
     shapes = {s.label: s for s in infer_shapes(space, resolution)}
-    layer = space.layer(label)
-    shape = shapes[label]
-    return LayerKey("mbconv", _hwc(shape.input), _hwc(shape.output), op.kernel_size,
-                    op.expand_ratio, layer.stride, layer.residual_allowed)
+    return _layer_key(space.layer(label), op, shapes[label])
 
 
 @singledispatch
@@ -168,21 +176,16 @@ def space_keys(space: SearchSpace, resolution: int | None = None) -> SpaceKeys:
     A chain gives :class:`SpaceKeys`, a graph space :class:`GraphSpaceKeys`."""
     shapes = {s.label: s for s in infer_shapes(space, resolution)}
     stem, head = shapes["stem"], shapes["head"]
-    fixed = [LayerKey("stem", _hwc(stem.input), _hwc(stem.output), space.stem.kernel_size, 1,
-                      space.stem.stride, False)]
+    fixed = [key_of(space.stem.op, stem.input, stem.output, space.stem.stride)]
     searched = []
     for layer in space.layers:
-        shape = shapes[layer.label]
-        keys = tuple(None if op.is_zero else
-                     LayerKey("mbconv", _hwc(shape.input), _hwc(shape.output), op.kernel_size,
-                              op.expand_ratio, layer.stride, layer.residual_allowed)
-                     for op in layer.candidates)
+        keys = tuple(_layer_key(layer, op, shapes[layer.label]) for op in layer.candidates)
         if layer.searchable:
             searched.append(keys)
         elif keys[0] is not None:
             fixed.append(keys[0])
-    fixed.append(LayerKey("head", _hwc(head.input), _hwc(head.output), 1, 1, 1, False))
-    fixed.append(LayerKey("classifier", _hwc(head.output), (1, 1, space.head.num_classes)))
+    fixed.append(key_of(space.head.conv_op, head.input, head.output))
+    fixed.append(key_of(space.head.classifier_op, head.output, Shape(1, 1, space.head.num_classes)))
     return SpaceKeys(tuple(fixed), tuple(searched))
 
 
@@ -194,55 +197,20 @@ def arch_keys(space: SearchSpace, arch: Arch, resolution: int | None = None) -> 
     keys = space_keys(space, resolution)
     stem, head, classifier = keys.fixed[0], keys.fixed[-2], keys.fixed[-1]
     shapes = {s.label: s for s in infer_shapes(space, resolution)}
-    body = []
-    for layer, op in zip(space.layers, arch.ops(space)):
-        if not op.is_zero:
-            shape = shapes[layer.label]
-            body.append(LayerKey("mbconv", _hwc(shape.input), _hwc(shape.output), op.kernel_size,
-                                 op.expand_ratio, layer.stride, layer.residual_allowed))
-    return [stem, *body, head, classifier]
+    body = [_layer_key(layer, op, shapes[layer.label]) for layer, op in zip(space.layers, arch.ops(space))]
+    return [stem, *(k for k in body if k is not None), head, classifier]
 
 
 # -- graph spaces ------------------------------------------------------------------------------
-_EDGE_KINDS: dict[type, str] = {ConvBNOp: "conv_bn", ResBlockOp: "res_block", ReLUConvBNOp: "nor_conv",
-                                AvgPoolOp: "avg_pool"}
-_KIND_OPS: dict[str, type] = {kind: op for op, kind in _EDGE_KINDS.items()}
-
-
 def edge_key(op: OpSpec, edge: Edge, src: Shape, dst: Shape) -> LayerKey | None:
     """Key of ``op`` on ``edge`` from node shape ``src`` to ``dst`` (``None`` for zero)."""
-    if op.is_zero:
-        return None
-    i, o = _hwc(src), _hwc(dst)
-    if isinstance(op, SkipOp):
-        return LayerKey("skip", i, o, 1, 1, edge.stride, False)
-    if isinstance(op, MBConvOp):
-        return LayerKey("mbconv", i, o, op.kernel_size, op.expand_ratio, edge.stride, False)
-    kind = _EDGE_KINDS.get(type(op))
-    if kind is None:
-        raise ProxylessError(f"no latency key for op '{op.token}'", f"edge {edge.label}",
-                             "use a cell, skeleton or MBConv op")
-    return LayerKey(kind, i, o, op.kernel_size, 1, edge.stride, False)
-
-
-def key_op(key: LayerKey) -> OpSpec:
-    """The op of a graph-edge key (``skip``, ``nor_conv``, ``avg_pool``, ``conv_bn``, ``res_block``,
-    ``mbconv``): what :func:`~proxylessnas.nets.graph_net.build_op` builds for it."""
-    if key.kind == "skip":
-        return SkipOp()
-    if key.kind == "mbconv":
-        return MBConvOp(key.kernel_size, key.expand_ratio)
-    if key.kind not in _KIND_OPS:
-        raise ProxylessError(f"'{key.kind}' is not a graph-edge key", str(key),
-                             f"use one of skip, mbconv, {', '.join(_KIND_OPS)}")
-    return _KIND_OPS[key.kind](key.kernel_size)
+    return key_of(op, src, dst, edge.stride)
 
 
 def graph_head_key(space: GraphSpace, resolution: int | None = None) -> LayerKey:
     """The head's key: ``pool_head`` (BN-ReLU-pool-linear) or ``classifier`` (pool-linear)."""
     shape = space.node_shapes(resolution)[space.output]
-    kind = "pool_head" if space.head.bn_relu else "classifier"
-    return LayerKey(kind, _hwc(shape), (1, 1, space.head.num_classes))
+    return key_of(space.head.op, shape, Shape(1, 1, space.head.num_classes))
 
 
 @space_keys.register

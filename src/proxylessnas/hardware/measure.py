@@ -29,9 +29,11 @@ import torch
 from torch import nn
 
 from proxylessnas.errors import ProxylessError
-from proxylessnas.hardware.keys import GRAPH_KINDS, LayerKey, key_op
+from proxylessnas.hardware.keys import LayerKey, key_op
 from proxylessnas.hardware.lut import LatencyStats, quantile
-from proxylessnas.ops.blocks import Classifier, ConvBNAct, MBConv, Residual, init_weights
+from proxylessnas.nets.op_registry import build_op
+from proxylessnas.ops.blocks import Residual, init_weights
+from proxylessnas.space.spec import BNSpec
 
 BACKENDS = ("torch", "torchscript", "onnxruntime")
 DEVICES = ("cpu", "cuda")
@@ -138,31 +140,14 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def build_block(key: LayerKey, bn_momentum: float = 0.1, bn_eps: float = 1e-3) -> nn.Module:
-    """A standalone module computing exactly the block a key describes (eval mode).
-
-    Graph-space keys get the module the graph net builds for that op
-    (:func:`~proxylessnas.nets.graph_net.build_op`, ``PoolHead`` for ``pool_head``) with PyTorch's
-    default initialisation, as in :class:`~proxylessnas.nets.graph_net.GraphNet`."""
+    """A standalone module computing exactly the block a key describes, in eval mode: the op
+    registry's module of the key's op (:func:`~proxylessnas.hardware.keys.key_op`), behind the
+    identity shortcut where the key has one, initialised as the paper's release (the values of
+    the weights do not change a timing)."""
     (_, _, ic), (_, _, oc) = key.input, key.output
-    bn = {"bn_momentum": bn_momentum, "bn_eps": bn_eps}
-    if key.kind == "pool_head":
-        from proxylessnas.ops.cell_blocks import PoolHead
-
-        return PoolHead(ic, oc, True, 0.0, **bn).eval()
-    if key.kind in GRAPH_KINDS:
-        from proxylessnas.nets.graph_net import build_op
-        from proxylessnas.space.spec import BNSpec
-
-        return build_op(key_op(key), ic, oc, key.stride, BNSpec(bn_momentum, bn_eps)).eval()
-    if key.kind == "stem":
-        module: nn.Module = ConvBNAct(ic, oc, key.kernel_size, key.stride, **bn)
-    elif key.kind == "head":
-        module = ConvBNAct(ic, oc, 1, **bn)
-    elif key.kind == "classifier":
-        module = Classifier(ic, oc)
-    else:
-        module = Residual(MBConv(ic, oc, key.kernel_size, key.stride, key.expand_ratio, **bn),
-                          key.residual)
+    module = build_op(key_op(key), ic, oc, key.stride, BNSpec(bn_momentum, bn_eps))
+    if key.residual:
+        module = Residual(module, True)
     init_weights(module)
     return module.eval()
 

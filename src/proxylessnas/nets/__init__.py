@@ -3,14 +3,9 @@
 from proxylessnas.nets.config import BlockConfig, NetConfig, net_config
 
 # registers the graph-space builder, config kind and profile with the functions above
-from proxylessnas.nets.graph_net import (  # noqa: E402, I001
-    GraphNet,
-    GraphNetConfig,
-    build_op,
-    graph_net_config,
-    op_params_macs,
-)
+from proxylessnas.nets.graph_net import GraphNet, GraphNetConfig, graph_net_config  # noqa: E402, I001
 from proxylessnas.nets.net import ProxylessNet, build_net, net_from_config
+from proxylessnas.nets.op_registry import build_op, op_params_macs
 from proxylessnas.nets.profile import LayerProfile, count_params_macs, profile_net
 
 __all__ = ["BlockConfig", "GraphNet", "GraphNetConfig", "LayerProfile", "NetConfig", "ProxylessNet",

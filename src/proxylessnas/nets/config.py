@@ -14,7 +14,7 @@ from proxylessnas import arguments as kinds
 from proxylessnas.errors import ProxylessError
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.ops import MBConvOp
-from proxylessnas.space.spec import SearchSpace
+from proxylessnas.space.spec import LayerSpec, SearchSpace
 
 NET_SCHEMA_VERSION = 1
 NET_KIND = "proxylessnas.net"
@@ -37,6 +37,8 @@ def check_config_header(data: Any, kind: str, version: int, what: str, writer: s
 
 @dataclass(frozen=True)
 class BlockConfig:
+    """One MBConv block of the reference release's net-config format (its fields are the op's)."""
+
     label: str
     in_chs: int
     out_chs: int
@@ -48,6 +50,12 @@ class BlockConfig:
     @property
     def op(self) -> MBConvOp:
         return MBConvOp(self.kernel_size, self.expand_ratio)
+
+    @classmethod
+    def of(cls, layer: LayerSpec, op: MBConvOp) -> BlockConfig:
+        """Layer ``layer`` running ``op``, with the identity shortcut where the layer has one."""
+        return cls(layer.label, layer.in_chs, layer.out_chs, op.kernel_size, op.expand_ratio, layer.stride,
+                   layer.residual_allowed)
 
 
 @dataclass(frozen=True)
@@ -119,12 +127,7 @@ def net_config(space: SearchSpace, arch: Arch, num_classes: int | None = None,
                dropout: float | None = None, name: str = "") -> NetConfig:
     """The standalone net of ``arch`` in ``space`` (zero blocks dropped, legal residuals)."""
     arch.validate(space)
-    blocks = []
-    for layer, op in zip(space.layers, arch.ops(space)):
-        if op.is_zero:
-            continue
-        blocks.append(BlockConfig(layer.label, layer.in_chs, layer.out_chs, op.kernel_size,
-                                  op.expand_ratio, layer.stride, layer.residual_allowed))
+    blocks = [BlockConfig.of(layer, op) for layer, op in zip(space.layers, arch.ops(space)) if not op.is_zero]
     return NetConfig(
         resolution=space.resolution, in_chs=space.stem.in_chs, stem_chs=space.stem.out_chs,
         stem_kernel=space.stem.kernel_size, stem_stride=space.stem.stride, blocks=tuple(blocks),

@@ -7,20 +7,19 @@ node whose every incoming edge is zero is ``zeros(B, C, H, W)`` of its shape.
 Module layout (what derive-with-inheritance maps onto): ``net.edges`` is an ``nn.ModuleList``
 aligned with ``space.edges``: ``net.edges[i]`` is the module of ``space.edges[i]``, ``None``
 where that edge is zero (no module, no parameters, no state-dict keys). State-dict keys are
-``edges.<i>.<module keys>`` and ``head.{bn,linear}.*``; the module of an op is what
-:func:`build_op` returns, so a supernet that builds its candidates with :func:`build_op` can copy
-the chosen candidate of its edge ``i`` into ``edges.<i>`` key for key.
+``edges.<i>.<module keys>`` and ``head.{bn,linear}.*``.
 
-Op registry (one entry per op family, dispatched on the OpSpec type): :func:`build_op` builds the
-module of an op on an edge, :func:`op_params_macs` counts its parameters and MACs at an input
-side; the net's MACs are the sum over edges plus the head, as ``torch.utils.flop_counter``
-counts them (convs and linears; BN, ReLU, pooling and sums are free).
+Every edge's module and the head are built by the op registry
+(:func:`~proxylessnas.nets.op_registry.build_op`), so a supernet that builds its candidates with
+it copies the chosen candidate of its edge ``i`` into ``edges.<i>`` key for key; the registry
+counts them too (:func:`~proxylessnas.nets.op_registry.op_params_macs`): the net's MACs are the
+sum over edges plus the head, as ``torch.utils.flop_counter`` counts them (convs and linears; BN,
+ReLU, pooling and sums are free).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import singledispatch
 from typing import Any
 
 import torch
@@ -29,125 +28,14 @@ from torch import nn
 from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.config import check_config_header
 from proxylessnas.nets.net import build_net, register_net_kind
-from proxylessnas.nets.profile import LayerProfile, _conv, profile_net
-from proxylessnas.ops.blocks import MBConv
-from proxylessnas.ops.cell_blocks import (
-    ConvBN,
-    Identity,
-    PoolHead,
-    ReLUConvBN,
-    ResBlock,
-    Zero,
-    avg_pool,
-    conv_bn_params_macs,
-    identity_params_macs,
-    pool_head_params_macs,
-    pool_params_macs,
-    relu_conv_bn_params_macs,
-    res_block_params_macs,
-    zero_params_macs,
-)
+from proxylessnas.nets.op_registry import build_op, op_params_macs
+from proxylessnas.nets.profile import LayerProfile, profile_net
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.graph import GraphSpace
-from proxylessnas.space.ops import (
-    AvgPoolOp,
-    ConvBNOp,
-    MBConvOp,
-    NoneOp,
-    ReLUConvBNOp,
-    ResBlockOp,
-    SkipOp,
-    ZeroOp,
-)
 from proxylessnas.space.shapes import Shape
-from proxylessnas.space.spec import BNSpec
 
 GRAPH_NET_KIND = "proxylessnas.graph_net"
 GRAPH_NET_SCHEMA_VERSION = 1
-DEFAULT_BN = BNSpec(momentum=0.1, eps=1e-5)
-
-
-# -- op registry -----------------------------------------------------------------------------------
-@singledispatch
-def build_op(op, in_chs: int, out_chs: int, stride: int, bn: BNSpec = DEFAULT_BN, *, affine: bool = True,
-             track_running_stats: bool = True) -> nn.Module:
-    """The module of ``op`` on an edge ``in_chs -> out_chs`` at ``stride``.
-
-    ``affine``/``track_running_stats`` configure the BNs of the cell ops (a supernet may turn
-    them off as the benchmark's search nets do; a conv then gets a bias)."""
-    raise ProxylessError(f"op '{getattr(op, 'token', op)}' cannot be built on a graph edge",
-                         "graph net", "use a cell, skeleton or MBConv op")
-
-
-@build_op.register(ZeroOp)
-@build_op.register(NoneOp)
-def _build_zero(op, in_chs, out_chs, stride, bn=DEFAULT_BN, *, affine=True, track_running_stats=True):
-    return Zero(out_chs, stride)
-
-
-@build_op.register
-def _build_skip(op: SkipOp, in_chs, out_chs, stride, bn=DEFAULT_BN, *, affine=True,
-                track_running_stats=True):
-    return Identity()
-
-
-@build_op.register
-def _build_pool(op: AvgPoolOp, in_chs, out_chs, stride, bn=DEFAULT_BN, *, affine=True,
-                track_running_stats=True):
-    return avg_pool(op.kernel_size, stride)
-
-
-_CONV_BN_BLOCKS = {ReLUConvBNOp: ReLUConvBN, ConvBNOp: ConvBN, ResBlockOp: ResBlock}
-"""Op families built of convs with BatchNorm: one constructor signature for all of them."""
-
-
-def _build_conv_bn_block(op, in_chs, out_chs, stride, bn=DEFAULT_BN, *, affine=True,
-                         track_running_stats=True):
-    return _CONV_BN_BLOCKS[type(op)](in_chs, out_chs, op.kernel_size, stride, affine=affine,
-                                     track_running_stats=track_running_stats, bn_momentum=bn.momentum,
-                                     bn_eps=bn.eps)
-
-
-for _kind in _CONV_BN_BLOCKS:
-    build_op.register(_kind)(_build_conv_bn_block)
-
-
-@build_op.register
-def _build_mbconv(op: MBConvOp, in_chs, out_chs, stride, bn=DEFAULT_BN, *, affine=True,
-                  track_running_stats=True):
-    return MBConv(in_chs, out_chs, op.kernel_size, stride, op.expand_ratio, bn.momentum, bn.eps)
-
-
-@singledispatch
-def op_params_macs(op, in_chs: int, out_chs: int, stride: int, h: int, w: int,
-                   affine: bool = True) -> tuple[int, int]:
-    """(parameters, MACs) of :func:`build_op`'s module at an ``h x w`` input."""
-    raise ProxylessError(f"no cost formula for op '{getattr(op, 'token', op)}'", "graph net",
-                         "use a cell, skeleton or MBConv op")
-
-
-op_params_macs.register(ZeroOp)(lambda op, i, o, s, h, w, affine=True: zero_params_macs())
-op_params_macs.register(NoneOp)(lambda op, i, o, s, h, w, affine=True: zero_params_macs())
-op_params_macs.register(SkipOp)(lambda op, i, o, s, h, w, affine=True: identity_params_macs())
-op_params_macs.register(AvgPoolOp)(lambda op, i, o, s, h, w, affine=True: pool_params_macs())
-op_params_macs.register(ReLUConvBNOp)(
-    lambda op, i, o, s, h, w, affine=True: relu_conv_bn_params_macs(i, o, op.kernel_size, s, h, w, affine))
-op_params_macs.register(ConvBNOp)(
-    lambda op, i, o, s, h, w, affine=True: conv_bn_params_macs(i, o, op.kernel_size, s, h, w, affine))
-op_params_macs.register(ResBlockOp)(
-    lambda op, i, o, s, h, w, affine=True: res_block_params_macs(i, o, op.kernel_size, s, h, w, affine))
-
-
-@op_params_macs.register
-def _mbconv_params_macs(op: MBConvOp, in_chs, out_chs, stride, h, w, affine=True):
-    mid, params, macs = in_chs * op.expand_ratio, 0, 0
-    if op.expand_ratio > 1:
-        p, m, h, w = _conv(h, w, in_chs, mid, 1, 1)
-        params, macs = params + p, macs + m
-    p, m, h, w = _conv(h, w, mid, mid, op.kernel_size, stride, groups=mid)
-    params, macs = params + p, macs + m
-    p, m, h, w = _conv(h, w, mid, out_chs, 1, 1)
-    return params + p, macs + m
 
 
 # -- config -------------------------------------------------------------------------------------
@@ -222,8 +110,7 @@ class GraphNet(nn.Module):
         self.edges = nn.ModuleList([
             None if edge.op.is_zero else build_op(edge.op, edge.in_chs, edge.out_chs, edge.stride, space.bn)
             for edge in space.edges])
-        self.head = PoolHead(space.head.in_chs, space.head.num_classes, space.head.bn_relu,
-                             space.head.dropout, bn_momentum=space.bn.momentum, bn_eps=space.bn.eps)
+        self.head = build_op(space.head.op, space.head.in_chs, space.head.num_classes, 1, space.bn)
         position = {node: i for i, node in enumerate(space.nodes)}
         # per computed node: (node index, [(edge index, src index)], zero fallback (src, chs, stride))
         plan: dict[int, list[tuple[int, int]]] = {}
@@ -286,8 +173,7 @@ def profile_graph_net(config: GraphNetConfig, resolution: int | None = None) -> 
         src, dst = nodes[edge.src], nodes[edge.dst]
         params, macs = op_params_macs(edge.op, edge.in_chs, edge.out_chs, edge.stride, src.height, src.width)
         rows.append(LayerProfile(edge.label, edge.op.token, src, dst, params, macs))
-    head = space.head
-    params, macs = pool_head_params_macs(head.in_chs, head.num_classes, head.bn_relu)
-    rows.append(LayerProfile("head", "bn_relu_pool_linear" if head.bn_relu else "pool_linear",
-                             nodes[space.output], Shape(1, 1, head.num_classes), params, macs))
+    head, src = space.head, nodes[space.output]
+    params, macs = op_params_macs(head.op, head.in_chs, head.num_classes, 1, src.height, src.width)
+    rows.append(LayerProfile("head", head.op.token, src, Shape(1, 1, head.num_classes), params, macs))
     return rows

@@ -2,7 +2,8 @@
 
 :func:`build_net` builds the standalone net of any space kind: it dispatches on the space's type
 (chains here, graph spaces in ``nets/graph_net.py``); :func:`net_from_config` rebuilds a net
-from any ``config()`` dict, dispatching on its ``kind``.
+from any ``config()`` dict, dispatching on its ``kind``. Every part is built by the op registry
+(``nets/op_registry.py``); a chain layer adds the identity shortcut (:func:`chain_block`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from torch import nn
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.config import NET_KIND, NetConfig, net_config
-from proxylessnas.ops.blocks import Classifier, ConvBNAct, MBConv, Residual, init_weights
+from proxylessnas.nets.op_registry import build_op
+from proxylessnas.ops.blocks import Residual, init_weights
 from proxylessnas.space.arch import Arch
-from proxylessnas.space.spec import SearchSpace
+from proxylessnas.space.ops import HEAD_CONV, ClassifierOp, StemOp
+from proxylessnas.space.spec import BNSpec, SearchSpace
+
+
+def chain_block(op, in_chs: int, out_chs: int, stride: int, shortcut: bool, bn: BNSpec) -> Residual:
+    """One layer of a chain: ``x + body(x)`` with the identity ``shortcut``, else ``body(x)``."""
+    return Residual(build_op(op, in_chs, out_chs, stride, bn), shortcut)
 
 
 class ProxylessNet(nn.Module):
@@ -27,15 +35,13 @@ class ProxylessNet(nn.Module):
     def __init__(self, config: NetConfig) -> None:
         super().__init__()
         self._config = config
-        bn = {"bn_momentum": config.bn_momentum, "bn_eps": config.bn_eps}
-        self.stem = ConvBNAct(config.in_chs, config.stem_chs, config.stem_kernel,
-                              config.stem_stride, **bn)
-        self.blocks = nn.Sequential(*(
-            Residual(MBConv(b.in_chs, b.out_chs, b.kernel_size, b.stride, b.expand_ratio, **bn),
-                     b.residual)
-            for b in config.blocks))
-        self.head = ConvBNAct(config.feature_chs, config.head_chs, 1, **bn)
-        self.classifier = Classifier(config.head_chs, config.num_classes, config.dropout)
+        bn = BNSpec(config.bn_momentum, config.bn_eps)
+        self.stem = build_op(StemOp(config.stem_kernel), config.in_chs, config.stem_chs,
+                             config.stem_stride, bn)
+        self.blocks = nn.Sequential(*(chain_block(b.op, b.in_chs, b.out_chs, b.stride, b.residual, bn)
+                                      for b in config.blocks))
+        self.head = build_op(HEAD_CONV, config.feature_chs, config.head_chs, 1, bn)
+        self.classifier = build_op(ClassifierOp(config.dropout), config.head_chs, config.num_classes, 1, bn)
         init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,11 @@
 
 MBConv (inverted residual, MobileNetV2): 1x1 expand conv + BN + ReLU6 (only if expand > 1),
 kxk depthwise conv (stride s, padding k // 2) + BN + ReLU6, 1x1 projection + BN.
+Each block has one ``*_params_macs`` function beside it (the op registry,
+``nets/op_registry.py``, counts through them), counted as ``torch.utils.flop_counter`` counts
+(FLOPs = 2 * MACs): conv MACs = k * k * (C_in / groups) * C_out * H_out * W_out, linear MACs =
+C_in * C_out; BN adds 2 * C parameters (weight, bias) and no MACs; activations, pooling and sums
+are free. A 'same'-padded odd kernel of stride s maps n pixels to ``(n - 1) // s + 1``.
 Initialisation (the paper's release): conv weights N(0, sqrt(2 / (k * k * out_channels))),
 BN weight 1 and bias 0, linear weights U(-1/sqrt(in), 1/sqrt(in)) and bias 0.
 """
@@ -23,6 +28,18 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return rounded
 
 
+def out_side(n: int, stride: int) -> int:
+    """Output side of a 'same'-padded odd-kernel conv or pool: ``(n - 1) // s + 1`` (= ceil(n / s))."""
+    return (n - 1) // stride + 1
+
+
+def conv_params_macs(in_chs: int, out_chs: int, kernel_size: int, stride: int, h: int, w: int,
+                     groups: int = 1) -> tuple[int, int]:
+    """A conv without bias at an ``h x w`` input: params = k^2 (C_in / g) C_out, MACs = params H_out W_out."""
+    weights = kernel_size * kernel_size * (in_chs // groups) * out_chs
+    return weights, weights * out_side(h, stride) * out_side(w, stride)
+
+
 class ConvBNAct(nn.Sequential):
     """Conv (no bias) + BatchNorm + optional ReLU6; submodules ``conv``, ``bn``, ``act``."""
 
@@ -35,6 +52,13 @@ class ConvBNAct(nn.Sequential):
         self.bn = nn.BatchNorm2d(out_chs, eps=bn_eps, momentum=bn_momentum)
         if act:
             self.act = nn.ReLU6(inplace=True)
+
+
+def conv_bn_act_params_macs(in_chs: int, out_chs: int, kernel_size: int, stride: int, h: int, w: int,
+                            groups: int = 1) -> tuple[int, int]:
+    """:class:`ConvBNAct`: the conv's, plus 2 C_out BN parameters."""
+    params, macs = conv_params_macs(in_chs, out_chs, kernel_size, stride, h, w, groups)
+    return params + 2 * out_chs, macs
 
 
 class MBConv(nn.Module):
@@ -53,6 +77,17 @@ class MBConv(nn.Module):
         if self.expand is not None:
             x = self.expand(x)
         return self.project(self.depthwise(x))
+
+
+def mbconv_params_macs(in_chs: int, out_chs: int, kernel_size: int, stride: int, expand_ratio: int,
+                       h: int, w: int) -> tuple[int, int]:
+    """:class:`MBConv`, mid = e C_in: 1x1 expand (e > 1) at h x w + kxk depthwise (groups mid,
+    stride s) + 1x1 project at the output side, each a :class:`ConvBNAct`."""
+    mid = in_chs * expand_ratio
+    parts = [conv_bn_act_params_macs(in_chs, mid, 1, 1, h, w)] if expand_ratio > 1 else []
+    parts.append(conv_bn_act_params_macs(mid, mid, kernel_size, stride, h, w, groups=mid))
+    parts.append(conv_bn_act_params_macs(mid, out_chs, 1, 1, out_side(h, stride), out_side(w, stride)))
+    return sum(p for p, _ in parts), sum(m for _, m in parts)
 
 
 class Residual(nn.Module):
@@ -81,6 +116,11 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.dropout(x.mean((2, 3))))
+
+
+def classifier_params_macs(in_chs: int, num_classes: int) -> tuple[int, int]:
+    """:class:`Classifier`: params = C * classes + classes, MACs = C * classes (pooling free)."""
+    return in_chs * num_classes + num_classes, in_chs * num_classes
 
 
 def init_weights(module: nn.Module) -> None:

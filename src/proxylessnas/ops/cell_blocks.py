@@ -1,16 +1,11 @@
 """Plain blocks of cell (DAG) spaces such as NAS-Bench-201, with no search knowledge.
 
 Each family has a module and one ``*_params_macs`` function giving its parameters and
-multiply-accumulates at an input of ``h x w`` pixels, counted the way
-``torch.utils.flop_counter`` counts (FLOPs = 2 * MACs):
-
-    conv:   MACs = k * k * C_in * C_out * H_out * W_out  (bias not counted)
-    linear: MACs = C_in * C_out                          (bias not counted)
-    BN, ReLU, pooling, sums, zeros: 0 MACs
-
-Parameters: conv weights (+ bias where there is no affine BN after it), BN weight and bias when
-affine (running statistics are buffers), linear weight and bias. H_out = (H - 1) // s + 1 for a
-'same'-padded odd kernel of stride s.
+multiply-accumulates at an input of ``h x w`` pixels, with the conv and linear formulas of
+``ops/blocks.py`` (:func:`~proxylessnas.ops.blocks.conv_params_macs`; BN, ReLU, pooling, sums and
+zeros cost no MACs). Parameters: conv weights (+ bias where there is no affine BN after it), BN
+weight and bias when affine (running statistics are buffers), linear weight and bias. Pooling,
+the identity and zeros have no formula: they cost (0, 0).
 
 Details follow NAS-Bench-201 (Dong & Yang, ICLR 2020; D-X-Y/AutoDL-Projects,
 xautodl/models/cell_operations.py and cell_infers/tiny_network.py): ReLU is not in place (a node
@@ -24,9 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def _side(n: int, stride: int) -> int:
-    return (n - 1) // stride + 1
+from proxylessnas.ops.blocks import classifier_params_macs, conv_params_macs, out_side
 
 
 class ReLUConvBN(nn.Sequential):
@@ -45,8 +38,8 @@ class ReLUConvBN(nn.Sequential):
 def relu_conv_bn_params_macs(in_chs: int, out_chs: int, kernel_size: int, stride: int, h: int, w: int,
                              affine: bool = True) -> tuple[int, int]:
     """params = k^2 C_in C_out + (2 C_out if affine else C_out); MACs = k^2 C_in C_out H_out W_out."""
-    weights = kernel_size * kernel_size * in_chs * out_chs
-    return weights + (2 * out_chs if affine else out_chs), weights * _side(h, stride) * _side(w, stride)
+    weights, macs = conv_params_macs(in_chs, out_chs, kernel_size, stride, h, w)
+    return weights + (2 * out_chs if affine else out_chs), macs
 
 
 class ConvBN(nn.Sequential):
@@ -64,8 +57,8 @@ class ConvBN(nn.Sequential):
 def conv_bn_params_macs(in_chs: int, out_chs: int, kernel_size: int, stride: int, h: int, w: int,
                         affine: bool = True) -> tuple[int, int]:
     """params = k^2 C_in C_out + 2 C_out (affine BN); MACs = k^2 C_in C_out H_out W_out."""
-    weights = kernel_size * kernel_size * in_chs * out_chs
-    return weights + (2 * out_chs if affine else 0), weights * _side(h, stride) * _side(w, stride)
+    weights, macs = conv_params_macs(in_chs, out_chs, kernel_size, stride, h, w)
+    return weights + (2 * out_chs if affine else 0), macs
 
 
 def avg_pool(kernel_size: int = 3, stride: int = 1) -> nn.AvgPool2d:
@@ -73,17 +66,8 @@ def avg_pool(kernel_size: int = 3, stride: int = 1) -> nn.AvgPool2d:
     return nn.AvgPool2d(kernel_size, stride, kernel_size // 2, count_include_pad=False)
 
 
-def pool_params_macs(*_args, **_kwargs) -> tuple[int, int]:
-    """Pooling: no parameters, no MACs (the FLOP counter does not count it)."""
-    return 0, 0
-
-
 class Identity(nn.Identity):
     """``skip_connect``: returns its input."""
-
-
-def identity_params_macs(*_args, **_kwargs) -> tuple[int, int]:
-    return 0, 0
 
 
 class Zero(nn.Module):
@@ -95,15 +79,11 @@ class Zero(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.new_zeros(x.shape[0], self.out_chs, _side(x.shape[2], self.stride),
-                           _side(x.shape[3], self.stride))
+        return x.new_zeros(x.shape[0], self.out_chs, out_side(x.shape[2], self.stride),
+                           out_side(x.shape[3], self.stride))
 
     def extra_repr(self) -> str:
         return f"out_chs={self.out_chs}, stride={self.stride}"
-
-
-def zero_params_macs(*_args, **_kwargs) -> tuple[int, int]:
-    return 0, 0
 
 
 class ResBlock(nn.Module):
@@ -141,10 +121,10 @@ def res_block_params_macs(in_chs: int, out_chs: int, kernel_size: int, stride: i
                           affine: bool = True) -> tuple[int, int]:
     """conv_a at (h, w) + conv_b at the output side + the shortcut (1x1 conv at the output side)."""
     pa, ma = relu_conv_bn_params_macs(in_chs, out_chs, kernel_size, stride, h, w, affine)
-    oh, ow = _side(h, stride), _side(w, stride)
+    oh, ow = out_side(h, stride), out_side(w, stride)
     pb, mb = relu_conv_bn_params_macs(out_chs, out_chs, kernel_size, 1, oh, ow, affine)
-    if stride == 2:
-        ps, ms = in_chs * out_chs, in_chs * out_chs * (h // 2) * (w // 2)
+    if stride == 2:  # the 2x2 pool floors: the 1x1 conv sees (h // 2) x (w // 2)
+        ps, ms = conv_params_macs(in_chs, out_chs, 1, 1, h // 2, w // 2)
     elif in_chs != out_chs:
         ps, ms = relu_conv_bn_params_macs(in_chs, out_chs, 1, 1, h, w, affine)
     else:
@@ -171,5 +151,7 @@ class PoolHead(nn.Module):
 
 
 def pool_head_params_macs(in_chs: int, num_classes: int, bn_relu: bool = True) -> tuple[int, int]:
-    """params = 2 C (BN, when ``bn_relu``) + C * classes + classes; MACs = C * classes."""
-    return (2 * in_chs if bn_relu else 0) + in_chs * num_classes + num_classes, in_chs * num_classes
+    """params = 2 C (BN, when ``bn_relu``) + the classifier's C * classes + classes; MACs = C * classes."""
+    params, macs = classifier_params_macs(in_chs, num_classes)
+    return params + (2 * in_chs if bn_relu else 0), macs
+

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from proxylessnas.errors import ProxylessError
-from proxylessnas.space.ops import AvgPoolOp, OpSpec, ResBlockOp, SkipOp, parse_op
+from proxylessnas.space.ops import AvgPoolOp, OpSpec, PoolHeadOp, ResBlockOp, SkipOp, parse_op
 from proxylessnas.space.shapes import LayerShape, Shape, conv_output_size, infer_shapes, total_stride
 from proxylessnas.space.spec import BNSpec, SearchSpace
 
@@ -121,6 +121,10 @@ class GraphHead:
     num_classes: int
     bn_relu: bool = True
     dropout: float = 0.0
+
+    @property
+    def op(self) -> PoolHeadOp:
+        return PoolHeadOp(self.bn_relu, self.dropout)
 
 
 @dataclass(frozen=True)

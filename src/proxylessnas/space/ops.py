@@ -21,6 +21,12 @@ residual reduction block between stages).
 
 A candidate list may use brace expansion and commas: ``"mb_k{3,5,7}_e{3,6},zero"`` expands to
 seven ops, in order (the rightmost brace varies fastest). ``format_op(parse_op(s)) == s``.
+
+A space's fixed parts have op specs too, which op strings do not write (``parse_op`` refuses
+them): a chain's stem (:class:`StemOp`), head conv (:class:`HeadConvOp`) and classifier
+(:class:`ClassifierOp`), a graph space's head (:class:`PoolHeadOp`). ``StemSpec.op``,
+``HeadSpec.conv_op`` / ``classifier_op`` and ``GraphHead.op`` make them, so that the op registry
+(``nets/op_registry.py``) builds, counts and keys every part of a net alike.
 """
 
 from __future__ import annotations
@@ -133,6 +139,49 @@ class ResBlockOp(_SquareOp):
     prefix: ClassVar[str] = "res_block"
     kernel_size: int
 
+
+@dataclass(frozen=True, order=True)
+class StemOp(_Op):
+    """A chain's stem: kxk conv (the stem's stride) + BN + ReLU6; token ``conv_k<k>``."""
+
+    kernel_size: int
+
+    @property
+    def token(self) -> str:
+        return f"conv_k{self.kernel_size}"
+
+
+@dataclass(frozen=True, order=True)
+class HeadConvOp(_Op):
+    """A chain's head conv: 1x1 conv + BN + ReLU6 before the classifier."""
+
+    token: ClassVar[str] = "conv_k1"
+    kernel_size: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, order=True)
+class ClassifierOp(_Op):
+    """A chain's classifier: global average pool, dropout, linear (with bias)."""
+
+    token: ClassVar[str] = "pool_linear"
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True, order=True)
+class PoolHeadOp(_Op):
+    """A graph space's head: BN -> ReLU (when ``bn_relu``), global average pool, dropout, linear."""
+
+    bn_relu: bool = True
+    dropout: float = 0.0
+
+    @property
+    def token(self) -> str:
+        return "bn_relu_pool_linear" if self.bn_relu else "pool_linear"
+
+
+HEAD_CONV = HeadConvOp()
+FixedPartOp = StemOp | HeadConvOp | ClassifierOp | PoolHeadOp
+"""The ops of a space's fixed parts (not candidates: no op string writes them)."""
 
 OpSpec = MBConvOp | ZeroOp | NoneOp | SkipOp | ReLUConvBNOp | AvgPoolOp | ConvBNOp | ResBlockOp
 ZERO = ZeroOp()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxylessnas.errors import ProxylessError
-from proxylessnas.space.ops import OpSpec, parse_op
+from proxylessnas.space.ops import HEAD_CONV, ClassifierOp, HeadConvOp, OpSpec, StemOp, parse_op
 
 SCHEMA_VERSION = 1
 
@@ -25,6 +25,10 @@ class StemSpec:
     out_chs: int
     kernel_size: int = 3
     stride: int = 2
+
+    @property
+    def op(self) -> StemOp:
+        return StemOp(self.kernel_size)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,16 @@ class HeadSpec:
     out_chs: int
     num_classes: int
     dropout: float = 0.0
+
+    @property
+    def conv_op(self) -> HeadConvOp:
+        """The 1x1 conv ``in_chs -> out_chs``."""
+        return HEAD_CONV
+
+    @property
+    def classifier_op(self) -> ClassifierOp:
+        """Pool, dropout, linear ``out_chs -> num_classes``."""
+        return ClassifierOp(self.dropout)
 
 
 @dataclass(frozen=True)

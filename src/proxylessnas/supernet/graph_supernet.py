@@ -6,8 +6,8 @@ edges are their op's module. One logit vector per searched decision (``alphas``,
 ``space.decisions`` order) drives all of its edges: the same candidate runs on each of them,
 and their gate gradients add up in the shared alpha (supernet/base.py). Nodes sum their
 incoming edges, the head reads the output node, exactly as the standalone
-:class:`~proxylessnas.nets.graph_net.GraphNet`, whose modules are built by the same
-:func:`~proxylessnas.nets.graph_net.build_op`, so :meth:`derive` copies weights key for key.
+:class:`~proxylessnas.nets.graph_net.GraphNet`, whose modules are built by the same op registry
+(:func:`~proxylessnas.nets.op_registry.build_op`), so :meth:`derive` copies weights key for key.
 
 Initialisation: with ``identity_init`` (default) every same-shape conv candidate starts as the
 identity (supernet/init.py, :func:`~proxylessnas.supernet.init.identity_init_edge_convs`).
@@ -21,14 +21,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from proxylessnas.nets.graph_net import GraphNet, build_op
+from proxylessnas.nets.graph_net import GraphNet
 from proxylessnas.nets.net import build_net
-from proxylessnas.ops.cell_blocks import PoolHead
+from proxylessnas.nets.op_registry import build_op
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.supernet.base import ALPHA_INIT_STD, DecisionSuperNet
 from proxylessnas.supernet.init import identity_init_edge_convs
-from proxylessnas.supernet.mixed_op import MixedOp
+from proxylessnas.supernet.mixed_op import MixedOp, candidate_modules
 
 
 class GraphSuperNet(DecisionSuperNet):
@@ -45,9 +45,8 @@ class GraphSuperNet(DecisionSuperNet):
         for edge in space.edges:
             if edge.decision in position:
                 k = position[edge.decision]
-                bodies = [(op.token, None if op.is_zero else
-                           build_op(op, edge.in_chs, edge.out_chs, edge.stride, space.bn))
-                          for op in space.decisions[k].candidates]
+                bodies = candidate_modules(space.decisions[k].candidates, edge.in_chs, edge.out_chs,
+                                           edge.stride, space.bn)
                 mixed = MixedOp(bodies, shortcut=False, label=edge.label, own_alpha=False,
                                 out_chs=edge.out_chs, stride=edge.stride)
                 self.decision_ops[k].append(mixed)
@@ -56,9 +55,7 @@ class GraphSuperNet(DecisionSuperNet):
                 op = edge.op if edge.op is not None else space.decision(edge.decision).candidates[0]
                 modules.append(build_op(op, edge.in_chs, edge.out_chs, edge.stride, space.bn))
         self.edges = nn.ModuleList(modules)
-        head = space.head
-        self.head = PoolHead(head.in_chs, self.num_classes, head.bn_relu, head.dropout,
-                             bn_momentum=space.bn.momentum, bn_eps=space.bn.eps)
+        self.head = build_op(space.head.op, space.head.in_chs, self.num_classes, 1, space.bn)
         with torch.no_grad():
             for alpha in self.alphas:
                 alpha.normal_(0.0, ALPHA_INIT_STD)

@@ -22,9 +22,17 @@ import torch
 from torch import nn
 
 from proxylessnas.errors import ProxylessError
-from proxylessnas.ops.blocks import MBConv
+from proxylessnas.nets.op_registry import build_op
+from proxylessnas.space.ops import OpSpec
 from proxylessnas.space.spec import BNSpec, LayerSpec
 from proxylessnas.supernet.gate import BinaryGate, batch_statistics_only
+
+
+def candidate_modules(candidates: Sequence[OpSpec], in_chs: int, out_chs: int, stride: int,
+                      bn: BNSpec) -> list[tuple[str, nn.Module | None]]:
+    """``(token, module)`` per candidate, built by the op registry; ``None`` for zero (no module)."""
+    return [(op.token, None if op.is_zero else build_op(op, in_chs, out_chs, stride, bn))
+            for op in candidates]
 
 
 class MixedOp(nn.Module):
@@ -66,11 +74,9 @@ class MixedOp(nn.Module):
 
     @classmethod
     def from_layer(cls, layer: LayerSpec, bn: BNSpec | None = None) -> MixedOp:
-        """One MBConv body per non-zero candidate of ``layer`` (zero: no module)."""
-        bn = bn or BNSpec()
-        bodies = [(op.token, None if op.is_zero else MBConv(
-            layer.in_chs, layer.out_chs, op.kernel_size, layer.stride, op.expand_ratio,
-            bn_momentum=bn.momentum, bn_eps=bn.eps)) for op in layer.candidates]
+        """Every candidate of a chain layer, behind the identity shortcut where the layer has one."""
+        bodies = candidate_modules(layer.candidates, layer.in_chs, layer.out_chs, layer.stride,
+                                   bn or BNSpec())
         return cls(bodies, layer.residual_allowed, layer.label)
 
     @property

@@ -30,8 +30,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from proxylessnas.nets.net import ProxylessNet, build_net
-from proxylessnas.ops.blocks import Classifier, ConvBNAct, MBConv, Residual, init_weights
+from proxylessnas.nets.net import ProxylessNet, build_net, chain_block
+from proxylessnas.nets.op_registry import build_op
+from proxylessnas.ops.blocks import init_weights
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.spec import SearchSpace
 from proxylessnas.supernet.base import ALPHA_INIT_STD, MIXED_OPS, DecisionSuperNet
@@ -56,23 +57,21 @@ class SuperNet(DecisionSuperNet):
                  mixed_op: str = "binary", embed_smallest: bool = True,
                  zero_init_residual: bool = True) -> None:
         super().__init__(space, num_classes, mixed_op)
-        bn = {"bn_momentum": space.bn.momentum, "bn_eps": space.bn.eps}
-        self.stem = ConvBNAct(space.stem.in_chs, space.stem.out_chs, space.stem.kernel_size,
-                              space.stem.stride, **bn)
+        stem, head, bn = space.stem, space.head, space.bn
+        self.stem = build_op(stem.op, stem.in_chs, stem.out_chs, stem.stride, bn)
         blocks: list[nn.Module] = []
         for layer in space.layers:
             op = layer.candidates[0]
             if layer.searchable:
-                blocks.append(MixedOp.from_layer(layer, space.bn))
+                blocks.append(MixedOp.from_layer(layer, bn))
             elif op.is_zero:
                 blocks.append(nn.Identity())
             else:
-                blocks.append(Residual(MBConv(layer.in_chs, layer.out_chs, op.kernel_size,
-                                              layer.stride, op.expand_ratio, **bn),
-                                       layer.residual_allowed))
+                blocks.append(chain_block(op, layer.in_chs, layer.out_chs, layer.stride,
+                                          layer.residual_allowed, bn))
         self.blocks = nn.Sequential(*blocks)
-        self.head = ConvBNAct(space.head.in_chs, space.head.out_chs, 1, **bn)
-        self.classifier = Classifier(space.head.out_chs, self.num_classes, space.head.dropout)
+        self.head = build_op(head.conv_op, head.in_chs, head.out_chs, 1, bn)
+        self.classifier = build_op(head.classifier_op, head.out_chs, self.num_classes, 1, bn)
         init_weights(self)
         self.mixed_ops: list[MixedOp] = [b for b in blocks if isinstance(b, MixedOp)]
         if embed_smallest:

@@ -28,15 +28,10 @@ from proxylessnas.figures import new_figure
 from proxylessnas.figures import save_figure as save
 from proxylessnas.space import Arch, GraphSpace, SearchSpace, shapes_by_label
 from proxylessnas.viz.cell_diagram import CellDiagram
-from proxylessnas.viz.style import KERNEL_COLOURS, op_colour, op_label
+from proxylessnas.viz.style import kernel_legend, op_colour, op_label, op_width
 
 BOX_HEIGHT = 2.0
 GAP = 0.12
-
-
-def box_width(expand_ratio: int | None) -> float:
-    """Width along the chain: 0.35 + 0.15 * expand ratio (zero blocks: as MB1)."""
-    return 0.35 + 0.15 * (expand_ratio or 1)
 
 
 def _stage(label: str) -> str:
@@ -67,8 +62,7 @@ class ChainDiagram:
     space: SearchSpace
 
     def size(self, arch: Arch) -> tuple[float, float]:
-        total = 2.0 + sum(box_width(None if op.is_zero else op.expand_ratio) + GAP
-                          for op in arch.ops(self.space))
+        total = 2.0 + sum(op_width(op) + GAP for op in arch.ops(self.space))
         return max(6.0, total * 0.42), 2.6
 
     def draw(self, ax: Axes, arch: Arch, probabilities: Mapping[str, float] | None = None) -> None:
@@ -112,7 +106,7 @@ def _draw_chain(ax: Axes, space: SearchSpace, arch: Arch,
                     va="bottom")
             out = shapes[layer.label].output
             ax.text(edge + 0.05, -0.3 - lift, f"{out.height}x{out.width}", fontsize=7, va="top", color="0.25")
-        width = box_width(None if op.is_zero else op.expand_ratio)
+        width = op_width(op)
         if op.is_zero:
             ax.add_patch(Rectangle((x, 0), width, BOX_HEIGHT, facecolor="white", edgecolor="0.45",
                                    lw=1, ls="--"))
@@ -134,9 +128,8 @@ def _draw_chain(ax: Axes, space: SearchSpace, arch: Arch,
     ax.set_ylim(-2.2 if probabilities else -1.2, BOX_HEIGHT + 1.2)
     ax.set_aspect("equal")
     ax.axis("off")
-    kernels = sorted({op.kernel_size for layer in space.layers for op in layer.candidates if not op.is_zero})
-    handles = [Patch(facecolor=KERNEL_COLOURS.get(k, "#5aa469"), edgecolor="black", label=f"{k}x{k}")
-               for k in kernels]
+    legend = kernel_legend(op for layer in space.layers for op in layer.candidates)
+    handles = [Patch(facecolor=colour, edgecolor="black", label=label) for label, colour in legend]
     handles.append(Patch(facecolor="white", edgecolor="0.45", ls="--", label="skip"))
     ax.legend(handles=handles, loc="upper right", bbox_to_anchor=(1.0, 0.0), ncol=len(handles),
               fontsize=7, frameon=False, title="kernel (width ~ expand ratio; hatched: fixed)",

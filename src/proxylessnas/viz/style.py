@@ -3,8 +3,8 @@
 Chain ops (MBConv): hue by kernel size, shade by expand ratio, ``zero`` grey ("skip"). Cell ops
 (NAS-Bench-201's): hue by op family (conv blue, pool orange, skip_connect green, none grey),
 shade by kernel (1x1 lighter). Fixed skeleton ops (stem, residual block): light grey.
-Both are dispatched on the op's class (functools.singledispatch), so a new op type registers its
-own look here and every plot follows.
+Colour, label and the chain diagram's box width are dispatched on the op's class
+(functools.singledispatch), so a new op type registers its own look here and every plot follows.
 """
 
 from __future__ import annotations
@@ -86,6 +86,24 @@ def _pool_colour(op: AvgPoolOp) -> RGB:
 @op_colour.register(ResBlockOp)
 def _fixed_colour(op: ConvBNOp | ResBlockOp) -> RGB:
     return to_rgb(FIXED_COLOUR)
+
+
+@singledispatch
+def op_width(op: OpSpec) -> float:
+    """Box width along a chain diagram: 0.5 (as MB1) unless the op's family has its own."""
+    return 0.5
+
+
+@op_width.register
+def _mbconv_width(op: MBConvOp) -> float:
+    """0.35 + 0.15 * expand ratio: the wider the block, the wider its box."""
+    return 0.35 + 0.15 * op.expand_ratio
+
+
+def kernel_legend(ops) -> list[tuple[str, str]]:
+    """``(label, colour)`` per MBConv kernel size among ``ops``, smallest first."""
+    kernels = sorted({op.kernel_size for op in ops if isinstance(op, MBConvOp)})
+    return [(f"{k}x{k}", kernel_colour(k)) for k in kernels]
 
 
 @singledispatch
