@@ -11,18 +11,19 @@ an interrupted search resumes from its checkpoint):
 - ``search-<variant>-s<seed>``: ``proxyless search --config nasbench201`` on CIFAR-10 (the JPEG
   copy in ../shared/data/cifar10; the benchmark trained on the original images). Variants:
   ``two`` (the recipe: binary gates, mode two), ``full_v2``, ``reinforce``, ``darts``,
-  ``gumbel``. Reported: the found cell, its table accuracies, rank and percentile among the
-  15,625, wall time, peak memory, final normalised entropy, and the anytime curve (the table
-  accuracy of the argmax cell after every epoch).
+  ``gumbel``; ``-r<pixels>`` before the seed is the image side the search sees (``-r16``: the
+  recipe's 16x16; without it 32x32, the benchmark's own). Reported: the found cell, its table
+  accuracies, rank and percentile among the 15,625, wall time, peak memory, final normalised
+  entropy, and the anytime curve (the table accuracy of the argmax cell after every epoch).
 - ``ranking`` (kept as ``ranking-<source>``): the supernet of ``--source`` (default
   ``search-two-s0``) ranks >= 100 uniformly drawn cells by inherited-weight validation
   accuracy after BatchNorm recalibration; Kendall tau and Spearman against the table, over all
   and over the table's top 10 % among them.
-- ``macs-<percent>``: a MACs-constrained search (``latency.mode=band`` just below the budget) at
-  <percent> of the way from the cheapest cell above 80 % to the most expensive cell, against
+- ``macs-<percent>[-r<pixels>]``: a MACs-constrained search (``latency.mode=band`` just below
+  the budget) at <percent> of the way from the cheapest cell above 80 % to the most expensive cell, against
   the table's best cell within the same budget (analytic MACs of all 15,625 cells).
 
-    python benchmarks/nasbench201.py search-two-s0 search-two-s1 [--set arch.lr=0.02 ...]
+    python benchmarks/nasbench201.py search-two-r16-s0 search-two-r16-s1 [--set arch.lr=0.02 ...]
     python benchmarks/nasbench201.py ranking
     python benchmarks/nasbench201.py --report     # runs.json from the finished units
 """
@@ -135,6 +136,8 @@ def run_search(run_dir: Path, overrides: list[str], threads: int,
     command = [sys.executable, "-m", "proxylessnas", "search", "--config", "nasbench201",
                "--dataset", dataset_spec(resolution), "--out", str(run_dir), "--no-progress",
                f"run.threads={threads}", *overrides]
+    if resolution == 32:  # the recipe downscales to 16x16
+        command.append("data.resolution=32")
     if (run_dir / "checkpoint.pt").is_file():
         command.insert(4, "--resume")
     started = time.perf_counter()
