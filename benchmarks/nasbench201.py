@@ -284,12 +284,14 @@ def report() -> None:
     units = [json.loads(p.read_text()) for p in sorted((RESULTS / "units").glob("*.json"))]
     runs = [{k: v for k, v in u.items() if k != "anytime"} for u in units if u["unit"].startswith("search-")]
     write_json(RESULTS / "runs.json", runs)
-    by_strategy: dict[str, list[float]] = {}
+    by_recipe: dict[tuple, list[float]] = {}
     for run in runs:
-        by_strategy.setdefault(run["strategy"], []).append(run["cifar10_test"])
-    for strategy, values in by_strategy.items():
+        key = (run["strategy"], run.get("resolution", 32), run.get("edge_conv_init", "default"))
+        by_recipe.setdefault(key, []).append(run["cifar10_test"])
+    for (strategy, side, init), values in by_recipe.items():
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        print(f"{strategy:10s} {statistics.fmean(values):.2f} +- {spread:.2f} over {len(values)} seed(s)")
+        print(f"{strategy:10s} {side}x{side} {init:8s} {statistics.fmean(values):.2f} +- {spread:.2f} "
+              f"over {len(values)} seed(s)")
 
 
 def main() -> None:
