@@ -122,7 +122,7 @@ def unit_path(unit: str) -> Path:
 
 def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(data, indent=2) + "\n", shared=True)
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def dataset_spec(resolution: int) -> str:

@@ -30,13 +30,15 @@ def test_bytes_text_and_writer_content(tmp_path):
     assert (tmp_path / "d.json").read_text() == json.dumps({"k": [1, 2]}, indent=2) + "\n"
 
 
-def test_private_unless_shared(tmp_path):
+def test_shared_unless_private(tmp_path):
     umask = os.umask(0o022)
     try:
-        atomic_write(tmp_path / "private", "x")
-        atomic_write(tmp_path / "shared", "x", shared=True)
+        atomic_write(tmp_path / "private", "x", shared=False)
+        atomic_write(tmp_path / "shared", "x")
+        write_json_atomic(tmp_path / "arch.json", {})
     finally:
         os.umask(umask)
+    assert _mode(tmp_path / "arch.json") == 0o644
     assert _mode(tmp_path / "private") == 0o600  # as tempfile.mkstemp makes it
     assert _mode(tmp_path / "shared") == 0o644  # as a plain open would
 

@@ -58,8 +58,7 @@ def cached(
                           "dataset again", stacklevel=2)
     value = build()
     try:
-        # shared: mkstemp makes the file private, a cache is not secret
-        atomic_write(path, lambda file: torch.save(value, file), suffix=".tmp", shared=True)
+        atomic_write(path, lambda file: torch.save(value, file), suffix=".tmp")
     except OSError as error:
         warnings.warn(f"cannot write dataset cache {path} ({error.strerror or type(error).__name__}); the "
                       "next run decodes the dataset again", stacklevel=2)

@@ -6,8 +6,9 @@ writer), which ``os.replace`` then puts under the real name (atomic within one f
 failure, in the writer or in a check of what it wrote, removes the temporary file and leaves the
 target as it was.
 
-``tempfile.mkstemp`` makes the file private (0600); ``shared=True`` gives it the permissions a
-plain ``open`` would (0666 less the umask).
+Files get the permissions a plain ``open`` would give (0666 less the umask: run folders, arch
+files and checkpoints are for the user's other tools too); ``shared=False`` keeps the private
+0600 that ``tempfile.mkstemp`` gives.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ Content = bytes | str | Callable[[BinaryIO], object]
 
 
 @contextlib.contextmanager
-def atomic_replace(path: str | os.PathLike, *, suffix: str = "", shared: bool = False) -> Iterator[Path]:
+def atomic_replace(path: str | os.PathLike, *, suffix: str = "", shared: bool = True) -> Iterator[Path]:
     """A temporary file beside ``path`` (folders created) for the block to write, by name; it
     replaces ``path`` when the block ends, and is removed instead when the block raises."""
     path = Path(path)
@@ -43,7 +44,7 @@ def atomic_replace(path: str | os.PathLike, *, suffix: str = "", shared: bool = 
 
 
 def atomic_write(path: str | os.PathLike, content: Content, *, suffix: str = "", fsync: bool = False,
-                 shared: bool = False) -> Path:
+                 shared: bool = True) -> Path:
     """Write ``content`` (bytes, text as UTF-8, or a function writing to the open binary file) to
     ``path`` atomically; ``fsync`` also forces it to the disk before the rename."""
     with atomic_replace(path, suffix=suffix, shared=shared) as temporary, temporary.open("wb") as handle:

@@ -94,7 +94,7 @@ def append_metrics(path: str | os.PathLike, row: dict[str, Any]) -> None:
 
 def write_metrics(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
     """The whole file, atomically: ``rows`` one per line (none: an empty file)."""
-    atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows), shared=True)
+    atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def keep_metrics(path: str | os.PathLike, through_epoch: int) -> list[dict[str, Any]]:
