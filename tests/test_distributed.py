@@ -241,6 +241,20 @@ def test_launcher_command_drops_nproc():
     assert command[6:] == ["proxylessnas", "search", "--out", "x", "a=1"]
 
 
+def test_nproc_reruns_the_command_line_given_to_main(tmp_path, monkeypatch):
+    """``main([...])`` from Python reruns its own arguments, not the host program's sys.argv."""
+    from proxylessnas.cli import main
+
+    launched = []
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setattr(sys, "argv", ["pytest", "-k", "something"])
+    monkeypatch.setattr(subprocess, "call", lambda command, env=None: launched.append(command) or 0)
+    assert main(["search", "--nproc", "2", "--out", str(tmp_path / "run"), "search.epochs=1"]) == 0
+    assert launched and launched[0][-5:] == ["proxylessnas", "search", "--out", str(tmp_path / "run"),
+                                             "search.epochs=1"]
+
+
 def test_search_without_torchrun_is_one_process(tmp_path, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     config = SearchConfig().with_overrides([*QUICK, f"run.out={tmp_path / 'run'}", "search.epochs=1",

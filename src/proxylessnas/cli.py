@@ -73,6 +73,7 @@ def _run(argv: list[str] | None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 0
+        args.command_line = list(sys.argv[1:] if argv is None else argv)  # what --nproc reruns
         return int(args.func(args) or 0)
     except ProxylessError as err:
         print(err.line(), file=sys.stderr)

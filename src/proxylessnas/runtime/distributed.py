@@ -375,14 +375,17 @@ def launch_command(nproc: int, argv: Sequence[str]) -> list[str]:
 
 
 def relaunch_if_requested(args, argv: Sequence[str] | None = None) -> int | None:
-    """With ``--nproc N`` (and not already inside torchrun): rerun this command line as N processes
-    and return their exit code; otherwise None (run in this process)."""
+    """With ``--nproc N`` (and not already inside torchrun): rerun this command line (``argv``, else
+    the one the CLI parsed into ``args.command_line``, else ``sys.argv``) as N processes and return
+    their exit code; otherwise None (run in this process)."""
     nproc = getattr(args, "nproc", None)
     if nproc is None or launched_world_size() > 1 or "TORCHELASTIC_RUN_ID" in os.environ:
         return None
     if nproc > 1 and (os.cpu_count() or 1) < nproc and not torch.cuda.is_available():
         print(f"note: {nproc} processes on {os.cpu_count()} CPU core(s); expect no speed-up", file=sys.stderr)
-    command = launch_command(nproc, sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        argv = getattr(args, "command_line", None) or sys.argv[1:]
+    command = launch_command(nproc, argv)
     environment = dict(os.environ)
     environment.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     return subprocess.call(command, env=environment)
