@@ -71,3 +71,19 @@ def test_paper_initialisation():
     assert conv.weight.std().item() == pytest.approx(std, rel=0.05)
     assert torch.all(net.stem.bn.weight == 1) and torch.all(net.stem.bn.bias == 0)
     assert net.stem.bn.eps == 1e-3 and net.stem.bn.momentum == 0.1
+
+
+def test_zoo_entry_at_a_width_scales_like_mobilenet_v2():
+    entry = zoo.get_entry("mobilenet_v2")
+    assert entry.widths() == entry.space_overrides
+    # make_divisible(c * 0.5, 8); the head kept below width 1
+    assert entry.widths(0.5) == {"stem_width": 16, "first_width": 8,
+                                 "stage_widths": [16, 16, 32, 48, 80, 160], "head_width": 1280}
+    assert entry.widths(1.5)["head_width"] == 1920
+    space = entry.space(10, 32, width_mult=0.5, family="proxyless-cifar", in_chs=3)
+    assert space.name == "proxyless-cifar" and space.stem.stride == 1 and space.stem.out_chs == 16
+    arch = entry.arch(10, 32, width_mult=0.5, family="proxyless-cifar")
+    assert arch.metadata == {"zoo": "mobilenet_v2", "width_mult": 0.5}
+    assert entry.arch().metadata == {"zoo": "mobilenet_v2"}
+    plain = get_space("proxyless-imagenet", num_classes=1000, resolution=224, **entry.space_overrides)
+    assert entry.space().to_dict() == plain.to_dict()

@@ -12,6 +12,7 @@ from typing import Any
 from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.config import NetConfig, net_config
 from proxylessnas.nets.net import ProxylessNet
+from proxylessnas.ops.blocks import make_divisible
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.presets import get_space
 from proxylessnas.space.spec import SearchSpace
@@ -57,14 +58,31 @@ class ZooEntry:
     dropout: float = 0.0
     published: dict[str, float] = field(default_factory=dict)
 
-    def space(self, num_classes: int = 1000, resolution: int = 224) -> SearchSpace:
-        return get_space("proxyless-imagenet", num_classes=num_classes, resolution=resolution,
-                         **self.space_overrides)
+    def widths(self, width_mult: float = 1.0) -> dict[str, Any]:
+        """The entry's widths (stem, first block, stages, head) scaled as MobileNetV2 scales its
+        own: ``make_divisible(c * width_mult, 8)``, the head kept as it is below width 1 (the rule
+        of the ``proxyless-imagenet`` preset's ``width_mult``)."""
+        if width_mult == 1.0:
+            return dict(self.space_overrides)
+        base = self.space_overrides
+        head = base["head_width"] if width_mult <= 1.0 else make_divisible(base["head_width"] * width_mult, 8)
+        return _widths(make_divisible(base["stem_width"] * width_mult, 8),
+                       make_divisible(base["first_width"] * width_mult, 8),
+                       tuple(make_divisible(c * width_mult, 8) for c in base["stage_widths"]), head)
 
-    def arch(self, num_classes: int = 1000, resolution: int = 224) -> Arch:
-        arch = Arch.from_ops(self.space(num_classes, resolution), self.ops,
-                             metadata={"zoo": self.name})
-        return arch
+    def space(self, num_classes: int = 1000, resolution: int = 224, *, width_mult: float = 1.0,
+              family: str = "proxyless-imagenet", **options: Any) -> SearchSpace:
+        """The entry's space: ``family`` (``proxyless-cifar`` for the CIFAR-size variant) with the
+        entry's widths at ``width_mult`` (:meth:`widths`) and any other preset ``options``."""
+        return get_space(family, num_classes=num_classes, resolution=resolution, **options,
+                         **self.widths(width_mult))
+
+    def arch(self, num_classes: int = 1000, resolution: int = 224, *, width_mult: float = 1.0,
+             family: str = "proxyless-imagenet", **options: Any) -> Arch:
+        """The entry's ops in :meth:`space` (metadata: the zoo name, and a width other than 1)."""
+        metadata = {"zoo": self.name, **({"width_mult": width_mult} if width_mult != 1.0 else {})}
+        space = self.space(num_classes, resolution, width_mult=width_mult, family=family, **options)
+        return Arch.from_ops(space, self.ops, metadata=metadata)
 
     def net_config(self, num_classes: int = 1000, resolution: int = 224) -> NetConfig:
         space = self.space(num_classes, resolution)

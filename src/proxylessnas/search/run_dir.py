@@ -5,7 +5,7 @@
     arch.json              the argmax architecture after the last epoch; the derived one at the end
     arches/epoch_NNN.json  the argmax architecture after epoch NNN (counted from 1)
     checkpoint.pt          everything a resume needs (written atomically)
-    summary.json           the final report
+    summary.json           the final report (:func:`finished_summary` reads it, or the checkpoint's)
     plots/                 :mod:`proxylessnas.search.plots`
 
 Only rank 0 writes: each write of the loop goes through ``context.on_main`` (its result and its
@@ -16,6 +16,7 @@ locks the folder (:meth:`RunDir.lock`) before anything in it is read or written.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -112,6 +113,30 @@ class RunDir:
     @staticmethod
     def _stamped(state: dict[str, Any]) -> dict[str, Any]:
         return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+
+
+def finished_summary(path: str | Path) -> dict[str, Any] | None:
+    """The summary of the finished search in the run folder ``path``: summary.json, or (the run
+    killed between its finished checkpoint and summary.json, or summary.json cut off) the summary
+    the finished checkpoint holds; None while the search is unfinished or the folder holds none.
+    A corrupt checkpoint is a :class:`ProxylessError` (:func:`load_checkpoint`)."""
+    path = Path(path)
+    summary_file = path / "summary.json"
+    if summary_file.is_file():
+        try:
+            summary = json.loads(summary_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            summary = None  # cut off: the finished checkpoint has it
+        if isinstance(summary, dict):
+            return summary
+    checkpoint = path / "checkpoint.pt"
+    if not checkpoint.is_file():
+        return None
+    state = load_checkpoint(checkpoint)
+    if state.get("format") != CHECKPOINT_FORMAT or not state.get("finished"):
+        return None
+    summary = state.get("summary")
+    return summary if isinstance(summary, dict) else None
 
 
 def _prepare(run_dir: Path, checkpoint: Path, config: SearchConfig, resume: bool) -> None:

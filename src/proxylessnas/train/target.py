@@ -34,8 +34,7 @@ def zoo_net_for(name: str, num_classes: int, resolution: int, in_chs: int = 3,
     """Zoo net ``name`` sized for the data; the CIFAR-size variant at <= 64 pixels."""
     entry = get_entry(name)
     family = "proxyless-cifar" if resolution <= SMALL_RESOLUTION else "proxyless-imagenet"
-    space = get_space(family, num_classes=num_classes, resolution=resolution, in_chs=in_chs,
-                      **entry.space_overrides)
+    space = entry.space(num_classes, resolution, family=family, in_chs=in_chs)
     arch = Arch.from_ops(space, entry.ops, metadata={"zoo": name})
     suffix = "_cifar" if family == "proxyless-cifar" else ""
     return ProxylessNet(net_config(space, arch, dropout=entry.dropout if dropout is None else dropout,
