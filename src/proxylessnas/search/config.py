@@ -42,7 +42,7 @@ from proxylessnas.arguments import (
     unit_interval,
 )
 from proxylessnas.errors import ProxylessError
-from proxylessnas.overrides import parse_overrides
+from proxylessnas.overrides import convert, parse_overrides
 from proxylessnas.runtime.atomic import atomic_write
 from proxylessnas.supernet.base import MIXED_OPS
 from proxylessnas.supernet.gate import MODES as BINARY_MODES
@@ -286,48 +286,20 @@ def _merge_section(section: Any, name: str, values: dict[str, Any], where: str) 
 
 
 def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
-    """``value`` checked against the type hint ``kind`` (int, float, bool, str, dict, Optional)."""
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        options = [k for k in typing.get_args(kind) if k is not type(None)]
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
-            return None
-        kind = options[0]
-        origin = typing.get_origin(kind)
-    bad = ProxylessError(f"bad value {value!r} for {key}", where,
-                         f"give a value of type {getattr(kind, '__name__', str(kind))}")
-    if origin is dict or kind is dict:
-        if not isinstance(value, dict):
-            raise bad
-        return dict(value)
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-            return value.lower() in ("true", "yes", "on", "1")
-        raise bad
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise bad
-        try:
-            number = float(value)
-        except ValueError:
-            raise bad from None
-        if not math.isfinite(number) or number != int(number):
-            raise bad
-        return int(number)
-    if kind is float:
-        if isinstance(value, bool):
-            raise bad
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise bad from None
-    if kind is str:
-        if isinstance(value, (dict, list)) or value is None:
-            raise bad
-        return str(value)
-    return value
+    """``value`` converted to the type hint ``kind`` (:func:`~proxylessnas.overrides.convert`, the
+    same conversion as the training recipe's overrides)."""
+    try:
+        return convert(value, kind)
+    except ValueError:
+        raise ProxylessError(f"bad value {value!r} for {key}", where,
+                             f"give a value of type {_type_name(kind)}") from None
+
+
+def _type_name(kind: Any) -> str:
+    """``int`` for ``int`` and ``int | None``, ``dict`` for ``dict[str, float]``."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    return getattr(kind, "__name__", str(kind))
 
 
 FIELD_KINDS: dict[str, Kind] = {  # the kind of every numeric field (None passes where the field allows it)

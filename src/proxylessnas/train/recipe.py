@@ -16,12 +16,13 @@ field can be overridden by ``key=value``.
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from proxylessnas.arguments import Kind, non_negative_float, positive_float, positive_int, rate, seed
 from proxylessnas.errors import ProxylessError
-from proxylessnas.overrides import split_overrides
+from proxylessnas.overrides import convert, parse_overrides
 
 SMALL_RESOLUTION = 64  # datasets at or below this use the CIFAR-size recipe and nets
 FIELD_KINDS: dict[str, Kind] = {  # the kind of every numeric field (None passes where the field allows it)
@@ -81,40 +82,24 @@ class TrainRecipe:
         return cls(**data)
 
     def with_overrides(self, overrides: dict[str, Any] | list[str]) -> TrainRecipe:
-        """A copy with ``{field: value}`` or ``["field=value", ...]`` applied (types checked)."""
+        """A copy with ``{field: value}`` or ``["field=value", ...]`` applied: values parsed as YAML
+        scalars (:func:`~proxylessnas.overrides.parse_overrides`, as every command's overrides),
+        then converted to the field's type (:func:`~proxylessnas.overrides.convert`) and checked."""
         if isinstance(overrides, list):
-            overrides = split_overrides(overrides, example="lr=0.1")
+            overrides = parse_overrides(overrides, example="lr=0.1")
         kinds = {f.name: f.type for f in fields(self)}
+        hints = typing.get_type_hints(type(self))
         clean = {}
         for key, value in overrides.items():
             if key not in kinds:
                 raise ProxylessError(f"unknown recipe key '{key}'", "overrides",
                                      f"use any of {', '.join(sorted(kinds))}")
-            clean[key] = _coerce(key, value, str(kinds[key]))
+            try:
+                clean[key] = convert(value, hints[key])
+            except ValueError:
+                raise ProxylessError(f"bad value '{value}' for recipe key '{key}'", "overrides",
+                                     f"give a {str(kinds[key]).split(' ')[0]}") from None
         return replace(self, **clean)
-
-
-def _coerce(key: str, value: Any, kind: str) -> Any:
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    try:
-        if "None" in kind and text.lower() in ("none", "null", ""):
-            return None
-        if kind.startswith("bool"):
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if kind.startswith("int"):
-            return int(text)
-        if kind.startswith("float"):
-            return float(text)
-    except ValueError:
-        raise ProxylessError(f"bad value '{value}' for recipe key '{key}'", "overrides",
-                             f"give a {kind.split(' ')[0]}") from None
-    return text
 
 
 def imagenet_recipe() -> TrainRecipe:
