@@ -297,7 +297,8 @@ def test_search_resume_refuses_settings_that_change_the_runs_shape(tmp_path, cap
     capsys.readouterr()
     for extra, named in ((["data.batch_size=8"], "data.batch_size"),
                          (["--space", "proxyless-cifar"], "space"),
-                         (["search.epochs=4", "arch.update_every=2"], "arch.update_every, search.epochs")):
+                         (["search.epochs=4", "arch.update_every=2"], "arch.update_every, search.epochs"),
+                         (["run.seed=7"], "run.seed")):  # the seed draws the data split
         assert main(["search", "--resume", "--out", str(out), *extra]) == 2
         assert f"settings differ from the run being resumed ({named}" in one_error_line(capsys)
 

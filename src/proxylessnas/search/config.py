@@ -193,7 +193,8 @@ SECTIONS: dict[str, type] = {
     "weights": WeightsSection, "arch": ArchSection, "latency": LatencySection,
     "reinforce": ReinforceSection, "search": SearchSection, "run": RunSection,
 }
-RESULT_FREE_SECTIONS = ("run",)  # may differ between a run and its resume
+RESULT_FREE_SECTIONS = ("run",)  # may differ between a run and its resume ...
+RESULT_FIELDS_OF_FREE_SECTIONS = ("run.seed",)  # ... except these (the seed draws the data split)
 # may change on a resume (recorded in the run's config history): they do not change the run's shape
 RESUMABLE_FIELDS = frozenset({f"weights.{f.name}" for f in fields(WeightsSection)} | {
     "arch.lr", "arch.beta1", "arch.beta2", "arch.eps", "arch.weight_decay", "arch.entropy_weight"})
@@ -259,9 +260,11 @@ class SearchConfig:
         return self.merged(nested, where)
 
     def flat(self, ignore: tuple[str, ...] = RESULT_FREE_SECTIONS) -> dict[str, Any]:
-        """``{"section.field": value}`` (sections in ``ignore`` skipped), to compare two configs."""
+        """``{"section.field": value}`` (sections in ``ignore`` skipped but for
+        ``RESULT_FIELDS_OF_FREE_SECTIONS``), to compare two configs."""
         return {f"{section}.{key}": value for section, values in self.to_dict().items()
-                if section not in ignore for key, value in values.items()}
+                for key, value in values.items()
+                if section not in ignore or f"{section}.{key}" in RESULT_FIELDS_OF_FREE_SECTIONS}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the resolved config as YAML (atomic)."""
