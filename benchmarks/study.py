@@ -68,7 +68,7 @@ def load_stages(path: Path) -> dict:
 def save_stages(path: Path, stages: dict) -> None:
     from proxylessnas.runtime.atomic import atomic_write
 
-    atomic_write(path, json.dumps(stages, indent=1) + "\n", shared=True)
+    atomic_write(path, json.dumps(stages, indent=1) + "\n")
 
 
 def run_stage(stage: str, command: list[str]) -> dict:

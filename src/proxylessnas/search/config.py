@@ -268,7 +268,7 @@ class SearchConfig:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the resolved config as YAML (atomic)."""
-        return atomic_write(path, yaml.safe_dump(self.to_dict(), sort_keys=False), shared=True)
+        return atomic_write(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def _merge_section(section: Any, name: str, values: dict[str, Any], where: str) -> Any:
