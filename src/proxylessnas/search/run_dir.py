@@ -22,13 +22,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from proxylessnas.errors import ProxylessError
 from proxylessnas.runtime.atomic import write_json_atomic
 from proxylessnas.runtime.checkpoint import load_checkpoint, save_checkpoint
 from proxylessnas.runtime.distributed import DistributedContext
 from proxylessnas.runtime.metrics import keep_metrics, write_metrics
+from proxylessnas.runtime.resumable import ResumableRun
 from proxylessnas.runtime.resume_changes import accept_changes
-from proxylessnas.runtime.runfolder_lock import hold_run_folder, refuse_earlier_run
+from proxylessnas.runtime.runfolder_lock import hold_run_folder
 from proxylessnas.search.config import RESUMABLE_FIELDS, SearchConfig, load_config
 from proxylessnas.search.cost_profile import CostProfile
 from proxylessnas.space import Arch
@@ -36,6 +36,8 @@ from proxylessnas.supernet import DecisionSuperNet
 
 CHECKPOINT_FORMAT = "proxylessnas-search"
 CHECKPOINT_VERSION = 1
+SEARCH_RUN = ResumableRun("checkpoint.pt", {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION},
+                          "search", "search", results="its arch.json and summary.json")
 RUN_SUBFOLDERS = ("arches", "plots")  # of the run folder, swept for stale temporary files with it
 
 
@@ -46,7 +48,7 @@ class RunDir:
     def __init__(self, path: str | Path, context: DistributedContext) -> None:
         self.path = Path(path)
         self.context = context
-        self.checkpoint = self.path / "checkpoint.pt"
+        self.checkpoint = SEARCH_RUN.checkpoint(self.path)
         self.metrics = self.path / "metrics.jsonl"
         self.rows: list[dict[str, Any]] = []
 
@@ -59,7 +61,7 @@ class RunDir:
     def prepare(self, config: SearchConfig, resume: bool) -> None:
         """Refuse to overwrite a run, or to resume one with settings that change its shape (early,
         against config.yaml; the checkpoint's own config is checked again when it is loaded)."""
-        self.context.on_main(_prepare, self.path, self.checkpoint, config, resume)
+        self.context.on_main(_prepare, self.path, config, resume)
 
     def start(self, config: SearchConfig) -> None:
         """A new run: the folder, config.yaml and an empty metrics.jsonl."""
@@ -69,13 +71,7 @@ class RunDir:
     def resume(self, config: SearchConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         """The checkpoint's state and the settings ``config`` changes (only resumable ones)."""
         where = str(self.checkpoint)
-        state = self.context.on_main(load_checkpoint, self.checkpoint)
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
-            raise ProxylessError("not a search checkpoint of this version", where,
-                                 "resume only runs written by 'proxyless search'")
-        if state.get("finished"):
-            raise ProxylessError("this search has already finished", str(self.path),
-                                 "read its arch.json and summary.json, or choose another --out")
+        state = self.context.on_main(SEARCH_RUN.load, self.path)
         saved = SearchConfig.from_dict(state.get("config"), where)
         return state, accept_changes(saved.flat(), config.flat(), RESUMABLE_FIELDS, where)
 
@@ -98,21 +94,17 @@ class RunDir:
         resume: the new settings once a checkpoint holds them, not before)."""
         if config is not None:
             self.context.on_main(config.save, self.path / "config.yaml")
-        self.context.on_main(save_checkpoint, self.checkpoint, self._stamped(state))
+        self.context.on_main(save_checkpoint, self.checkpoint, SEARCH_RUN.stamped(state))
 
     def save_final_checkpoint(self, state: dict[str, Any]) -> None:
         """Final phase, rank 0 alone: the finished checkpoint."""
-        save_checkpoint(self.checkpoint, self._stamped(state))
+        save_checkpoint(self.checkpoint, SEARCH_RUN.stamped(state))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Final phase, rank 0 alone: summary.json, with the list of the folder's files."""
         summary["files"] = sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
                                   if p.is_file() and not p.name.startswith("."))
         write_json_atomic(self.path / "summary.json", summary)
-
-    @staticmethod
-    def _stamped(state: dict[str, Any]) -> dict[str, Any]:
-        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
 
 
 def finished_summary(path: str | Path) -> dict[str, Any] | None:
@@ -139,13 +131,10 @@ def finished_summary(path: str | Path) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) else None
 
 
-def _prepare(run_dir: Path, checkpoint: Path, config: SearchConfig, resume: bool) -> None:
+def _prepare(run_dir: Path, config: SearchConfig, resume: bool) -> None:
+    SEARCH_RUN.prepare(run_dir, resume)
     if not resume:
-        refuse_earlier_run(run_dir, "search")
         return
-    if not checkpoint.is_file():
-        raise ProxylessError("nothing to resume: no checkpoint.pt", str(run_dir),
-                             "start the search without --resume")
     saved_path = run_dir / "config.yaml"
     if saved_path.is_file():
         accept_changes(load_config(saved_path).flat(), config.flat(), RESUMABLE_FIELDS, str(saved_path))

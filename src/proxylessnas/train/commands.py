@@ -156,7 +156,7 @@ def run_train(args) -> int:
         print(f"{dataset.summary()}\nnet {model.net_config.name or run_info.get('target')}: "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.3f} M params; device {device}; out {out}")
     try:
-        record = train_model(model, dataset, recipe, out, resume=args.resume, device=device,
+        record = train_model(model, dataset, recipe, out, resume=args.resume, saved=saved, device=device,
                              progress=not args.no_progress, max_steps=args.max_steps, run_info=run_info,
                              sync_batchnorm=args.sync_bn, distributed_timeout=args.distributed_timeout)
     except RunInterrupted as stop:

@@ -38,12 +38,7 @@ from proxylessnas.data.iterator import BatchIterator, rescale_step
 from proxylessnas.errors import ProxylessError
 from proxylessnas.progress import progress_bar
 from proxylessnas.runtime.atomic import write_json_atomic
-from proxylessnas.runtime.checkpoint import (
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
+from proxylessnas.runtime.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
 from proxylessnas.runtime.distributed import (
     DEFAULT_TIMEOUT_SECONDS,
     DistributedContext,
@@ -52,6 +47,7 @@ from proxylessnas.runtime.distributed import (
 )
 from proxylessnas.runtime.finite import NonFiniteLoss, count_nonfinite
 from proxylessnas.runtime.metrics import append_metrics, keep_metrics
+from proxylessnas.runtime.resumable import ResumableRun
 from proxylessnas.runtime.resume_changes import (
     accept_changes,
     describe_changes,
@@ -59,7 +55,7 @@ from proxylessnas.runtime.resume_changes import (
     lower_rate_advice,
     record_changes,
 )
-from proxylessnas.runtime.runfolder_lock import hold_run_folder, refuse_earlier_run
+from proxylessnas.runtime.runfolder_lock import hold_run_folder
 from proxylessnas.runtime.seeding import seed_everything
 from proxylessnas.runtime.stopping import RunInterrupted, resume_command, stop_on_signals
 from proxylessnas.train.ema import ModelEma
@@ -68,6 +64,9 @@ from proxylessnas.train.recipe import RESUMABLE_FIELDS, TrainRecipe, learning_ra
 
 CHECKPOINT_KIND = "proxylessnas.train"
 CHECKPOINT_SCHEMA_VERSION = 1
+TRAIN_RUN = ResumableRun("last.pt", {"kind": CHECKPOINT_KIND, "schema_version": CHECKPOINT_SCHEMA_VERSION},
+                         "train", "training", required=("run", "net_config"),
+                         results="its best.pt and metrics.jsonl")
 
 
 def train_batches(dataset: Dataset, recipe: TrainRecipe, device: torch.device) -> BatchIterator:
@@ -86,9 +85,7 @@ def checkpoint_state(model: nn.Module, deploy: nn.Module, optimizer, ema: ModelE
                      config_history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything a resume needs, plus ``net_config`` and ``weights`` (the deployed weights) for
     ``proxyless eval`` and ``proxyless export``."""
-    return {
-        "kind": CHECKPOINT_KIND,
-        "schema_version": CHECKPOINT_SCHEMA_VERSION,
+    return TRAIN_RUN.stamped({
         "net_config": model.config(),
         "weights": deploy.state_dict(),
         "model": model.state_dict(),
@@ -104,12 +101,7 @@ def checkpoint_state(model: nn.Module, deploy: nn.Module, optimizer, ema: ModelE
         "best_top1": best_top1,
         "run": run_info,
         "config_history": config_history or [],
-    }
-
-
-def _check_fresh(last_path: Path, resume: bool) -> None:
-    if not resume:
-        refuse_earlier_run(last_path.parent, "training")
+    })
 
 
 def _save_epoch(last_path: Path, best_path: Path, state: dict, is_best: bool) -> None:
@@ -132,6 +124,7 @@ def train_model(
     out_dir: str | os.PathLike,
     *,
     resume: bool = False,
+    saved: dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
     max_steps: int | None = None,
@@ -141,7 +134,9 @@ def train_model(
     distributed_timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """Train ``model`` (a ``ProxylessNet``) on ``dataset`` with ``recipe``; returns the last
-    metrics record. ``max_steps`` stops after that many optimiser steps in total (the last
+    metrics record. ``resume=True`` continues the run in ``out_dir`` from its ``last.pt``
+    (``saved``: that checkpoint, when the caller has read it already with :func:`read_saved_run`).
+    ``max_steps`` stops after that many optimiser steps in total (the last
     checkpoint then holds the position inside the epoch; ``resume=True`` continues); so does
     SIGINT or SIGTERM, after the current step, then raising
     :class:`~proxylessnas.runtime.stopping.RunInterrupted`.
@@ -154,7 +149,8 @@ def train_model(
             context.held_on_main(lambda: hold_run_folder(out_dir, "training run folder")), \
             stop_on_signals() as stop_flag:
         return train_on_rank(model, dataset, recipe, Path(out_dir), context, rank_device(device, context),
-                             resume=resume, progress=progress, max_steps=max_steps, run_info=run_info,
+                             resume=resume, saved=saved, progress=progress, max_steps=max_steps,
+                             run_info=run_info,
                              log=log if context.is_main else _quiet, sync_batchnorm=sync_batchnorm,
                              stop_flag=stop_flag)
 
@@ -164,7 +160,8 @@ def _quiet(text: str) -> None:
 
 
 def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_dir: Path,
-                  context: DistributedContext, device: torch.device, *, resume: bool, progress: bool,
+                  context: DistributedContext, device: torch.device, *, resume: bool,
+                  saved: dict[str, Any] | None, progress: bool,
                   max_steps: int | None, run_info: dict | None, log: Callable[[str], None],
                   sync_batchnorm: bool, stop_flag: dict[str, int | None]) -> dict[str, Any]:
     """The training loop of one process (one rank of ``context``); see :func:`train_model`.
@@ -173,8 +170,10 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
     last_path, best_path, metrics_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
     run_info = {**(run_info or {}), "recipe": recipe.to_dict(), "dataset": dataset.name,
                 "train_images": len(dataset.train)}
-    context.on_main(_check_fresh, last_path, resume)
-    state = context.on_main(read_saved_run, out_dir) if resume else None  # nothing to resume: stop here
+    context.on_main(TRAIN_RUN.prepare, out_dir, resume)  # nothing to resume, or an earlier run: stop here
+    state = None
+    if resume:
+        state = saved if saved is not None else context.on_main(read_saved_run, out_dir)
     train_iter = context.shard(train_batches(dataset, recipe, device))  # batch_size images per rank
     steps_per_epoch = len(train_iter)
     if steps_per_epoch == 0:
@@ -299,13 +298,10 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
 def read_saved_run(out_dir: Path) -> dict[str, Any]:
     """The ``last.pt`` checkpoint of the training run in ``out_dir``, to resume it; one line when
     there is nothing to resume."""
-    last_path = out_dir / "last.pt"
-    if not last_path.is_file():
-        raise ProxylessError("nothing to resume: no last.pt", str(out_dir),
-                             "start the training without --resume")
-    state = load_checkpoint(last_path)
-    if state.get("kind") != CHECKPOINT_KIND or not isinstance(state.get("run"), dict):
-        raise ProxylessError("not a training checkpoint", str(last_path), "resume a 'proxyless train' run")
+    state = TRAIN_RUN.load(out_dir)
+    if not isinstance(state["run"], dict):
+        raise ProxylessError("not a training checkpoint of this version", str(TRAIN_RUN.checkpoint(out_dir)),
+                             "resume only runs written by 'proxyless train'")
     return state
 
 
