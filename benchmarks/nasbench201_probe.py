@@ -1,10 +1,10 @@
 """How fast a NAS-Bench-201 supernet learns: one fixed cell against uniformly sampled paths.
 
-Trains the ``nasbench201`` supernet at 16x16 on half the CIFAR-10 training split (batch 64, SGD
-Nesterov 0.9, weight decay 5e-4 on conv/linear weights, cosine from ``--lr``) and prints the
-training loss and accuracy of the path in use per epoch. ``--path`` fixes one cell (a benchmark
-string); otherwise a uniform path is drawn every ``--hold`` steps. ``--save 12,24`` writes
-checkpoints that ``benchmarks/nasbench201.py ranking --source <name>-e12.pt`` ranks.
+Trains the ``nasbench201`` supernet at 16x16 (``--resolution``) on half the CIFAR-10 training
+split (batch 64, SGD Nesterov 0.9, weight decay 5e-4 on conv/linear weights, cosine from
+``--lr``) and prints the training loss and accuracy of the path in use per epoch. ``--path``
+fixes one cell (a benchmark string); otherwise a uniform path is drawn every ``--hold`` steps.
+``--save 12,24`` writes checkpoints that ``benchmarks/nasbench201.py ranking --source <name>-e12.pt`` ranks.
 Results: benchmarks/results/nasbench201/supernet_probe.json.
 
     python benchmarks/nasbench201_probe.py uniform --epochs 24 --save 12,24
@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--hold", type=int, default=1, help="steps a sampled path is kept")
     parser.add_argument("--path", help="a fixed benchmark cell instead of sampled paths")
     parser.add_argument("--lr", type=float, default=0.025)
+    parser.add_argument("--resolution", type=int, default=16, help="image side (32: the benchmark's own)")
     parser.add_argument("--init", choices=("identity", "random", "embed"), default="identity",
                         help="edge convs: the supernet's identity start, PyTorch's default init, "
                              "or each 3x3 conv started as its edge's 1x1 conv")
@@ -64,10 +65,10 @@ def main() -> None:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    spec = f"cifar10:{CIFAR}?resolution=16"
+    spec = f"cifar10:{CIFAR}" + (f"?resolution={args.resolution}" if args.resolution != 32 else "")
     dataset = load_dataset(spec)
     train_part, _ = split_validation(dataset, 0.5, seed=0)
-    space = get_space("nasbench201", resolution=16)
+    space = get_space("nasbench201", resolution=args.resolution)
     supernet = build_supernet(space, dataset.num_classes)
     initialise_cell_convs(supernet, args.init)
     fixed = arch_from_string(args.path, space).indices(space) if args.path else None
