@@ -30,7 +30,8 @@ from proxylessnas.supernet import DecisionSuperNet, build_supernet
 @dataclass
 class SearchData:
     """Weights train on ``train_part``, the architecture on ``valid_part`` (``valid_batches`` in
-    steps, ``valid_eval`` for the argmax path's accuracy); the test set only reports. Under DDP
+    steps, ``valid_eval`` for the argmax path's accuracy, its epoch 0 the same batches every
+    time); the test set only reports. Under DDP
     each rank takes its shard of both splits; the batch sizes are per rank."""
 
     dataset: Dataset
@@ -54,8 +55,10 @@ def build_data(config: SearchConfig, dataset: Dataset | None, context: Distribut
     valid_batches = context.shard(BatchIterator.for_dataset(
         dataset, valid_part, data.valid_batch_size, augment=False, seed=seed + 1, drop_last=True,
         device=device))
+    # one fixed order, classes mixed: the accuracy uses batch statistics, which a batch of one
+    # class would wipe out (the split is sorted by class)
     valid_eval = BatchIterator.for_dataset(dataset, valid_part, data.eval_batch_size, augment=False,
-                                           shuffle=False, device=device)
+                                           seed=seed + 2, device=device)
     if len(train_batches) == 0 or len(valid_batches) == 0:
         raise ProxylessError(f"too few images for batch sizes {data.batch_size}/{data.valid_batch_size}",
                              dataset.summary(),
