@@ -11,8 +11,9 @@ an interrupted search resumes from its checkpoint):
 - ``search-<variant>-s<seed>``: ``proxyless search --config nasbench201`` on CIFAR-10 (the JPEG
   copy in ../shared/data/cifar10; the benchmark trained on the original images). Variants:
   ``two`` (the recipe: binary gates, mode two), ``full_v2``, ``reinforce``, ``darts``,
-  ``gumbel``; ``-r<pixels>`` before the seed is the image side the search sees (``-r16``: the
-  recipe's 16x16; without it 32x32, the benchmark's own). Reported: the found cell, its table
+  ``gumbel``, ``two_uniform`` (weight steps on uniform paths); ``-r<pixels>`` before the seed
+  is the image side the search sees (``-r16``: the recipe's 16x16; without it 32x32, the
+  benchmark's own). Reported: the found cell, its table
   accuracies, rank and percentile among the 15,625, wall time, peak memory, final normalised
   entropy, and the anytime curve (the table accuracy of the argmax cell after every epoch).
 - ``ranking`` (kept as ``ranking-<source>``): the supernet of ``--source`` (default
@@ -59,6 +60,7 @@ VARIANTS: dict[str, list[str]] = {
     "reinforce": ["search.strategy=reinforce", "reinforce.samples=8", "arch.update_every=5"],
     "darts": ["search.mixed_op=darts", "arch.entropy_weight=0.0"],
     "gumbel": ["search.mixed_op=gumbel"],
+    "two_uniform": ["search.weight_paths=uniform"],
 }
 PUBLISHED = [  # CIFAR-10 test accuracy of the found cell (NAS-Bench-201 paper, Table 5; later papers)
     ("DARTS-V1 / V2", 54.30, "NAS-Bench-201 paper"), ("ENAS", 54.30, "NAS-Bench-201 paper"),

@@ -125,6 +125,23 @@ def test_sample_two_pairs_and_active_distribution():
     assert (first_active[mask] / pair_counts[mask] - tilde).abs().max() < 0.15
 
 
+def test_weight_paths_follow_p_or_the_uniform_distribution():
+    supernet = tiny_supernet()
+    alpha = supernet.arch_parameters()[1]
+    with torch.no_grad():
+        alpha.copy_(torch.tensor([3.0, 0.0, -0.5, 0.5, -1.0], dtype=torch.float64))
+    p = torch.softmax(alpha.detach(), 0)
+    samples = 2000  # standard error of a frequency <= 0.0112; tolerance about 4 of them
+    for paths, expected in (("distribution", p), ("uniform", torch.full((5,), 0.2, dtype=torch.float64))):
+        generator = torch.Generator().manual_seed(0)
+        counts = torch.zeros(5, dtype=torch.float64)
+        for _ in range(samples):
+            counts[supernet.sample_weight_step(generator, paths)[1]] += 1
+        assert (counts / samples - expected).abs().max() < 0.045, paths
+    with pytest.raises(ProxylessError, match="unknown weight paths 'fair'"):
+        supernet.sample_weight_step(None, "fair")
+
+
 def test_sample_arch_and_log_prob_leave_state_and_match_brute_force():
     supernet = tiny_supernet()
     supernet.set_path([1, 2, 3, 4])

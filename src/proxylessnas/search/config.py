@@ -44,7 +44,7 @@ from proxylessnas.arguments import (
 from proxylessnas.errors import ProxylessError
 from proxylessnas.overrides import convert, parse_overrides
 from proxylessnas.runtime.atomic import atomic_write
-from proxylessnas.supernet.base import MIXED_OPS
+from proxylessnas.supernet.base import MIXED_OPS, WEIGHT_PATHS
 from proxylessnas.supernet.gate import MODES as BINARY_MODES
 
 STRATEGIES = ("gradient", "reinforce")  # search.strategies.make_strategy builds each
@@ -168,6 +168,9 @@ class SearchSection:
     warmup_epochs: int = 2
     epochs: int = 6
     steps_per_epoch: int | None = None  # cap on weight steps per epoch (None: the whole split)
+    # the paths of the weight steps: drawn from the architecture distribution p (the paper), or
+    # uniformly (binary gates; every candidate keeps training alike while p sharpens)
+    weight_paths: str = "distribution"
 
 
 @dataclass(frozen=True)
@@ -347,6 +350,9 @@ def _validate(config: SearchConfig) -> None:
         ("search.strategy", search.strategy in STRATEGIES, f"use one of {', '.join(STRATEGIES)}"),
         ("search.binary_mode", search.binary_mode in BINARY_MODES, f"use one of {', '.join(BINARY_MODES)}"),
         ("search.mixed_op", search.mixed_op in MIXED_OPS, f"use one of {', '.join(MIXED_OPS)}"),
+        ("search.weight_paths", search.weight_paths in WEIGHT_PATHS, f"use one of {', '.join(WEIGHT_PATHS)}"),
+        ("search.weight_paths", search.weight_paths == "distribution" or search.mixed_op == "binary",
+         "uniform weight paths need search.mixed_op=binary"),
         ("latency.mode", latency.mode in LATENCY_MODES, f"use one of {', '.join(LATENCY_MODES)}"),
         ("latency.calibrate", latency.calibrate != 1, "give 0 or at least 2"),
         ("latency.controller_cost", latency.controller_cost in ("argmax", "expected"),

@@ -213,8 +213,8 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
                     step_lr = cosine_lr(base_lr, phase_epoch * steps_per_epoch + step, phase_steps)
                     for group in weights_optimizer.param_groups:
                         group["lr"] = step_lr
-                    # weight step: one path per layer sampled from p, CE with label smoothing
-                    supernet.sample_weight_step(parts.sampler)
+                    # weight step: one path per layer sampled from p (or uniformly), CE with label smoothing
+                    supernet.sample_weight_step(parts.sampler, config.search.weight_paths)
                     logits = weight_model(images)
                     loss = F.cross_entropy(logits, labels, label_smoothing=config.weights.label_smoothing)
                     loss_value = check_finite("weight loss", loss)

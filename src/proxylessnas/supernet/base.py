@@ -23,6 +23,7 @@ from proxylessnas.supernet.mixed_op import MixedOp
 from proxylessnas.supernet.sampling import LayerSampler
 
 MIXED_OPS = ("binary", "darts", "gumbel")
+WEIGHT_PATHS = ("distribution", "uniform")  # how a binary weight step draws its path
 ALPHA_INIT_STD = 1e-3
 
 
@@ -73,16 +74,24 @@ class DecisionSuperNet(nn.Module):
         return [torch.softmax(alpha, dim=0) for alpha in self.arch_parameters()]
 
     # -- sampling -----------------------------------------------------------------------------
-    def sample_weight_step(self, generator: torch.Generator | None = None) -> list[int]:
+    def sample_weight_step(self, generator: torch.Generator | None = None,
+                           paths: str = "distribution") -> list[int]:
         """Prepare a weight step and return the chosen index per decision.
 
-        binary: one path per decision drawn from ``p`` (alphas unused). darts: every candidate,
-        weighted by ``p`` (detached); returns the argmax. gumbel: every candidate weighted by a
-        detached Gumbel-softmax sample; returns its argmax.
+        binary: one path per decision drawn from ``p`` (alphas unused), or uniformly with
+        ``paths="uniform"``. darts: every candidate, weighted by ``p`` (detached); returns the
+        argmax. gumbel: every candidate weighted by a detached Gumbel-softmax sample; returns its
+        argmax.
         """
+        if paths not in WEIGHT_PATHS:
+            raise ProxylessError(f"unknown weight paths '{paths}'", "supernet",
+                                 f"use one of {', '.join(WEIGHT_PATHS)}")
         self._forget_pairs()
         if self.mixed_op == "binary":
-            indices = self._sampler.sample_one(self.arch_parameters(), generator)
+            alphas = self.arch_parameters()
+            if paths == "uniform":  # equal logits: p_l uniform
+                alphas = [torch.zeros_like(alpha) for alpha in alphas]
+            indices = self._sampler.sample_one(alphas, generator)
             self._use_paths(indices)
             return indices
         return self._use_weights(generator, differentiable=False)
