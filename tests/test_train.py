@@ -48,6 +48,8 @@ def test_default_recipes_follow_the_paper():
     assert default_recipe(224).weight_decay == 4e-5 and default_recipe(224).label_smoothing == 0.1
     assert default_recipe(224).epochs == 300 and default_recipe(224).nesterov
     assert default_recipe(32) == cifar_recipe()
+    assert default_recipe(28, "demo").epochs == 10  # the README's train step: minutes
+    assert default_recipe(28, "demo").lr == cifar_recipe().lr
 
 
 def test_overrides_are_typed_and_validated():

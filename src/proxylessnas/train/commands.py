@@ -126,7 +126,8 @@ def run_train(args) -> int:
     if saved is not None:  # the run's own recipe; train_model refuses changes of its shape
         recipe = TrainRecipe.from_dict(saved["run"].get("recipe", {}), str(out / "last.pt"))
     else:
-        recipe = nasbench201_recipe() if is_benchmark_cell(target) else default_recipe(dataset.resolution)
+        recipe = (nasbench201_recipe() if is_benchmark_cell(target)
+                  else default_recipe(dataset.resolution, dataset.name))
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
              "ema_decay": args.ema_decay, "seed": args.seed}
     recipe = recipe.with_overrides({k: v for k, v in flags.items() if v is not None})
