@@ -328,3 +328,20 @@ def test_loaded_optimiser_state_keeps_the_new_hyperparameters():
     plain = torch.optim.SGD([weights], lr=0.01, momentum=0.5)
     plain.load_state_dict(old.state_dict())
     assert plain.param_groups[0]["momentum"] == 0.9  # what torch does alone: the saved values come back
+
+
+def test_sigterm_while_the_data_loads_is_one_line_and_exit_143(tmp_path, arch_file, monkeypatch, capsys):
+    """Before the loop saves anything (here: while the dataset loads) SIGTERM is one line too."""
+    import proxylessnas.data
+
+    def killed_while_loading(spec, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM should have stopped the command")
+
+    monkeypatch.setattr(proxylessnas.data, "load_dataset", killed_while_loading)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(train_args(arch_file, tmp_path / "run")) == 143
+    line = one_error_line(capsys)
+    assert line.startswith("error: terminated (SIGTERM) before the run saved its position")
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
+    assert not (tmp_path / "run" / "last.pt").exists()

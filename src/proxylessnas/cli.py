@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from proxylessnas.errors import ProxylessError
+from proxylessnas.runtime.stopping import Terminated, terminate_on_sigterm
 from proxylessnas.version import __version__
 from proxylessnas.warning_lines import one_line_warnings
 
@@ -57,7 +58,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with one_line_warnings():
+    with one_line_warnings(), terminate_on_sigterm():
         return _run(argv)
 
 
@@ -81,6 +82,10 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted (keyboard): run the command again", file=sys.stderr)
         return 130
+    except Terminated:
+        print("error: terminated (SIGTERM) before the run saved its position: run the command again "
+              "(a run that has written a checkpoint continues with --resume)", file=sys.stderr)
+        return Terminated.exit_code
     except BrokenPipeError:
         return 0
     except OSError as err:  # a path the system refuses (name too long, no permission, disk full ...)

@@ -1,6 +1,8 @@
 """Clean stops: SIGINT or SIGTERM finishes the current step, the run writes its checkpoint and
 raises :class:`RunInterrupted`; the command prints the resume command and exits 128 + signal
 (130 / 143). A second signal stops at once (KeyboardInterrupt). Used by search and train.
+Outside those loops (loading data, building, a final phase) SIGTERM raises :class:`Terminated`,
+which the command line turns into one line and exit 143, as SIGINT's KeyboardInterrupt is.
 """
 
 from __future__ import annotations
@@ -67,6 +69,31 @@ def handling_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived outside a loop that saves its position (a BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` swallows it)."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """Inside the block SIGTERM raises :class:`Terminated` (where the default would end the
+    process without a word); :func:`stop_on_signals` takes over inside the loops."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(number, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
