@@ -63,6 +63,16 @@ LEAF_PATHS: tuple[str, ...] = ("00", "01", "10", "11", "000", "001", "010", "011
 """The leaf edges of one cell, in decision order: level 2 (branch, edge), then level 3 (branch,
 edge, child edge)."""
 
+BLOCK_EDGES: tuple[str, ...] = ("in_bottle", "root", "chunk0", "chunk1", *(f"e{path}" for path in LEAF_PATHS),
+                                "branch_bn0", "branch_skip0", "branch_bn1", "branch_skip1", "out_bottle",
+                                "final_bn", "shortcut")
+"""A block's edges in ``space.edges`` order, labelled ``sS.bB.<name>``."""
+
+
+def block_edge_index(block: int, name: str) -> int:
+    """Position in ``space.edges`` of edge ``name`` of block ``block`` (0-based; edge 0 is the stem)."""
+    return 1 + len(BLOCK_EDGES) * block + BLOCK_EDGES.index(name)
+
 
 def block_widths(stem_width: int, blocks_per_stage: int, alpha: int,
                  bottleneck: int) -> list[tuple[int, int]]:
