@@ -1,5 +1,7 @@
 """The ``pyramid-tree`` space and the paper's CIFAR-10 model ``proxyless_cifar``."""
 
+import json
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -88,3 +90,22 @@ def test_bad_space_options_are_errors():
         get_space("pyramid-tree", candidates="nor_conv_3x3")
     with pytest.raises(ProxylessError, match="even input side"):
         get_space("pyramid-tree", blocks_per_stage=1, alpha=4, resolution=30)
+
+
+def test_zoo_show_prints_the_totals(capsys):
+    from proxylessnas.cli import main
+
+    assert main(["zoo", "show", "proxyless_cifar", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["resolution"], shown["params"], shown["macs"]) == (32, PARAMS, MACS)
+    assert len(shown["layers"]) == 1 + 54 * 23 + 1
+
+
+def test_training_target_and_latency_of_the_zoo_net():
+    from proxylessnas.train.target import build_target
+
+    net, description = build_target("proxyless_cifar", 4, 16)
+    assert isinstance(net, GraphNet) and description == {"kind": "zoo", "name": "proxyless_cifar"}
+    assert net(torch.randn(1, 3, 16, 16)).shape == (1, 4)
+    entry = zoo.get_entry("proxyless_cifar")
+    assert entry.arch().metadata == {"zoo": "proxyless_cifar"} and entry.space().name == "pyramid-tree"

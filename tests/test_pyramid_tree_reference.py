@@ -123,3 +123,95 @@ def test_bad_configs_and_keys_are_errors(config):
     with pytest.raises(ProxylessError, match="unexpected key"):
         from_tree_reference_state_dict({"blocks.1.cell.edges.0.conv.weight": torch.ones(1),
                                         "blocks.2.whatever": torch.ones(1)})
+
+
+# -- an independent reading of the release's forward, from its config: BN-act-weight layers, a
+# -- tree node's branches (edge, child, branch BN + the edge's output), zero-padded shortcuts
+def _shuffle(x, groups):
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+def _weight(layer, sd, p, x):
+    name, f = layer["name"], torch.nn.functional
+    if name == "ConvLayer":
+        pad = layer["kernel_size"] // 2 * layer["dilation"]
+        x = f.conv2d(x, sd[p + "conv.weight"], None, layer["stride"], pad, layer["dilation"], layer["groups"])
+    elif name == "DepthConvLayer":
+        x = f.conv2d(x, sd[p + "depth_conv.weight"], None, layer["stride"],
+                     layer["kernel_size"] // 2 * layer["dilation"], layer["dilation"], x.shape[1])
+        x = f.conv2d(x, sd[p + "point_conv.weight"], None, 1, 0, 1, layer["groups"])
+    elif name == "PoolingLayer":
+        k, s = layer["kernel_size"], layer["stride"]
+        pad = k // 2 if s == 1 else 0
+        x = f.avg_pool2d(x, k, s, pad, count_include_pad=False) if layer["pool_type"] == "avg" else \
+            f.max_pool2d(x, k, s, pad)
+    elif name == "LinearLayer":
+        return f.linear(x, sd[p + "linear.weight"], sd[p + "linear.bias"])
+    if layer.get("has_shuffle") and layer.get("groups", 1) > 1:
+        x = _shuffle(x, layer["groups"])
+    return x
+
+
+def _bn_apply(sd, p, x):
+    return torch.nn.functional.batch_norm(x, sd[p + "running_mean"], sd[p + "running_var"], sd[p + "weight"],
+                                          sd[p + "bias"], False, 0.0, 1e-5)
+
+
+def _run_layer(layer, sd, p, x):
+    for op in layer["ops_order"].split("_"):
+        if op == "bn" and layer.get("use_bn"):
+            x = _bn_apply(sd, p + "bn.", x)
+        elif op == "act" and layer.get("act_func") == "relu":
+            x = torch.relu(x)
+        elif op == "weight":
+            x = _weight(layer, sd, p, x)
+    return x
+
+
+def _run_node(node, sd, p, x):
+    count = len(node["edges"])
+    if node["split_type"] == "split":
+        inputs = list(torch.split(x, x.shape[1] // count, 1))
+    else:
+        inputs = [x] * count
+    outputs = []
+    for i, (edge, child) in enumerate(zip(node["edges"], node["child_nodes"])):
+        y = edge_y = _run_layer(edge, sd, f"{p}edges.{i}.", inputs[i])
+        if child is not None:
+            y = _run_node(child, sd, f"{p}child_nodes.{i}.", y)
+        if node["has_branch_bn"]:
+            y = _bn_apply(sd, f"{p}branch_bns.{i}.", y) + edge_y
+        outputs.append(y)
+    return torch.cat(outputs, 1) if node["merge_type"] == "concat" else sum(outputs)
+
+
+def reference_forward(data, sd, x):
+    for b, block in enumerate(data["blocks"]):
+        p = f"blocks.{b}."
+        if block["name"] == "TransitionBlock":
+            for i, layer in enumerate(block["layers"]):
+                x = _run_layer(layer, sd, f"{p}layers.{i}.", x)
+            continue
+        short = _run_layer(block["shortcut"], sd, p + "shortcut.", x)
+        y = _run_layer(block["in_bottle"], sd, p + "in_bottle.", x)
+        y = _run_node(block["cell"], sd, p + "cell.", y)
+        y = _run_layer(block["out_bottle"], sd, p + "out_bottle.", y)
+        y = _bn_apply(sd, p + "final_bn.", y)
+        pad = y.new_zeros(y.shape[0], y.shape[1] - short.shape[1], *y.shape[2:])
+        x = torch.cat((short, pad), 1) + y
+    return _weight(data["classifier"], sd, "classifier.", x.flatten(1))
+
+
+def test_loaded_net_computes_the_release_forward(config, tmp_path):
+    _, data = config
+    torch.manual_seed(0)
+    state = {k: torch.zeros(s, dtype=torch.long) if k.endswith("num_batches_tracked") else
+             (torch.rand(s) + 0.5 if k.endswith("running_var") else 0.2 * torch.randn(s))
+             for k, s in reference_shapes(data).items()}
+    torch.save({"state_dict": state}, tmp_path / "ref.pth")
+    model = zoo.create("proxyless_cifar", pretrained_path=str(tmp_path / "ref.pth")).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ours, theirs = model(x), reference_forward(data, state, x)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * float(theirs.abs().max()))
