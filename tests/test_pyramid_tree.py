@@ -109,3 +109,13 @@ def test_training_target_and_latency_of_the_zoo_net():
     assert net(torch.randn(1, 3, 16, 16)).shape == (1, 4)
     entry = zoo.get_entry("proxyless_cifar")
     assert entry.arch().metadata == {"zoo": "proxyless_cifar"} and entry.space().name == "pyramid-tree"
+
+
+def test_space_list_and_show_name_the_count_of_architectures(capsys):
+    from proxylessnas.cli import main
+
+    assert main(["space", "list"]) == 0
+    assert "4.20e+547" in capsys.readouterr().out  # 7^648 overflows a float
+    assert main(["space", "show", "pyramid-tree", "--resolution", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "648 decisions" in out and "about 4.20e+547 architectures" in out and "s3.b17.e111" in out
