@@ -85,3 +85,15 @@ def test_search_runs_end_to_end_with_every_strategy(tmp_path, name):
     space = get_space("pyramid-tree", **TINY)
     arch = Arch.load(out / "arch.json", space)
     assert set(summary["choices"]) == set(arch.choices) == {d.label for d in space.decisions}
+
+
+def test_diagram_groups_blocks_into_stages_and_tallies_the_ops(tmp_path):
+    from proxylessnas.viz.cell_diagram import CellDiagram, skeleton
+    from proxylessnas.viz.diagram import plot_architecture
+
+    space = get_space("pyramid-tree", blocks_per_stage=3, alpha=6, stem_width=4)
+    arch = Arch.from_ops(space, [d.candidates[i % 7] for i, d in enumerate(space.decisions)])
+    boxes = [box.lines[0] for box in skeleton(space)]
+    assert boxes == ["stem", "s1: 3 x cell", "s2: 3 x cell", "s3: 3 x cell", "head"]
+    assert sum(CellDiagram(space)._tally(arch).values()) == 108
+    assert plot_architecture(space, arch, tmp_path / "tree.png").stat().st_size > 0
