@@ -97,3 +97,25 @@ def test_diagram_groups_blocks_into_stages_and_tallies_the_ops(tmp_path):
     assert boxes == ["stem", "s1: 3 x cell", "s2: 3 x cell", "s3: 3 x cell", "head"]
     assert sum(CellDiagram(space)._tally(arch).values()) == 108
     assert plot_architecture(space, arch, tmp_path / "tree.png").stat().st_size > 0
+
+
+def test_measured_table_and_macs_models_price_the_tree_space(tmp_path):
+    from proxylessnas.hardware.build import build_lut
+    from proxylessnas.hardware.cost import TableCostModel
+    from proxylessnas.hardware.graph_cost import GraphFlopsCostModel
+    from proxylessnas.hardware.keys import space_keys
+    from proxylessnas.hardware.measure import Backend, build_block
+    from proxylessnas.nets import count_params_macs
+
+    space = get_space("pyramid-tree", **TINY)
+    keys = space_keys(space).unique()
+    assert {k.kind for k in keys} >= {"sep_conv", "dil_conv", "max_pool", "bn_relu_conv", "chunk", "pad_skip"}
+    for key in keys:  # every key's timed block runs on its input shape
+        ih, iw, ic = key.input
+        assert build_block(key).eval()(torch.randn(1, ic, ih, iw)).shape[1] == key.output[2]
+    table = build_lut(space, Backend(), tmp_path / "tree.json", seconds_per_key=0.002, min_samples=4,
+                      rounds=2, progress=False)
+    arch = Arch.from_ops(space, [d.candidates[i % 7] for i, d in enumerate(space.decisions)])
+    assert TableCostModel(table).arch_cost(space, arch) > 0
+    macs = count_params_macs(graph_net_config(space, arch))[1]
+    assert GraphFlopsCostModel().arch_cost(space, arch) == pytest.approx(macs / 1e6)
