@@ -215,3 +215,14 @@ def test_loaded_net_computes_the_release_forward(config, tmp_path):
     with torch.no_grad():
         ours, theirs = model(x), reference_forward(data, state, x)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * float(theirs.abs().max()))
+
+
+def test_our_weights_write_back_in_the_release_layout(config):
+    from proxylessnas.nets.pyramid_tree_reference import to_tree_reference_state_dict
+
+    _, data = config
+    model = zoo.create("proxyless_cifar")
+    release = to_tree_reference_state_dict(model)
+    assert {k: tuple(v.shape) for k, v in release.items()} == reference_shapes(data)
+    back = from_tree_reference_state_dict(release)
+    assert all(torch.equal(back[k], v) for k, v in model.state_dict().items()) and len(back) == len(release)

@@ -35,7 +35,14 @@ from proxylessnas.space.arch import Arch
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.ops import parse_ops
 from proxylessnas.space.presets import get_space
-from proxylessnas.space.pyramid_tree import CANDIDATES, LEAF_PATHS, NAME, block_label, block_widths
+from proxylessnas.space.pyramid_tree import (
+    BLOCK_EDGES,
+    CANDIDATES,
+    LEAF_PATHS,
+    NAME,
+    block_label,
+    block_widths,
+)
 from proxylessnas.space.pyramid_tree import block_edge_index as edge_index
 
 CONFIG_NAME = "PyramidTreeNet"
@@ -199,3 +206,34 @@ def _our_key(key: str, last: int, where: str) -> str:
                 return f"edges.{edge_index(block - 1, edge(part))}.{inner}"
     raise ProxylessError(f"unexpected key '{key}' in a PyramidTreeNet checkpoint", where,
                          "give the release's tree-cell CIFAR checkpoint ({'state_dict': ...})")
+
+
+def to_tree_reference_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A ``pyramid-tree`` ``GraphNet``'s state dict in the release's layout (inverse of
+    :func:`from_tree_reference_state_dict`)."""
+    blocks = (len(model.net_config.space.edges) - 1) // len(BLOCK_EDGES)
+    return {_release_key(key, blocks): value for key, value in model.state_dict().items()}
+
+
+def _release_key(key: str, blocks: int) -> str:
+    if key.startswith("head."):
+        part, rest = key[5:].split(".", 1)
+        return f"classifier.linear.{rest}" if part == "linear" else f"blocks.{blocks + 1}.layers.0.bn.{rest}"
+    _, index, rest = key.split(".", 2)
+    if index == "0":
+        return f"blocks.0.layers.{0 if rest.startswith('conv.') else 1}.{rest}"
+    block, local = divmod(int(index) - 1, len(BLOCK_EDGES))
+    name, prefix = BLOCK_EDGES[local], f"blocks.{block + 1}."
+    for old, new in _LEAF_PARTS.items():
+        rest = old + rest[len(new):] if rest.startswith(new) else rest
+    if name in ("in_bottle", "out_bottle", "final_bn"):
+        return f"{prefix}{name}.{rest}"
+    if name == "root":
+        return f"{prefix}cell.edges.0.{rest}"
+    split = f"{prefix}cell.child_nodes.0."
+    if name.startswith("branch_bn"):
+        return f"{split}branch_bns.{name[-1]}.{rest}"
+    path = name[1:]  # e<b><e>[<f>]
+    if len(path) == 2:
+        return f"{split}child_nodes.{path[0]}.edges.{path[1]}.{rest}"
+    return f"{split}child_nodes.{path[0]}.child_nodes.{path[1]}.edges.{path[2]}.{rest}"
