@@ -26,6 +26,9 @@ CASES = [
     (parse_ops("res_block_3x3")[0], 8, 16, 1),
     (StemOp(3), 3, 8, 2), (HEAD_CONV, 8, 32, 1), (ClassifierOp(), 32, 10, 1),
     (PoolHeadOp(True), 8, 10, 1), (PoolHeadOp(False), 8, 10, 1),
+    *((op, 8, 8, 1) for op in parse_ops("sep_conv_{3x3,5x5},dil_conv_3x3,max_pool_3x3,bn,chunk_0,pad_skip")),
+    *((op, 8, 16, 2) for op in parse_ops("sep_conv_3x3,bn_conv_1x1,bn_relu_conv_3x3_g2,pad_skip")),
+    (parse_ops("chunk_1")[0], 16, 8, 1),
 ]
 
 

@@ -22,9 +22,10 @@ def test_official_config_matches_zoo(official_dir, name):
         [(k, v.shape) for k, v in ours.state_dict().items()]
 
 
-def test_cifar_tree_config_refused(official_dir):
-    with pytest.raises(ProxylessError, match="unsupported net config 'PyramidTreeNet'"):
-        load_reference_config(official_dir / "proxyless_cifar.config")
+def test_cifar_tree_config_imports_as_the_zoo_net(official_dir):
+    space, arch = load_reference_config(official_dir / "proxyless_cifar.config")
+    assert space == zoo.get_entry("proxyless_cifar").space()
+    assert arch.choices == zoo.get_entry("proxyless_cifar").arch().choices
 
 
 @pytest.mark.parametrize("name", ["proxyless_gpu", "proxyless_mobile"])

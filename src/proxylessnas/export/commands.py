@@ -82,6 +82,9 @@ def _source_model(args):
     from proxylessnas.nets.zoo import ZOO
     from proxylessnas.space.nasbench201 import is_arch_string
 
+    if args.source in ZOO:  # the entry's own size: 1000 classes at 224, or 10 at 32 (proxyless_cifar)
+        num_classes = num_classes or ZOO[args.source].default_num_classes
+        resolution = resolution or ZOO[args.source].default_resolution
     if args.source not in ZOO and (source.exists() or is_arch_string(args.source)) and (
             num_classes is None or resolution is None):
         from proxylessnas.space.arch import load_arch_or_string

@@ -22,6 +22,10 @@ named after the op token (``expand`` is always 1, ``residual`` always 0; ``kerne
     res_block-input:32x32x16-output:16x16x32-kernel:3-expand:1-stride:2-residual:0  reduction
     pool_head-input:8x8x64-output:1x1x10-kernel:1-expand:1-stride:1-residual:0      BN-ReLU-pool-linear
 
+The tree cell's ops (``pyramid-tree``) key the same way: ``sep_conv``, ``dil_conv``, ``max_pool``,
+``bn``, ``chunk``, ``pad_skip`` and the pre-activation convs ``bn_conv`` / ``bn_relu_conv``, whose
+``expand`` field carries their number of groups (``bn_relu_conv_3x3_g2``: kernel 3, expand 2).
+
 An ``mb_k<k>_e<e>`` op on an edge is an ``mbconv`` key with ``residual:0`` (the graph's node sum
 adds any shortcut), a head without BN-ReLU a ``classifier`` key. ``none``/``zero`` have no key
 (cost 0). ``skip_connect`` is measured like any op (an identity module: the backend's per-call

@@ -16,12 +16,14 @@ def register(subparsers) -> None:
                     "The model zoo: the published ProxylessNAS nets and MobileNetV2.",
                     "proxyless zoo show proxyless_cpu --resolution 160")
     add_command(sub, "list", "the zoo's models with params and MACs", "proxyless zoo list",
-                "List the zoo's models (224x224, 1000 classes).").set_defaults(func=_list)
+                "List the zoo's models at their own input size and classes.").set_defaults(func=_list)
     show = add_command(sub, "show", "per-layer table of one model", "proxyless zoo show proxyless_mobile",
                        "Per-layer op, shapes, params and MACs of a zoo model.")
     show.add_argument("name", help=f"one of {', '.join(ZOO)}")
-    show.add_argument("--resolution", type=resolution, default=224, help="input side (default 224)")
-    show.add_argument("--num-classes", type=num_classes, default=1000, help="classes (default 1000)")
+    show.add_argument("--resolution", type=resolution, default=None,
+                      help="input side (default: the model's, 224 or 32 for proxyless_cifar)")
+    show.add_argument("--num-classes", type=num_classes, default=None,
+                      help="classes (default: the model's, 1000 or 10 for proxyless_cifar)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(func=_show)
 
@@ -30,14 +32,16 @@ def _list(args) -> int:
     rows = []
     for name, entry in ZOO.items():
         layers = profile_net(entry.net_config())
-        rows.append([name, human(sum(r.params for r in layers)), human(sum(r.macs for r in layers)),
-                     entry.published.get("top1", "-"), entry.description])
-    print(format_table(["name", "params", "MACs", "top-1 (paper)", "description"], rows, "lrrrl"))
+        rows.append([name, f"{entry.default_resolution}", human(sum(r.params for r in layers)),
+                     human(sum(r.macs for r in layers)), entry.published.get("top1", "-"), entry.description])
+    print(format_table(["name", "input", "params", "MACs", "top-1 (paper)", "description"], rows, "lrrrrl"))
     return 0
 
 
 def _show(args) -> int:
     entry = get_entry(args.name)
+    args.resolution = args.resolution or entry.default_resolution
+    args.num_classes = args.num_classes or entry.default_num_classes
     rows = profile_net(entry.net_config(args.num_classes, args.resolution))
     if args.json:
         print(json.dumps({"name": entry.name, "resolution": args.resolution, "layers": [

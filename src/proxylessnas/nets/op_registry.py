@@ -20,7 +20,17 @@ average pool            ``avg_pool_kxk``                ``nn.AvgPool2d``        
 stem, head conv         ``StemOp``, ``HeadConvOp``      ``ConvBNAct``                ``stem``, ``head``
 classifier              ``ClassifierOp``                ``Classifier``               ``classifier``
 pooling head            ``PoolHeadOp``                  ``PoolHead``                 ``pool_head``
+separable conv          ``{sep,dil}_conv_kxk``          ``SepConv``                  ``{sep,dil}_conv``
+max pool                ``max_pool_kxk``                ``nn.MaxPool2d``             ``max_pool``
+pre-activation conv     ``bn[_relu]_conv_kxk[_gG]``     ``PreConv``                  ``bn[_relu]_conv``
+BatchNorm               ``bn``                          ``nn.BatchNorm2d``           ``bn``
+channel slice           ``chunk_<i>``                   ``ChannelChunk``             ``chunk``
+PyramidNet shortcut     ``pad_skip``                    ``PadSkip``                  ``pad_skip``
 ======================  ==============================  ===========================  ==============
+
+The tree cell's families (``ops/tree_blocks.py``): a pre-activation conv's key carries its
+groups in the ``expand`` field; every ``chunk_<i>`` shares the key of ``chunk_0`` (slicing costs
+the same whichever slice).
 
 A pooling head without BN-ReLU is keyed ``classifier`` (the same computation). Modules keep
 PyTorch's default initialisation; the chain's nets apply the paper's afterwards
@@ -56,18 +66,34 @@ from proxylessnas.ops.cell_blocks import (
     relu_conv_bn_params_macs,
     res_block_params_macs,
 )
+from proxylessnas.ops.tree_blocks import (
+    ChannelChunk,
+    PadSkip,
+    PreConv,
+    SepConv,
+    max_pool,
+    pre_conv_params_macs,
+    sep_conv_params_macs,
+)
 from proxylessnas.space.ops import (
     HEAD_CONV,
     SKIP,
     AvgPoolOp,
+    BNOp,
+    ChunkOp,
     ClassifierOp,
     ConvBNOp,
+    DilConvOp,
     HeadConvOp,
+    MaxPoolOp,
     MBConvOp,
     NoneOp,
+    PadSkipOp,
     PoolHeadOp,
+    PreConvOp,
     ReLUConvBNOp,
     ResBlockOp,
+    SepConvOp,
     SkipOp,
     StemOp,
     ZeroOp,
@@ -76,7 +102,8 @@ from proxylessnas.space.spec import BNSpec
 
 DEFAULT_BN = BNSpec(momentum=0.1, eps=1e-5)
 KEY_KINDS = ("stem", "mbconv", "head", "classifier", "conv_bn", "res_block", "nor_conv", "avg_pool",
-             "skip", "pool_head")
+             "skip", "pool_head", "sep_conv", "dil_conv", "max_pool", "bn_conv", "bn_relu_conv", "bn",
+             "chunk", "pad_skip")
 """Every kind a latency key may have, in the order tables sort their keys."""
 KeyFields = tuple[str, int, int]
 
@@ -236,6 +263,108 @@ class PoolHeadFamily(OpFamily):
         return PoolHeadOp(True)
 
 
+class SepConvFamily(OpFamily):
+    """``sep_conv_kxk`` / ``dil_conv_kxk``: BN-ReLU-depthwise-pointwise; key (k, 1)."""
+
+    kinds = ("sep_conv", "dil_conv")
+
+    def build(self, op, in_chs, out_chs, stride, bn, affine, track_running_stats):
+        return SepConv(in_chs, out_chs, op.kernel_size, stride, dilation=op.dilation, affine=affine,
+                       track_running_stats=track_running_stats, bn_momentum=bn.momentum, bn_eps=bn.eps)
+
+    def params_macs(self, op, in_chs, out_chs, stride, h, w, affine):
+        return sep_conv_params_macs(in_chs, out_chs, op.kernel_size, stride, h, w, affine)
+
+    def key(self, op):
+        return op.prefix, op.kernel_size, 1
+
+    def from_key(self, kind, kernel, expand):
+        return SepConvOp(kernel) if kind == "sep_conv" else DilConvOp(kernel)
+
+
+class MaxPoolFamily(OpFamily):
+    """``max_pool_kxk``: padding k // 2; free."""
+
+    kinds = ("max_pool",)
+
+    def build(self, op, in_chs, out_chs, stride, bn, affine, track_running_stats):
+        return max_pool(op.kernel_size, stride)
+
+    def key(self, op):
+        return "max_pool", op.kernel_size, 1
+
+    def from_key(self, kind, kernel, expand):
+        return MaxPoolOp(kernel)
+
+
+class PreConvFamily(OpFamily):
+    """``bn[_relu]_conv_kxk[_g<G>]``: BN-(ReLU)-conv (-shuffle); key (k, groups)."""
+
+    kinds = ("bn_conv", "bn_relu_conv")
+
+    def build(self, op, in_chs, out_chs, stride, bn, affine, track_running_stats):
+        return PreConv(in_chs, out_chs, op.kernel_size, stride, relu=op.relu, groups=op.groups, affine=affine,
+                       track_running_stats=track_running_stats, bn_momentum=bn.momentum, bn_eps=bn.eps)
+
+    def params_macs(self, op, in_chs, out_chs, stride, h, w, affine):
+        return pre_conv_params_macs(in_chs, out_chs, op.kernel_size, stride, h, w, op.groups, affine)
+
+    def key(self, op):
+        return ("bn_relu_conv" if op.relu else "bn_conv"), op.kernel_size, op.groups
+
+    def from_key(self, kind, kernel, expand):
+        return PreConvOp(kernel, kind == "bn_relu_conv", expand)
+
+
+class BNFamily(OpFamily):
+    """``bn``: ``nn.BatchNorm2d(C)``; 2 C parameters when affine, no MACs."""
+
+    kinds = ("bn",)
+
+    def build(self, op, in_chs, out_chs, stride, bn, affine, track_running_stats):
+        return nn.BatchNorm2d(out_chs, eps=bn.eps, momentum=bn.momentum, affine=affine,
+                              track_running_stats=track_running_stats)
+
+    def params_macs(self, op, in_chs, out_chs, stride, h, w, affine):
+        return (2 * out_chs if affine else 0), 0
+
+    def key(self, op):
+        return "bn", 1, 1
+
+    def from_key(self, kind, kernel, expand):
+        return BNOp()
+
+
+class ChunkFamily(OpFamily):
+    """``chunk_<i>``: a slice of the input's channels; free."""
+
+    kinds = ("chunk",)
+
+    def build(self, op, in_chs, out_chs, stride, bn, affine, track_running_stats):
+        return ChannelChunk(op.index, out_chs)
+
+    def key(self, op):
+        return "chunk", 1, 1
+
+    def from_key(self, kind, kernel, expand):
+        return ChunkOp(0)
+
+
+class PadSkipFamily(OpFamily):
+    """``pad_skip``: (2x2 average pool,) zero channels appended; free."""
+
+    kinds = ("pad_skip",)
+
+    def build(self, op, in_chs, out_chs, stride, bn, affine, track_running_stats):
+        return PadSkip(in_chs, out_chs, stride)
+
+    def key(self, op):
+        return "pad_skip", 1, 1
+
+    def from_key(self, kind, kernel, expand):
+        return PadSkipOp()
+
+
 _FAMILIES: dict[type, OpFamily] = {
     MBConvOp: MBConvFamily(),
     ZeroOp: ZeroFamily(), NoneOp: ZeroFamily(),
@@ -248,6 +377,12 @@ _FAMILIES: dict[type, OpFamily] = {
     HeadConvOp: ConvBNActFamily("head", lambda _kernel: HEAD_CONV),
     ClassifierOp: ClassifierFamily(),
     PoolHeadOp: PoolHeadFamily(),
+    SepConvOp: SepConvFamily(), DilConvOp: SepConvFamily(),
+    MaxPoolOp: MaxPoolFamily(),
+    PreConvOp: PreConvFamily(),
+    BNOp: BNFamily(),
+    ChunkOp: ChunkFamily(),
+    PadSkipOp: PadSkipFamily(),
 }
 _KIND_FAMILIES = {kind: family for family in _FAMILIES.values() for kind in family.kinds}
 

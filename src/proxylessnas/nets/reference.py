@@ -24,6 +24,7 @@ import torch
 from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.net import ProxylessNet
 from proxylessnas.space.arch import Arch
+from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.ops import parse_ops
 from proxylessnas.space.presets import PAPER_CANDIDATES, PAPER_DEPTHS, PAPER_STRIDES, get_space
 from proxylessnas.space.spec import SearchSpace
@@ -104,7 +105,8 @@ def arch_from_reference_config(data: Any, where: str = "net.config",
     name = _get(data, "name", where)
     if name != "ProxylessNASNets":
         raise ProxylessError(f"unsupported net config '{name}'", where,
-                             "only ProxylessNASNets (MBConv chain) configs can be imported")
+                             "only ProxylessNASNets (MBConv chain) and PyramidTreeNet configs can be "
+                             "imported")
     stem = _get(data, "first_conv", where)
     blocks = _get(data, "blocks", where)
     if not isinstance(blocks, list) or len(blocks) < 2:
@@ -158,7 +160,13 @@ def arch_from_reference_config(data: Any, where: str = "net.config",
     return space, arch
 
 
-def load_reference_config(path) -> tuple[SearchSpace, Arch]:
+def load_reference_config(path) -> tuple[SearchSpace | GraphSpace, Arch]:
+    """A reference net config file: an MBConv chain (``ProxylessNASNets``) or the CIFAR-10
+    tree-cell net (``PyramidTreeNet``, ``nets/pyramid_tree_reference.py``)."""
+    from proxylessnas.nets.pyramid_tree_reference import CONFIG_NAME, arch_from_tree_config
     from proxylessnas.space.arch import read_json
 
-    return arch_from_reference_config(read_json(path, "net config"), str(path))
+    data = read_json(path, "net config")
+    if isinstance(data, dict) and data.get("name") == CONFIG_NAME:
+        return arch_from_tree_config(data, str(path))
+    return arch_from_reference_config(data, str(path))

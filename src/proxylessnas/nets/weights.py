@@ -18,6 +18,10 @@ from torch import nn
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.net import ProxylessNet, net_from_config
+from proxylessnas.nets.pyramid_tree_reference import (
+    from_tree_reference_state_dict,
+    is_tree_reference_state_dict,
+)
 from proxylessnas.nets.reference import from_reference_state_dict, is_reference_state_dict
 from proxylessnas.runtime.atomic import atomic_replace
 from proxylessnas.runtime.finite import require_finite_weights
@@ -60,7 +64,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise ProxylessError("checkpoint holds no state dict", str(path),
                              "give a file with {'state_dict': {name: tensor}} or a state dict")
-    if is_reference_state_dict(data):
+    if is_tree_reference_state_dict(data):
+        data = from_tree_reference_state_dict(data, str(path))
+    elif is_reference_state_dict(data):
         data = from_reference_state_dict(data, str(path))
     return data
 

@@ -1,7 +1,10 @@
 """The model zoo: the published ProxylessNAS nets and the MobileNetV2 baseline.
 
-Each entry is an arch in the paper's space (``proxyless-imagenet``) with the published net's
-own widths; the ops are listed per searched layer s1.b0 .. s6.b0 (21 layers).
+Each ImageNet entry is an arch in the paper's space (``proxyless-imagenet``) with the published
+net's own widths; the ops are listed per searched layer s1.b0 .. s6.b0 (21 layers). The CIFAR-10
+model ``proxyless_cifar`` is an arch of the ``pyramid-tree`` graph space
+(``nets/pyramid_tree_zoo.py``); every entry has ``space``, ``arch``, ``net_config`` and its
+default classes and resolution.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from typing import Any
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.config import NetConfig, net_config
+from proxylessnas.nets.graph_net import GraphNet
 from proxylessnas.nets.net import ProxylessNet
+from proxylessnas.nets.pyramid_tree_zoo import PROXYLESS_CIFAR, TreeZooEntry
 from proxylessnas.ops.blocks import make_divisible
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.presets import get_space
@@ -57,6 +62,8 @@ class ZooEntry:
     space_overrides: dict[str, Any] = field(default_factory=dict)
     dropout: float = 0.0
     published: dict[str, float] = field(default_factory=dict)
+    default_num_classes: int = 1000
+    default_resolution: int = 224
 
     def widths(self, width_mult: float = 1.0) -> dict[str, Any]:
         """The entry's widths (stem, first block, stages, head) scaled as MobileNetV2 scales its
@@ -95,7 +102,7 @@ def _widths(stem: int, first: int, stages: tuple[int, ...], head: int) -> dict[s
             "head_width": head}
 
 
-ZOO: dict[str, ZooEntry] = {e.name: e for e in (
+ZOO: dict[str, ZooEntry | TreeZooEntry] = {e.name: e for e in (
     ZooEntry("proxyless_mobile", "searched for a Pixel 1 phone (78 ms)", _MOBILE_OPS,
              _widths(32, 16, (32, 40, 80, 96, 192, 320), 1280), 0.1,
              {"params_m": 4.08, "macs_m": 320.4, "top1": 74.59, "top5": 92.20}),
@@ -111,10 +118,11 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("mobilenet_v2", "MobileNetV2 1.0 baseline: k3 e6 blocks on the paper backbone",
              _MBV2_OPS, _widths(32, 16, (24, 32, 64, 96, 160, 320), 1280), 0.2,
              {"params_m": 3.5, "macs_m": 300.0, "top1": 72.0}),
+    PROXYLESS_CIFAR,
 )}
 
 
-def get_entry(name: str) -> ZooEntry:
+def get_entry(name: str) -> ZooEntry | TreeZooEntry:
     if name not in ZOO:
         raise ProxylessError(f"unknown zoo model '{name}'", "zoo",
                              f"use one of {', '.join(ZOO)} (see 'proxyless zoo list')")
@@ -125,11 +133,17 @@ def list_models() -> list[str]:
     return list(ZOO)
 
 
-def create(name: str, num_classes: int = 1000, pretrained_path: str | None = None,
-           resolution: int = 224) -> ProxylessNet:
+def create(name: str, num_classes: int | None = None, pretrained_path: str | None = None,
+           resolution: int | None = None) -> ProxylessNet | GraphNet:
     """A zoo net, optionally with weights from a local file (safetensors or a reference
-    checkpoint; loaded with ``weights_only=True``)."""
-    model = ProxylessNet(get_entry(name).net_config(num_classes, resolution))
+    checkpoint; loaded with ``weights_only=True``). Classes and resolution default to the
+    entry's (1000 and 224 for the ImageNet nets, 10 and 32 for ``proxyless_cifar``)."""
+    entry = get_entry(name)
+    num_classes, resolution = num_classes or entry.default_num_classes, resolution or entry.default_resolution
+    if isinstance(entry, TreeZooEntry):
+        model = entry.create(num_classes, resolution)
+    else:
+        model = ProxylessNet(entry.net_config(num_classes, resolution))
     if pretrained_path is not None:
         from proxylessnas.nets.weights import load_weights
 

@@ -29,12 +29,25 @@ def register(subparsers) -> None:
     show.set_defaults(func=_show)
 
 
+def scientific(count: int) -> str:
+    """``1.56e+04``; exact integers too large for a float (7^648) keep three digits."""
+    if count < 10 ** 300:
+        return f"{count:.2e}"
+    digits = str(count)
+    return f"{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
+
+
+def count_text(count: int) -> str:
+    """The exact count with thousands separators, or :func:`scientific` past 10^30."""
+    return f"{count:,}" if count < 10 ** 30 else f"about {scientific(count)}"
+
+
 def _list(args) -> int:
     rows = []
     for name in space_names():
         s = get_space(name)
         rows.append([name, s.resolution, len(s.decisions), s.num_candidate_slots,
-                     f"{s.num_architectures:.2e}"])
+                     scientific(s.num_architectures)])
     print(format_table(["name", "resolution", "decisions", "arch params", "architectures"],
                        rows, "lrrrr"))
     return 0
@@ -69,7 +82,7 @@ def _describe_graph(space: GraphSpace, edges: bool = False) -> str:
     lines = [f"{space.name}: {space.resolution}x{space.resolution}x{space.in_chs}, graph of "
              f"{len(space.nodes)} nodes and {len(space.edges)} edges ({len(space.searched_edges)} "
              f"searched), {len(space.decisions)} decisions, {space.num_candidate_slots} architecture "
-             f"parameters, {space.num_architectures:,} architectures"]
+             f"parameters, {count_text(space.num_architectures)} architectures"]
     fixed = [[e.label, f"{e.src} -> {e.dst}", e.op.token, str(s.input), str(s.output), e.stride]
              for e, s in zip(space.edges, shapes) if e.op is not None]
     fixed.append(["head", f"{space.output} -> logits",

@@ -27,7 +27,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from proxylessnas.errors import ProxylessError
-from proxylessnas.space.ops import AvgPoolOp, OpSpec, PoolHeadOp, ResBlockOp, SkipOp, parse_op
+from proxylessnas.space.ops import (
+    AvgPoolOp,
+    BNOp,
+    ChunkOp,
+    MaxPoolOp,
+    OpSpec,
+    PadSkipOp,
+    PoolHeadOp,
+    PreConvOp,
+    ResBlockOp,
+    SkipOp,
+    parse_op,
+)
 from proxylessnas.space.shapes import LayerShape, Shape, conv_output_size, infer_shapes, total_stride
 from proxylessnas.space.spec import BNSpec, SearchSpace
 
@@ -104,10 +116,21 @@ def check_edge_op(op: OpSpec, edge: Edge, where: str) -> None:
         raise ProxylessError(f"'{op.token}' needs stride 1 and in == out channels "
                              f"(edge has {edge.in_chs} -> {edge.out_chs}, stride {edge.stride})",
                              where, "remove it from this edge's candidates")
-    if isinstance(op, AvgPoolOp) and edge.in_chs != edge.out_chs:
+    if isinstance(op, (AvgPoolOp, MaxPoolOp, BNOp)) and edge.in_chs != edge.out_chs:
         raise ProxylessError(f"'{op.token}' keeps the channels (edge has {edge.in_chs} -> "
                              f"{edge.out_chs})", where, "remove it from this edge's candidates")
-    if isinstance(op, ResBlockOp) and edge.stride not in (1, 2):
+    if isinstance(op, (BNOp, ChunkOp)) and edge.stride != 1:
+        raise ProxylessError(f"'{op.token}' needs stride 1, not {edge.stride}", where, "use stride 1")
+    if isinstance(op, ChunkOp) and (op.index + 1) * edge.out_chs > edge.in_chs:
+        raise ProxylessError(f"'{op.token}' of {edge.out_chs} channels is past the input's {edge.in_chs}",
+                             where, "give the chunk fewer channels or a smaller index")
+    if isinstance(op, PadSkipOp) and edge.out_chs < edge.in_chs:
+        raise ProxylessError(f"'{op.token}' only adds channels (edge has {edge.in_chs} -> {edge.out_chs})",
+                             where, "give the edge at least as many output channels as input channels")
+    if isinstance(op, PreConvOp) and (edge.in_chs % op.groups or edge.out_chs % op.groups):
+        raise ProxylessError(f"'{op.token}' needs channels divisible by {op.groups} (edge has "
+                             f"{edge.in_chs} -> {edge.out_chs})", where, "make the widths divisible")
+    if isinstance(op, (ResBlockOp, PadSkipOp)) and edge.stride not in (1, 2):
         raise ProxylessError(f"'{op.token}' takes stride 1 or 2, not {edge.stride}", where,
                              "use stride 1 or 2")
 
@@ -290,9 +313,9 @@ class GraphSpace:
         for edge in self.edges:
             src = shapes[edge.src]
             ops = (edge.op,) if edge.op is not None else self.decision(edge.decision).candidates
-            if edge.stride == 2 and any(isinstance(op, ResBlockOp) for op in ops) and (
-                    src.height % 2 or src.width % 2):
-                raise ProxylessError(f"res_block with stride 2 needs an even input side, gets "
+            pooled = [op for op in ops if isinstance(op, (ResBlockOp, PadSkipOp))]  # 2x2 pools floor
+            if edge.stride == 2 and pooled and (src.height % 2 or src.width % 2):
+                raise ProxylessError(f"{pooled[0].token} with stride 2 needs an even input side, gets "
                                      f"{src.height}x{src.width}", f"{self.name}: edge {edge.label}",
                                      "use an input resolution divisible by the total stride")
             out = Shape(conv_output_size(src.height, edge.stride),

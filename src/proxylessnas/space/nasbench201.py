@@ -42,9 +42,13 @@ from proxylessnas.errors import ProxylessError
 from proxylessnas.space.arch import Arch
 from proxylessnas.space.graph import Decision, Edge, GraphHead, GraphSpace
 from proxylessnas.space.ops import (
+    BNOp,
+    ChunkOp,
     ConvBNOp,
     MBConvOp,
     OpSpec,
+    PadSkipOp,
+    PreConvOp,
     ResBlockOp,
     ZeroOp,
     parse_op,
@@ -72,7 +76,8 @@ def nasbench201(
     default (the benchmark's)."""
     where = f"{NAME}: candidates"
     ops = parse_ops(candidates, where)
-    bad = [op.token for op in ops if isinstance(op, (ConvBNOp, ResBlockOp, MBConvOp, ZeroOp))]
+    bad = [op.token for op in ops if isinstance(op, (ConvBNOp, ResBlockOp, MBConvOp, ZeroOp, PreConvOp, BNOp,
+                                                     ChunkOp, PadSkipOp))]
     if bad:
         raise ProxylessError(f"op(s) {', '.join(bad)} are not cell ops", where,
                              "use none, skip_connect, nor_conv_<k>x<k>, avg_pool_<k>x<k>")

@@ -5,7 +5,9 @@ Grammar (one op)::
     op       := mbconv | "zero" | cell_op | fixed_op
     mbconv   := "mb_k" KERNEL "_e" EXPAND       e.g. mb_k5_e6: 5x5 depthwise, expand ratio 6
     cell_op  := "none" | "skip_connect" | "nor_conv_" KERNEL "x" KERNEL | "avg_pool_" KERNEL "x" KERNEL
+              | "sep_conv_" KERNEL "x" KERNEL | "dil_conv_" KERNEL "x" KERNEL | "max_pool_" KERNEL "x" KERNEL
     fixed_op := "conv_bn_" KERNEL "x" KERNEL | "res_block_" KERNEL "x" KERNEL
+              | "bn" ["_relu"] "_conv_" KERNEL "x" KERNEL ["_g" GROUPS] | "bn" | "chunk_" INDEX | "pad_skip"
 
 KERNEL is an odd integer >= 1 (both KERNELs of one token equal), EXPAND an integer >= 1. Stride
 and channels belong to the layer or edge, not to the op. In a chain, ``zero`` skips the block
@@ -18,6 +20,14 @@ The cell ops are NAS-Bench-201's (Dong & Yang, ICLR 2020): ``skip_connect`` the 
 padding not counted). The fixed ops build a graph space's skeleton: ``conv_bn_kxk`` a kxk conv
 + BN without activation (a stem), ``res_block_kxk`` a ResNet basic block (the benchmark's
 residual reduction block between stages).
+
+The tree cell's ops (Cai et al., ICML 2018 and the ProxylessNAS CIFAR-10 model; see
+``space/pyramid_tree.py``) keep the pre-activation order BN -> ReLU -> weight: ``sep_conv_kxk``
+one depthwise-separable conv (kxk depthwise, 1x1 pointwise), ``dil_conv_kxk`` the same with
+dilation 2, ``max_pool_kxk`` max pooling (padding k // 2). Its skeleton: ``bn_conv_kxk`` and
+``bn_relu_conv_kxk`` (``_g<G>``: G groups, then a channel shuffle), ``bn`` a BatchNorm alone,
+``chunk_<i>`` the i-th slice of ``out_chs`` input channels, ``pad_skip`` PyramidNet's shortcut
+(a 2x2 average pool where the stride is 2, then zero channels appended up to ``out_chs``).
 
 A candidate list may use brace expansion and commas: ``"mb_k{3,5,7}_e{3,6},zero"`` expands to
 seven ops, in order (the rightmost brace varies fastest). ``format_op(parse_op(s)) == s``.
@@ -39,7 +49,9 @@ from typing import ClassVar
 from proxylessnas.errors import ProxylessError
 
 _MB_RE = re.compile(r"^mb_k(\d+)_e(\d+)$")
-_SQUARE_RE = re.compile(r"^(nor_conv|avg_pool|conv_bn|res_block)_(\d+)x(\d+)$")
+_SQUARE_RE = re.compile(r"^(nor_conv|avg_pool|conv_bn|res_block|sep_conv|dil_conv|max_pool)_(\d+)x(\d+)$")
+_PRE_CONV_RE = re.compile(r"^bn(_relu)?_conv_(\d+)x(\d+)(?:_g(\d+))?$")
+_CHUNK_RE = re.compile(r"^chunk_(0|[1-9]\d*)$")
 
 
 class _Op:
@@ -141,6 +153,77 @@ class ResBlockOp(_SquareOp):
 
 
 @dataclass(frozen=True, order=True)
+class SepConvOp(_SquareOp):
+    """``sep_conv_kxk``: BN -> ReLU -> kxk depthwise conv (the edge's stride) -> 1x1 conv."""
+
+    prefix: ClassVar[str] = "sep_conv"
+    kernel_size: int
+    dilation: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, order=True)
+class DilConvOp(_SquareOp):
+    """``dil_conv_kxk``: :class:`SepConvOp` with a depthwise conv of dilation 2."""
+
+    prefix: ClassVar[str] = "dil_conv"
+    kernel_size: int
+    dilation: ClassVar[int] = 2
+
+
+@dataclass(frozen=True, order=True)
+class MaxPoolOp(_SquareOp):
+    """``max_pool_kxk``: kxk max pool, padding k // 2."""
+
+    prefix: ClassVar[str] = "max_pool"
+    parameter_free: ClassVar[bool] = True
+    kernel_size: int
+
+
+@dataclass(frozen=True, order=True)
+class PreConvOp(_Op):
+    """``bn[_relu]_conv_kxk[_g<G>]``: BN -> ReLU (when ``relu``) -> kxk conv with ``groups``,
+    followed by a channel shuffle when ``groups > 1`` (the tree cell's root edge)."""
+
+    kernel_size: int
+    relu: bool = True
+    groups: int = 1
+
+    @property
+    def token(self) -> str:
+        groups = f"_g{self.groups}" if self.groups > 1 else ""
+        act = "_relu" if self.relu else ""
+        return f"bn{act}_conv_{self.kernel_size}x{self.kernel_size}{groups}"
+
+
+@dataclass(frozen=True, order=True)
+class BNOp(_Op):
+    """``bn``: a BatchNorm alone (a tree cell's branch BN, a PyramidNet block's last BN)."""
+
+    token: ClassVar[str] = "bn"
+
+
+@dataclass(frozen=True, order=True)
+class ChunkOp(_Op):
+    """``chunk_<i>``: input channels ``[i * C_out, (i + 1) * C_out)`` (a tree cell's split)."""
+
+    index: int
+    parameter_free: ClassVar[bool] = True
+
+    @property
+    def token(self) -> str:
+        return f"chunk_{self.index}"
+
+
+@dataclass(frozen=True, order=True)
+class PadSkipOp(_Op):
+    """``pad_skip``: PyramidNet's shortcut: a 2x2 average pool (stride 2) where the edge's
+    stride is 2, then ``C_out - C_in`` zero channels appended."""
+
+    token: ClassVar[str] = "pad_skip"
+    parameter_free: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, order=True)
 class StemOp(_Op):
     """A chain's stem: kxk conv (the stem's stride) + BN + ReLU6; token ``conv_k<k>``."""
 
@@ -183,7 +266,8 @@ HEAD_CONV = HeadConvOp()
 FixedPartOp = StemOp | HeadConvOp | ClassifierOp | PoolHeadOp
 """The ops of a space's fixed parts (not candidates: no op string writes them)."""
 
-OpSpec = MBConvOp | ZeroOp | NoneOp | SkipOp | ReLUConvBNOp | AvgPoolOp | ConvBNOp | ResBlockOp
+OpSpec = (MBConvOp | ZeroOp | NoneOp | SkipOp | ReLUConvBNOp | AvgPoolOp | ConvBNOp | ResBlockOp | SepConvOp
+          | DilConvOp | MaxPoolOp | PreConvOp | BNOp | ChunkOp | PadSkipOp)
 ZERO = ZeroOp()
 NONE = NoneOp()
 SKIP = SkipOp()
@@ -191,10 +275,11 @@ NAS_BENCH_201_OPS = (NONE, SKIP, ReLUConvBNOp(1), ReLUConvBNOp(3), AvgPoolOp(3))
 """NAS-Bench-201's five candidates, in the benchmark's order."""
 
 _SQUARE_OPS = {"nor_conv": ReLUConvBNOp, "avg_pool": AvgPoolOp, "conv_bn": ConvBNOp,
-               "res_block": ResBlockOp}
-_KEYWORD_OPS = {"zero": ZERO, "none": NONE, "skip_connect": SKIP}
+               "res_block": ResBlockOp, "sep_conv": SepConvOp, "dil_conv": DilConvOp, "max_pool": MaxPoolOp}
+_KEYWORD_OPS = {"zero": ZERO, "none": NONE, "skip_connect": SKIP, "bn": BNOp(), "pad_skip": PadSkipOp()}
 _GRAMMAR = ("write ops as 'mb_k<kernel>_e<expand>' (e.g. mb_k5_e6) or 'zero', or cell ops 'none', "
-            "'skip_connect', 'nor_conv_<k>x<k>', 'avg_pool_<k>x<k>'")
+            "'skip_connect', 'nor_conv_<k>x<k>', 'avg_pool_<k>x<k>', 'sep_conv_<k>x<k>', "
+            "'dil_conv_<k>x<k>', 'max_pool_<k>x<k>'")
 
 
 def is_parameter_free(op: OpSpec) -> bool:
@@ -218,6 +303,9 @@ def parse_op(text: str, where: str = "op string") -> OpSpec:
                                  f"use a square odd kernel such as {family}_3x3")
         _check_kernel(kernel, token, where)
         return _SQUARE_OPS[family](kernel)
+    special = _tree_skeleton_op(token, where)
+    if special is not None:
+        return special
     match = _MB_RE.match(token)
     if match is None:
         raise ProxylessError(f"unknown op '{token}'", where, _GRAMMAR)
@@ -227,6 +315,26 @@ def parse_op(text: str, where: str = "op string") -> OpSpec:
         raise ProxylessError(f"bad expand ratio {expand} in op '{token}'", where,
                              "use an expand ratio >= 1")
     return MBConvOp(kernel, expand)
+
+
+def _tree_skeleton_op(token: str, where: str) -> OpSpec | None:
+    """``bn[_relu]_conv_kxk[_g<G>]`` or ``chunk_<i>``; None for any other token."""
+    chunk = _CHUNK_RE.match(token)
+    if chunk is not None:
+        return ChunkOp(int(chunk.group(1)))
+    conv = _PRE_CONV_RE.match(token)
+    if conv is None:
+        return None
+    kernel, kernel_w = int(conv.group(2)), int(conv.group(3))
+    if kernel != kernel_w:
+        raise ProxylessError(f"non-square kernel {kernel}x{kernel_w} in op '{token}'", where,
+                             "use a square odd kernel such as bn_relu_conv_3x3")
+    _check_kernel(kernel, token, where)
+    groups = int(conv.group(4) or 1)
+    if groups < 2 and conv.group(4) is not None:
+        raise ProxylessError(f"bad number of groups in op '{token}'", where,
+                             "write _g<G> with G >= 2, or leave it out for an ordinary conv")
+    return PreConvOp(kernel, conv.group(1) is not None, groups)
 
 
 def _check_kernel(kernel: int, token: str, where: str) -> None:

@@ -1,5 +1,6 @@
 """Named search spaces: the paper's ImageNet space, a CIFAR-size space, a tiny test space (chains)
-and NAS-Bench-201 (a graph space, ``space/nasbench201.py``).
+NAS-Bench-201 and the tree-cell space of the paper's CIFAR-10 model (graph spaces,
+``space/nasbench201.py``, ``space/pyramid_tree.py``).
 
 The three chains share one builder, :func:`mobile_chain`: a stem, one fixed first block, then stages
 of MBConv blocks. The first block of a stage carries the stage's stride; the zero candidate is
@@ -23,6 +24,7 @@ from proxylessnas.ops.blocks import make_divisible
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.nasbench201 import nasbench201
 from proxylessnas.space.ops import ZERO, MBConvOp, parse_op, parse_ops
+from proxylessnas.space.pyramid_tree import pyramid_tree
 from proxylessnas.space.shapes import total_stride
 from proxylessnas.space.spec import BNSpec, HeadSpec, LayerSpec, SearchSpace, StemSpec
 
@@ -46,7 +48,8 @@ OVERRIDE_KINDS = {  # what each override of a preset may be: checked before the 
     "depths": kinds.list_of(kinds.depth, f"a list of depths of 1 to {kinds.MAX_DEPTH}"),
     "strides": kinds.list_of(kinds.stride, "a list of strides of 1 to 8"), "channels": kinds.channels,
     "cells_per_stage": kinds.depth, "dropout": kinds.rate, "bn_momentum": kinds.unit_interval,
-    "bn_eps": kinds.positive_float, "zero": kinds.boolean,
+    "bn_eps": kinds.positive_float, "zero": kinds.boolean, "blocks_per_stage": kinds.depth,
+    "alpha": kinds.non_negative_int, "bottleneck": kinds.positive_int,
     "candidates": kinds.Kind("an op pattern or a list of op names", str, _op_names_reason),
 }
 
@@ -165,6 +168,7 @@ PRESETS: dict[str, Callable[..., SearchSpace | GraphSpace]] = {
     "proxyless-cifar": proxyless_cifar,
     "tiny": tiny,
     "nasbench201": nasbench201,
+    "pyramid-tree": pyramid_tree,
 }
 
 

@@ -19,6 +19,7 @@ import torch
 from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.config import net_config
 from proxylessnas.nets.net import ProxylessNet, build_net
+from proxylessnas.nets.pyramid_tree_zoo import TreeZooEntry
 from proxylessnas.nets.zoo import ZOO, get_entry
 from proxylessnas.runtime.checkpoint import load_checkpoint
 from proxylessnas.space.arch import Arch, load_arch_or_string, read_json
@@ -30,9 +31,14 @@ from proxylessnas.train.recipe import SMALL_RESOLUTION
 
 
 def zoo_net_for(name: str, num_classes: int, resolution: int, in_chs: int = 3,
-                dropout: float | None = None) -> ProxylessNet:
-    """Zoo net ``name`` sized for the data; the CIFAR-size variant at <= 64 pixels."""
+                dropout: float | None = None) -> torch.nn.Module:
+    """Zoo net ``name`` sized for the data; the CIFAR-size variant at <= 64 pixels (a
+    ``pyramid-tree`` entry such as ``proxyless_cifar`` has one size for every resolution)."""
     entry = get_entry(name)
+    if isinstance(entry, TreeZooEntry):
+        space = entry.space(num_classes, resolution, in_chs=in_chs)
+        return build_net(space, entry.arch(num_classes, resolution, in_chs=in_chs),
+                         dropout=entry.dropout if dropout is None else dropout, name=name)
     family = "proxyless-cifar" if resolution <= SMALL_RESOLUTION else "proxyless-imagenet"
     space = entry.space(num_classes, resolution, family=family, in_chs=in_chs)
     arch = Arch.from_ops(space, entry.ops, metadata={"zoo": name})

@@ -3,9 +3,12 @@
 Skeleton (top row), read from the space's edges in order, one box each for:
 
 - a fixed edge (the stem, a reduction block): its label, op and output shape;
-- a run of consecutive searched edges: "N x cell" with its output shape. A run is cut into cells
-  where a decision comes back (each cell of a shared-cell space names every decision once), so
-  NAS-Bench-201 shows ``stem, s1: 5 x cell, s2.reduce, s2: 5 x cell, s3.reduce, s3: 5 x cell``;
+- a run of consecutive searched edges of one stage (the labels' first part), with the fixed edges
+  of the same blocks (labels ``<stage>.<block>.<edge>``; a block with a searched edge): "N x cell"
+  with its output shape. N counts the blocks, or the places where a decision comes back (each
+  cell of a shared-cell space names every decision once), so NAS-Bench-201 shows ``stem, s1: 5 x
+  cell, s2.reduce, s2: 5 x cell, s3.reduce, s3: 5 x cell`` and ``pyramid-tree`` ``stem, s1: 18 x
+  cell, s2: 18 x cell, s3: 18 x cell``;
 - the head (pool, linear).
 
 Cell (below): when every decision is labelled ``"j<-i"`` (node j reads node i, as in
@@ -14,7 +17,8 @@ arrow per decision from node i to node j, labelled with the chosen op's token (a
 probability when given), coloured by op (``style.op_colour``: one hue per op family); a zero op
 (``none``) is a dashed grey arrow, and a node that only receives zeros is greyed. Neighbouring
 nodes are joined by straight arrows, longer edges by arcs (above from even nodes, below from odd
-ones). Other labels fall back to a list "decision -> op".
+ones). Other labels fall back to a list "decision -> op", or past ``MAX_LISTED`` decisions (the
+tree cells of ``pyramid-tree`` have their own 12 each) to how many decisions chose each op.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ ZERO_LINE = "0.55"
 LIST_LINE = 0.42
 LIST_CHAR = 0.15
 """Line height and monospace character width of the fallback list, in drawing units."""
+MAX_LISTED = 24
+"""Most decisions listed one by one; more are tallied by op."""
 SCALE = 0.42
 """Inches per drawing unit in :meth:`CellDiagram.size`."""
 _EDGE_LABEL = re.compile(r"^(\d+)<-(\d+)$")
@@ -79,23 +85,31 @@ def count_cells(edges: list[Edge]) -> int:
     return cells
 
 
+def _block(edge: Edge) -> str:
+    return edge.label.rsplit(".", 1)[0] if edge.label.count(".") >= 2 else edge.label
+
+
 def skeleton(space: GraphSpace) -> list[SkeletonBox]:
     """The skeleton row (see the module docstring)."""
     shapes = space.node_shapes()
     boxes: list[SkeletonBox] = []
     run: list[Edge] = []
+    searched_blocks = {_block(e) for e in space.edges if e.decision is not None}
 
     def close_run() -> None:
         if run:
             first = run[0].label
             stage = first.split(".")[0] + ": " if "." in first else ""
-            cells = count_cells(run)
+            cells = max(count_cells([e for e in run if e.decision is not None]),
+                        len({_block(e) for e in run}))
             boxes.append(SkeletonBox((f"{stage}{cells} x cell", _shape_text(shapes, run[-1].dst)),
                                      cells))
             run.clear()
 
     for edge in space.edges:
-        if edge.decision is not None:
+        if edge.decision is not None or _block(edge) in searched_blocks:
+            if run and edge.label.split(".")[0] != run[0].label.split(".")[0]:
+                close_run()
             run.append(edge)
             continue
         close_run()
@@ -162,7 +176,8 @@ class CellDiagram:
             bulge = [-self._rad(e) * (e.dst - e.src) * NODE_SPACING / 2 for e in self.edges]
             bottom, top = min([0.0, *bulge]) - 0.8, max([0.0, *bulge]) + 0.8
             return (self.width - span) / 2 - 1.0, bottom, span + 2.0, top - bottom
-        lines = max(1, len(self.space.all_decisions))
+        tallied = len(self.space.all_decisions) > MAX_LISTED
+        lines = max(1, len(self._tally(None)) + 1 if tallied else len(self.space.all_decisions))
         chars = max([len(f"{d.label} -> {op.token}  (p=0.00)") for d in self.space.all_decisions
                      for op in d.candidates] or [16])
         width = max(4.0, LIST_CHAR * chars + 1.0)
@@ -181,8 +196,10 @@ class CellDiagram:
         ax.add_patch(FancyBboxPatch((left, bottom), width, height, boxstyle="round,pad=0.1",
                                     facecolor=CELL_COLOUR, edgecolor="0.6", lw=0.8, ls="--", zorder=0))
         cells = sum(box.cells for box in self.boxes)
-        ax.text(left + 0.1, bottom + height - 0.05, f"cell, used {cells} times" if cells > 1 else "cell",
-                fontsize=7, va="top", ha="left", color="0.3")
+        shared = len({e.decision for e in self.space.searched_edges}) < len(self.space.searched_edges)
+        title = "cell" if cells < 2 else f"cell, used {cells} times" if shared else \
+            f"{cells} cells, each with its own decisions"
+        ax.text(left + 0.1, bottom + height - 0.05, title, fontsize=7, va="top", ha="left", color="0.3")
         if self.edges:
             self._draw_cell(ax, arch, probabilities or {}, left + 1.0)
         else:
@@ -246,10 +263,29 @@ class CellDiagram:
                     bbox={"boxstyle": "round,pad=0.2", "facecolor": "white",
                           "edgecolor": colour, "lw": 0.8})
 
+    def _tally(self, arch: Arch | None) -> dict:
+        """Op -> how many decisions chose it (every candidate, 0 where none did)."""
+        counts: dict = {}
+        for decision in self.space.all_decisions:
+            for op in decision.candidates:
+                counts.setdefault(op, 0)
+            if arch is not None:
+                counts[arch.op(self.space, decision.label)] += 1
+        return counts
+
     def _draw_list(self, ax: Axes, arch: Arch, probabilities: Mapping[str, float], left: float,
                    top: float) -> None:
         if not self.space.all_decisions:
             ax.text(left, top, "(no decisions)", fontsize=7, va="top", color="0.4")
+        if len(self.space.all_decisions) > MAX_LISTED:
+            ax.text(left - 0.45, top, f"{len(self.space.all_decisions)} decisions chose:", fontsize=7,
+                    va="center", family="monospace")
+            for i, (op, count) in enumerate(self._tally(arch).items(), start=1):
+                y = top - LIST_LINE * i
+                ax.add_patch(Circle((left - 0.35, y), 0.12, facecolor=op_colour(op), edgecolor="0.3", lw=0.6))
+                ax.text(left - 0.1, y, f"{op_label(op)}: {count}", fontsize=7, va="center",
+                        family="monospace")
+            return
         for i, decision in enumerate(self.space.all_decisions):
             op = arch.op(self.space, decision.label)
             text = f"{decision.label} -> {op_label(op)}"

@@ -1,8 +1,10 @@
 """Shared look (figures: proxylessnas.figures): one colour and one short label per op.
 
 Chain ops (MBConv): hue by kernel size, shade by expand ratio, ``zero`` grey ("skip"). Cell ops
-(NAS-Bench-201's): hue by op family (conv blue, pool orange, skip_connect green, none grey),
-shade by kernel (1x1 lighter). Fixed skeleton ops (stem, residual block): light grey.
+(NAS-Bench-201's, the tree cell's): hue by op family (conv blue, separable conv darker blue,
+dilated conv purple, average pool orange, max pool brown, skip_connect green, none grey), shade
+by kernel (smaller lighter). Fixed skeleton ops (stem, residual block, the tree cell's pre-activation
+convs, BN, chunks, padded shortcuts): light grey.
 Colour, label and the chain diagram's box width are dispatched on the op's class
 (functools.singledispatch), so a new op type registers its own look here and every plot follows.
 """
@@ -15,12 +17,19 @@ from matplotlib.colors import to_rgb
 
 from proxylessnas.space import (
     AvgPoolOp,
+    BNOp,
+    ChunkOp,
     ConvBNOp,
+    DilConvOp,
+    MaxPoolOp,
     MBConvOp,
     NoneOp,
     OpSpec,
+    PadSkipOp,
+    PreConvOp,
     ReLUConvBNOp,
     ResBlockOp,
+    SepConvOp,
     SkipOp,
     ZeroOp,
 )
@@ -30,7 +39,7 @@ KERNEL_COLOURS = {1: "#9e9e9e", 3: "#4c9be8", 5: "#f0a830", 7: "#e0524d", 9: "#8
 ZERO_COLOUR = "#d9d9d9"
 FIXED_COLOUR = "#eeeeee"
 FAMILY_COLOURS = {"nor_conv": "#4c9be8", "avg_pool": "#f0a830", "skip_connect": "#5aa469",
-                  "none": ZERO_COLOUR}
+                  "none": ZERO_COLOUR, "sep_conv": "#3f6fc1", "dil_conv": "#8e5cc4", "max_pool": "#b5651d"}
 """Cell-op families (the tokens' prefixes)."""
 
 
@@ -82,9 +91,28 @@ def _pool_colour(op: AvgPoolOp) -> RGB:
     return _shade(FAMILY_COLOURS["avg_pool"], (3 - op.kernel_size) / 4)
 
 
+@op_colour.register
+def _sep_colour(op: SepConvOp) -> RGB:
+    return _shade(FAMILY_COLOURS["sep_conv"], (5 - op.kernel_size) / 5)
+
+
+@op_colour.register
+def _dil_colour(op: DilConvOp) -> RGB:
+    return _shade(FAMILY_COLOURS["dil_conv"], (3 - op.kernel_size) / 4)
+
+
+@op_colour.register
+def _max_pool_colour(op: MaxPoolOp) -> RGB:
+    return _shade(FAMILY_COLOURS["max_pool"], (3 - op.kernel_size) / 4)
+
+
 @op_colour.register(ConvBNOp)
 @op_colour.register(ResBlockOp)
-def _fixed_colour(op: ConvBNOp | ResBlockOp) -> RGB:
+@op_colour.register(PreConvOp)
+@op_colour.register(BNOp)
+@op_colour.register(ChunkOp)
+@op_colour.register(PadSkipOp)
+def _fixed_colour(op: ConvBNOp | ResBlockOp | PreConvOp | BNOp | ChunkOp | PadSkipOp) -> RGB:
     return to_rgb(FIXED_COLOUR)
 
 
