@@ -58,7 +58,9 @@ class Runtime:
         """Import every module the runtime needs; a missing one is a one-line error naming the extra."""
         for module in self.modules:
             try:
-                importlib.import_module(module)
+                with quiet_stderr(), warnings.catch_warnings():  # ExecuTorch's imports log CPU probes
+                    warnings.simplefilter("ignore")
+                    importlib.import_module(module)
             except ImportError as err:
                 missing = isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] == module
                 what = f"{module} is not installed" if missing else f"{module} cannot be imported ({err})"
@@ -166,24 +168,36 @@ def _openvino_call(module: nn.Module, example: torch.Tensor, threads: int, int8:
     return request.infer
 
 
+class _ExecutorchCall:
+    """An ExecuTorch method with the program it was loaded from: the program must outlive the
+    method (a method whose program was freed reads freed memory: a segmentation fault)."""
+
+    def __init__(self, program: Any, example: torch.Tensor) -> None:
+        self.program = program
+        self.method = program.load_method("forward")
+        self.inputs = [example]
+
+    def __call__(self) -> Any:
+        return self.method.execute(self.inputs)
+
+
 def _executorch_call(module: nn.Module, example: torch.Tensor, threads: int) -> Callable[[], Any]:
     from torch.export import export
 
-    with quiet_stderr():
+    # its import and its thread-pool calls log CPU probes to fd 2 and warn of experimental APIs
+    with quiet_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime as ExecutorchRuntime
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        program = to_edge_transform_and_lower(export(module, (example,)),
-                                              partitioner=[XnnpackPartitioner()]).to_executorch()
-    with quiet_stderr():
+
+        with torch.no_grad():
+            program = to_edge_transform_and_lower(export(module, (example,)),
+                                                  partitioner=[XnnpackPartitioner()]).to_executorch()
         if portable_lib._threadpool_get_thread_count() != threads:
             portable_lib._unsafe_reset_threadpool(threads)  # one pool per process, as on a phone
-        method = ExecutorchRuntime.get().load_program(program.buffer).load_method("forward")
-    inputs = [example]
-    return lambda: method.execute(inputs)
+        return _ExecutorchCall(ExecutorchRuntime.get().load_program(program.buffer), example)
 
 
 def prepare_call(name: str, module: nn.Module, example: torch.Tensor, threads: int) -> Callable[[], Any]:
