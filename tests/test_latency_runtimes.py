@@ -30,7 +30,8 @@ PACKAGES = {"onnxruntime-int8": "onnxruntime", "openvino": "openvino", "openvino
 
 def needs(backend: str):
     """Skip (with the reason) where the backend's packages are not installed."""
-    missing = [m for m in RUNTIMES[backend].modules if importlib.util.find_spec(m.split(".")[0]) is None]
+    tops = dict.fromkeys(m.split(".")[0] for m in RUNTIMES[backend].modules)
+    missing = [m for m in tops if importlib.util.find_spec(m) is None]
     return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed "
                                                      f"(pip install -e \".[{RUNTIMES[backend].extra}]\")")
 
