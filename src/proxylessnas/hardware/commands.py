@@ -29,9 +29,9 @@ EXAMPLES = {
     "import": "proxyless latency import timings.csv --manifest ops/manifest.json --out phone.json",
     "measure": "proxyless latency measure proxyless_cpu --backend openvino --threads 2 --batch-size 8",
 }
-RUNTIME_BACKENDS = ("torch | torchscript | onnxruntime | onnxruntime-int8 | openvino | openvino-int8 | "
-                    "executorch")
-HARDWARE = "cpu | cuda | onnxruntime | onnxruntime-int8 | openvino | openvino-int8 | executorch"
+RUNTIMES = "onnxruntime | onnxruntime-int8 | openvino | openvino-int8 | executorch | executorch-int8"
+RUNTIME_BACKENDS = f"torch | torchscript | {RUNTIMES}"
+HARDWARE = f"cpu | cuda | {RUNTIMES}"
 
 
 def _parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Static INT8 quantisation of a timed model: ONNX Runtime's QDQ quantiser and OpenVINO's NNCF.
+"""Static INT8 quantisation of a timed model: ONNX Runtime's QDQ quantiser, OpenVINO's NNCF and
+ExecuTorch's XNNPACK quantiser (PyTorch 2 export quantisation).
 
 Both calibrate activation ranges (min-max) on the inputs given (synthetic ones from
 :func:`~proxylessnas.hardware.runtimes.calibration_inputs` when tables are built) and quantise the
@@ -74,3 +75,21 @@ def nncf_int8(model: Any, inputs: Sequence[torch.Tensor]) -> Any:
     with _quiet_loggers("nncf"), contextlib.redirect_stdout(io.StringIO()):
         return nncf.quantize(model, nncf.Dataset([x.numpy() for x in inputs]), subset_size=len(inputs),
                              preset=nncf.QuantizationPreset.PERFORMANCE)
+
+
+def executorch_int8(module: torch.nn.Module, example: torch.Tensor, inputs: Sequence[torch.Tensor]) -> Any:
+    """``module`` exported and quantised for XNNPACK (int8 weights per channel, symmetric; int8
+    activations calibrated on ``inputs``), as a graph module ready for ``torch.export`` again."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torch.export import export
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(export(module, (example,)).module(), quantizer)
+    with torch.no_grad():
+        for x in inputs:
+            prepared(x)
+    return convert_pt2e(prepared)

@@ -13,6 +13,8 @@ openvino            OpenVINO CPU plugin, FP32       ``pip install -e ".[openvino
 openvino-int8       OpenVINO CPU, INT8 from NNCF    ``pip install -e ".[openvino-int8]"``
 executorch          ExecuTorch, XNNPACK delegate,   ``pip install -e ".[executorch]"``
                     FP32, its Python runtime
+executorch-int8     the same, INT8 from the         ``pip install -e ".[executorch]"``
+                    XNNPACK quantiser (pt2e)
 ==================  ==============================  =====================================
 
 :func:`prepare_call` returns the zero-argument call that a :class:`~proxylessnas.hardware.measure.Runner`
@@ -94,6 +96,10 @@ RUNTIMES = {runtime.name: runtime for runtime in (
              "activations": "int8/uint8, min-max calibration"}),
     Runtime("executorch", ("executorch", "executorch.runtime"), ("executorch",), "executorch",
             settings={"delegate": "XNNPACK", "runtime": "executorch.runtime (Python)"}),
+    Runtime("executorch-int8", ("executorch", "executorch.runtime", "torchao"), ("executorch", "torchao"),
+            "executorch", "int8", {"delegate": "XNNPACK", "runtime": "executorch.runtime (Python)", **INT8,
+                                   "format": "PyTorch 2 export quantisation, XNNPACKQuantizer",
+                                   "activations": "int8 asymmetric per tensor, min-max calibration"}),
 )}
 
 
@@ -181,7 +187,7 @@ class _ExecutorchCall:
         return self.method.execute(self.inputs)
 
 
-def _executorch_call(module: nn.Module, example: torch.Tensor, threads: int) -> Callable[[], Any]:
+def _executorch_call(module: nn.Module, example: torch.Tensor, threads: int, int8: bool) -> Callable[[], Any]:
     from torch.export import export
 
     # its import and its thread-pool calls log CPU probes to fd 2 and warn of experimental APIs
@@ -192,6 +198,10 @@ def _executorch_call(module: nn.Module, example: torch.Tensor, threads: int) -> 
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime as ExecutorchRuntime
 
+        if int8:
+            from proxylessnas.hardware.quantize import executorch_int8
+
+            module = executorch_int8(module, example, calibration_inputs(example))
         with torch.no_grad():
             program = to_edge_transform_and_lower(export(module, (example,)),
                                                   partitioner=[XnnpackPartitioner()]).to_executorch()
@@ -215,6 +225,6 @@ def prepare_call(name: str, module: nn.Module, example: torch.Tensor, threads: i
         return _onnxruntime_call(quantised, example, threads)
     if name in ("openvino", "openvino-int8"):
         return _openvino_call(module, example, threads, int8=name == "openvino-int8")
-    if name == "executorch":
-        return _executorch_call(module, example, threads)
+    if name in ("executorch", "executorch-int8"):
+        return _executorch_call(module, example, threads, int8=name == "executorch-int8")
     raise ProxylessError(f"backend '{name}' has no runtime call", "backend", "use torch or torchscript")

@@ -1,15 +1,16 @@
 """``get_cost_model(hardware, space)``: one entry point from a ``--hardware`` value to a cost model.
 
-``hardware`` is ``cpu`` (torch eager), ``cuda`` (torch, CUDA events), a CPU runtime
-(``onnxruntime``, ``onnxruntime-int8``, ``openvino``, ``openvino-int8``, ``executorch``: see
-``hardware/runtimes.py``), ``flops`` (MMACs), ``params`` (Mparams), or a path to a table (our
-JSON, or the reference release's YAML). Measured targets use a cached table, one per (machine,
-backend, space, resolution, batch size, threads), in ``$PROXYLESS_CACHE/latency/`` or
-``~/.cache/proxylessnas/latency/``: built on first use (resumable), reused afterwards while its
-identity (``hardware/identity.py``: runtime version, CPU, precision, batch, threads) matches. A
-table with a fitted predictor yields the predictor-corrected model. Chains and graph spaces
-(``space/graph.py``) alike: a graph's table holds the keys of its edges and head
-(``hardware/keys.py``); only MACs/params of a graph use their own model (``graph_cost.py``).
+``hardware`` is ``cpu`` (torch eager), ``cuda`` (torch, CUDA events), a CPU runtime by its
+backend name (``onnxruntime``, ``onnxruntime-int8``, ``openvino``, ``openvino-int8``,
+``executorch``, ``executorch-int8``: ``hardware/runtimes.py``), ``flops`` (MMACs), ``params``
+(Mparams), or a path to a table (our JSON, or the reference release's YAML). Measured targets
+use a cached table, one per (machine, backend, space, resolution, batch size, threads), in
+``$PROXYLESS_CACHE/latency/`` or ``~/.cache/proxylessnas/latency/``: built on first use
+(resumable), reused afterwards while its identity (``hardware/identity.py``: runtime version,
+CPU, precision, batch, threads) matches. A table with a fitted predictor yields the
+predictor-corrected model. Chains and graph spaces (``space/graph.py``) alike: a graph's table
+holds the keys of its edges and head (``hardware/keys.py``); only MACs/params of a graph use
+their own model (``graph_cost.py``).
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ from proxylessnas.hardware.graph_cost import GraphFlopsCostModel
 from proxylessnas.hardware.identity import check_identity
 from proxylessnas.hardware.keys import space_keys
 from proxylessnas.hardware.lut import LatencyTable
-from proxylessnas.hardware.measure import Backend, device_name
+from proxylessnas.hardware.measure import BACKENDS, TORCH_BACKENDS, Backend, device_name
 from proxylessnas.space.arch import Space
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.spec import SearchSpace
 
 MEASURED_TARGETS = {"cpu": ("torch", "cpu"), "cuda": ("torch", "cuda"),
-                    **{name: (name, "cpu") for name in ("onnxruntime", "onnxruntime-int8", "openvino",
-                                                        "openvino-int8", "executorch")}}
+                    **{name: (name, "cpu") for name in BACKENDS if name not in TORCH_BACKENDS}}
 ANALYTIC_TARGETS = ("flops", "params")
 
 

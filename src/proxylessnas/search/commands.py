@@ -52,7 +52,7 @@ def register(subparsers) -> None:
     search.add_argument("--space", metavar="NAME", help="search space preset (proxyless-cifar, tiny, ...)")
     search.add_argument("--hardware", metavar="TARGET",
                         help="cpu, cuda, onnxruntime, onnxruntime-int8, openvino, openvino-int8, executorch, "
-                             "flops, params, or a latency table file")
+                             "executorch-int8, flops, params, or a latency table file")
     search.add_argument("--allow-mismatch", action="store_true",
                         help="use a latency table measured with another runtime version, CPU, precision, "
                              "batch size or threads than hardware.* targets (hardware.allow_mismatch=true)")

@@ -77,9 +77,9 @@ class SpaceSection:
 @dataclass(frozen=True)
 class HardwareSection:
     """The cost model: ``cpu``, ``cuda``, a CPU runtime (``onnxruntime``, ``onnxruntime-int8``,
-    ``openvino``, ``openvino-int8``, ``executorch``), ``flops`` or a table file. ``batch_size`` and
-    ``threads`` are part of the targeted setting: a table measured with others, or with another
-    runtime version or CPU, is refused unless ``allow_mismatch``."""
+    ``openvino``, ``openvino-int8``, ``executorch``, ``executorch-int8``), ``flops`` or a table
+    file. ``batch_size`` and ``threads`` are part of the targeted setting: a table measured with
+    others, or with another runtime version or CPU, is refused unless ``allow_mismatch``."""
 
     target: str = "cpu"
     batch_size: int = 1
