@@ -118,6 +118,7 @@ def get_table(hardware: str, space: Space, *, batch_size: int | None = 1, thread
     (None: any). A difference is an error unless ``allow_mismatch`` (then a warning)."""
     if hardware in MEASURED_TARGETS:
         backend = backend_for(hardware, batch_size, threads)
+        backend.check_available()  # the target is this machine's runtime: its version is the table's identity
         path = cached_table_path(space, backend)
         table = LatencyTable.load(path) if path.exists() else None
         if table is not None:
