@@ -57,6 +57,14 @@ def test_a_missing_runtime_is_one_line_naming_its_extra(backend, monkeypatch, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "is not installed" in err[0], err
     assert not out.exists()
+    space = get_space("tiny")
+    arch = tmp_path / "arch.json"
+    Arch.from_ops(space, [layer.candidates[0] for layer in space.searched_layers]).save(arch)
+    monkeypatch.setenv("PROXYLESS_CACHE", str(tmp_path / "cache"))
+    assert main(["latency", "predict", str(arch), "--hardware", backend]) == 2  # builds nothing
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not installed" in err[0] and RUNTIMES[backend].extra in err[0], err
+    assert not (tmp_path / "cache").exists()
 
 
 def test_every_runtime_is_a_cpu_backend_with_a_version_and_a_precision():
