@@ -1,6 +1,8 @@
 """Latency accuracy on this machine: table sum and learned predictor versus end-to-end timings.
 
-For each backend (torch eager CPU, ONNX Runtime CPU; batch 1, one thread, the CIFAR-size space):
+For each backend (torch eager CPU, ONNX Runtime CPU, or any of the optional runtimes of
+``hardware/runtimes.py``; batch 1 and one thread unless ``--batch-size`` / ``--threads``; the
+CIFAR-size space):
 build a fresh table, fit the predictor on ``--fit`` random architectures and score it on
 ``--samples`` other random architectures (a different seed: never fitted on): MAPE, share within
 +-5 / +-10 %, RMSE and Kendall tau for the table sum and the predictor. Fitting and validation
@@ -14,10 +16,12 @@ scored like a predictor against the first pass; and one network measured in ``--
 separate sessions (spread of its medians).
 
     python benchmarks/latency_accuracy.py [--samples 100] [--fit 150] [--backends torch onnxruntime]
+        [--threads 1] [--batch-size 1]
 
-Writes latency_accuracy.json, latency_table_<backend>.json and latency_scatter_<backend>.png to
+Writes latency_accuracy.json, latency_table_<entry>.json and latency_scatter_<entry>.png to
 ``--out-dir`` (default benchmarks/results). On a quiet machine the default run takes about 15
-minutes; a busy machine inflates the noise and with it every error figure.
+minutes; a busy machine inflates the noise and with it every error figure. The entry of a
+backend is its name at batch 1 and one thread, else ``<name>-t<threads>-b<batch>``.
 """
 
 from __future__ import annotations
@@ -45,10 +49,16 @@ from proxylessnas.space import get_space
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def entry_name(name: str, args: argparse.Namespace) -> str:
+    """The backend's name at batch 1 and one thread, else ``<name>-t<threads>-b<batch>``."""
+    return name if (args.threads, args.batch_size) == (1, 1) else f"{name}-t{args.threads}-b{args.batch_size}"
+
+
 def run_backend(name: str, args: argparse.Namespace) -> dict:
     space = get_space(args.space)
-    backend = Backend(name, "cpu", 1, 1)
-    table_path = args.out_dir / f"latency_table_{name}.json"
+    backend = Backend(name, "cpu", args.batch_size, args.threads)
+    entry = entry_name(name, args)
+    table_path = args.out_dir / f"latency_table_{entry}.json"
     start = time.perf_counter()
     if args.reuse_table and table_path.exists():
         table = LatencyTable.load(table_path)
@@ -72,9 +82,11 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
                                  seconds_per_net=args.seconds_per_net)[0].median
                 for i in range(args.noise_repeats)]
     spread = statistics.pstdev(sessions) / statistics.mean(sessions)
-    plot_scatter(rows, ["lut", "predictor"], args.out_dir / f"latency_scatter_{name}.png",
+    plot_scatter(rows, ["lut", "predictor"], args.out_dir / f"latency_scatter_{entry}.png",
                  f"{space.name}, {backend.label}, n={args.samples} held-out archs")
     return {"backend": backend.label, "clock": backend.resolved_clock, "keys": len(table.entries),
+            "batch_size": backend.batch_size, "threads": backend.threads,
+            **{field: table.provenance.get(field) for field in ("dtype", "backend_version")},
             "build_seconds": build_s, "fit_and_validate_seconds": fit_validate_s,
             "fit_n": args.fit, "rounds": args.rounds, "seconds_per_net": args.seconds_per_net,
             "load_average_at_end": os.getloadavg(), "predictor_fit": table.predictor["fit"], **report,
@@ -100,6 +112,8 @@ def main() -> None:
                         help="speed-gauge networks timed in every chunk (0: raw timings)")
     parser.add_argument("--seconds-per-key", type=float, default=1.0)
     parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 uses the thread CPU clock)")
+    parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--out-dir", type=Path, default=RESULTS,
                         help="results folder (default: benchmarks/results)")
     parser.add_argument("--reuse-table", action="store_true", help="keep an existing table (skip the build)")
@@ -108,10 +122,12 @@ def main() -> None:
     out = args.out_dir / "latency_accuracy.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}
     # Backends not run now keep their earlier results (each entry carries its own date).
-    results = {"device": device_name("cpu"), "space": args.space, "batch_size": 1, "threads": 1,
+    results = {"device": device_name("cpu"), "space": args.space, "batch_size": args.batch_size,
+               "threads": args.threads,
                "date": time.strftime("%Y-%m-%d %H:%M"), "backends": previous.get("backends", {})}
-    for name in args.backends:
-        results["backends"][name] = {**run_backend(name, args), "date": time.strftime("%Y-%m-%d %H:%M")}
+    for backend in args.backends:
+        name = entry_name(backend, args)
+        results["backends"][name] = {**run_backend(backend, args), "date": time.strftime("%Y-%m-%d %H:%M")}
         r = results["backends"][name]
         for model in ("lut", "predictor"):
             m = r[model]

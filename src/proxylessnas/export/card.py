@@ -42,7 +42,8 @@ def measure_latency(model: ProxylessNet, backends: list[str], *, batch_size: int
     shape = (batch_size, config.in_chs, config.resolution, config.resolution)
     chosen = []
     for label in backends:
-        name, _, device = label.partition("-")
+        # the device is after the last dash: a backend may have one too (onnxruntime-int8-cpu)
+        name, _, device = label.rpartition("-") if "-" in label else (label, "", "cpu")
         chosen.append(Backend(name=name, device=device or "cpu", batch_size=batch_size,
                               threads=threads if (device or "cpu") == "cpu" else 1))
     runners = [prepare_runner(model, shape, backend) for backend in chosen]

@@ -30,7 +30,8 @@ from proxylessnas.progress import progress_bar
 from proxylessnas.runtime.runfolder_lock import hold_output_file
 from proxylessnas.space.spec import SearchSpace
 
-PROVENANCE_MATCH = ("backend", "device", "device_type", "batch_size", "threads", "dtype", "clock")
+PROVENANCE_MATCH = ("backend", "backend_version", "device", "device_type", "batch_size", "threads", "dtype",
+                    "clock")  # one table, one setting: a resume never mixes runtime versions
 
 
 def _compatible(existing: LatencyTable, space: SearchSpace, target: TableTarget,

@@ -27,8 +27,11 @@ EXAMPLES = {
                 "--json report.json --plot scatter.png",
     "export-ops": "proxyless latency export-ops --space proxyless-cifar --out ops/  # a new or empty folder",
     "import": "proxyless latency import timings.csv --manifest ops/manifest.json --out phone.json",
-    "measure": "proxyless latency measure proxyless_cpu --backend torch --threads 1",
+    "measure": "proxyless latency measure proxyless_cpu --backend openvino --threads 2 --batch-size 8",
 }
+RUNTIMES = "onnxruntime | onnxruntime-int8 | openvino | openvino-int8 | executorch | executorch-int8"
+RUNTIME_BACKENDS = f"torch | torchscript | {RUNTIMES}"
+HARDWARE = f"cpu | cuda | {RUNTIMES}"
 
 
 def _parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -48,13 +51,19 @@ def _space_args(p: argparse.ArgumentParser) -> None:
 
 def _backend_args(p: argparse.ArgumentParser, hardware: bool = False) -> None:
     if not hardware:
-        p.add_argument("--backend", default="torch",
-                       help="torch | torchscript | onnxruntime (default: torch)")
+        p.add_argument("--backend", default="torch", help=f"{RUNTIME_BACKENDS} (default: torch)")
         p.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
-    p.add_argument("--batch-size", type=positive_int, default=1, help="batch size (default: 1)")
-    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default: 1)")
+    default = "the table's for a table file, else 1" if hardware else "1"
+    p.add_argument("--batch-size", type=positive_int, default=None if hardware else 1,
+                   help=f"batch size (default: {default})")
+    p.add_argument("--threads", type=positive_int, default=None if hardware else 1,
+                   help=f"CPU threads (default: {default})")
     p.add_argument("--clock", default="auto",
                    help="auto | thread | wall: auto uses the thread's CPU time with one CPU thread")
+    if hardware:
+        p.add_argument("--allow-mismatch", action="store_true",
+                       help="use a table measured with another runtime version, CPU, precision, batch size "
+                            "or threads than the ones targeted (a warning instead of an error)")
 
 
 def register(subparsers) -> None:
@@ -73,7 +82,7 @@ def register(subparsers) -> None:
 
     p = _parser(sub, "predict", "predicted latency (or MACs) of one architecture")
     p.add_argument("arch", metavar="ARCH_JSON|ZOO_NAME|NB201_STRING")
-    p.add_argument("--hardware", required=True, help="cpu | cuda | onnxruntime | flops | params | TABLE")
+    p.add_argument("--hardware", required=True, help=f"{HARDWARE} | flops | params | TABLE")
     _backend_args(p, hardware=True)
     p.add_argument("--per-layer", action="store_true", help="print the cost of every block")
     p.add_argument("--json", default=None, type=new_file, help="write the prediction to this JSON file")
@@ -81,7 +90,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_predict)
 
     p = _parser(sub, "validate", "measure random architectures end to end and compare with predictions")
-    p.add_argument("--hardware", required=True, help="cpu | cuda | onnxruntime | TABLE (a JSON table)")
+    p.add_argument("--hardware", required=True, help=f"{HARDWARE} | TABLE (a JSON table)")
     _space_args(p)
     _backend_args(p, hardware=True)
     p.add_argument("--samples", type=positive_int, default=100,
@@ -116,7 +125,7 @@ def register(subparsers) -> None:
     p = _parser(sub, "measure", "measure one network end to end")
     p.add_argument("model", metavar="MODEL_OR_ARCH",
                    help="zoo name, arch JSON, net config JSON or NAS-Bench-201 string")
-    p.add_argument("--backend", default="torch", help="torch | torchscript | onnxruntime | cuda")
+    p.add_argument("--backend", default="torch", help=f"{RUNTIME_BACKENDS} | cuda")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--clock", default="auto")
@@ -182,7 +191,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     space, arch = _load_arch(args.arch)
     model = get_cost_model(args.hardware, space, batch_size=args.batch_size, threads=args.threads,
-                           progress=not args.no_progress, require_all_keys=False)
+                           progress=not args.no_progress, require_all_keys=False,
+                           allow_mismatch=args.allow_mismatch)
     total = model.arch_cost(space, arch)
     result: dict[str, Any] = {"arch": args.arch, "hardware": args.hardware, "unit": model.unit,
                               "cost": total, "model": type(model).__name__}
@@ -190,7 +200,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if table is not None and hasattr(model, "predictor"):
         from proxylessnas.hardware.cost import TableCostModel
 
-        result["table_sum"] = TableCostModel(table, args.batch_size).arch_cost(space, arch)
+        result["table_sum"] = TableCostModel(table).arch_cost(space, arch)  # the setting is checked above
     keys = arch_keys(space, arch)
     if args.per_layer:
         for key in keys:
@@ -222,7 +232,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         backend = backend_for(args.hardware, args.batch_size, args.threads)
         backend = type(backend)(backend.name, backend.device, backend.batch_size, backend.threads, args.clock)
         table = get_table(args.hardware, space, batch_size=args.batch_size, threads=args.threads,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, allow_mismatch=args.allow_mismatch)
         table_path = cached_table_path(space, backend)
     else:
         from proxylessnas.hardware.targets import load_table, table_file
@@ -239,7 +249,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise ProxylessError(f"--space, --resolution and the overrides ask for another space than the "
                                  f"table's ({table.target.describe()})", str(table_path),
                                  "leave them out (a table fixes the space), or build a table for that space")
-        backend = backend_of_table(table)
+        backend = backend_of_table(table, args.batch_size, args.threads, args.allow_mismatch)
     gauge = SpeedGauge.for_space(space, args.gauge) if args.gauge else None
     if args.fit:
         report, rows = fit_and_validate(space, table, backend, args.fit, args.samples, seed=args.seed,
@@ -322,10 +332,9 @@ def _load_module(text: str):
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from proxylessnas.hardware.measure import Backend, measure_interleaved, prepare_runner
+    from proxylessnas.hardware.measure import BACKENDS, Backend, measure_interleaved, prepare_runner
 
-    names = {"torch": ("torch", "cpu"), "torchscript": ("torchscript", "cpu"),
-             "onnxruntime": ("onnxruntime", "cpu"), "cuda": ("torch", "cuda")}
+    names = {**{name: (name, "cpu") for name in BACKENDS}, "cuda": ("torch", "cuda")}
     if args.backend not in names:
         raise ProxylessError(f"unknown backend '{args.backend}'", "--backend",
                              f"use one of {', '.join(names)}")

@@ -1,4 +1,6 @@
-"""Timing one block or one network on a backend: torch eager (CPU or CUDA), TorchScript, ONNX Runtime.
+"""Timing one block or one network on a backend: torch eager (CPU or CUDA), TorchScript, or one of
+the optional runtimes of :mod:`~proxylessnas.hardware.runtimes` (ONNX Runtime FP32 and INT8,
+OpenVINO FP32 and INT8, ExecuTorch with XNNPACK).
 
 A :class:`Backend` names where a table is measured; :func:`prepare_runner` turns a module into a
 :class:`Runner` whose ``time_once()`` returns one latency in ms: ``time.perf_counter`` around the
@@ -15,11 +17,9 @@ Outliers (beyond 3 inter-quartile ranges from the quartiles) are dropped before 
 from __future__ import annotations
 
 import contextlib
-import io
 import platform
 import random
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,13 +31,15 @@ from torch import nn
 from proxylessnas.errors import ProxylessError
 from proxylessnas.hardware.keys import LayerKey, key_op
 from proxylessnas.hardware.lut import LatencyStats, quantile
+from proxylessnas.hardware.runtimes import RUNTIMES, get_runtime, prepare_call
+from proxylessnas.hardware.runtimes import export_onnx_bytes as export_onnx_bytes  # its old home
 from proxylessnas.nets.op_registry import build_op
 from proxylessnas.ops.blocks import Residual, init_weights
 from proxylessnas.space.spec import BNSpec
 
-BACKENDS = ("torch", "torchscript", "onnxruntime")
+BACKENDS = tuple(RUNTIMES)
 DEVICES = ("cpu", "cuda")
-ONNX_EXTRA = "pip install 'proxylessnas[onnx]' (onnx, onnxruntime)"
+TORCH_BACKENDS = ("torch", "torchscript")  # the only ones that run on a GPU here
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,8 @@ class Backend:
         if self.device not in DEVICES:
             raise ProxylessError(f"unknown device '{self.device}'", "backend",
                                  f"use one of {', '.join(DEVICES)}")
-        if self.name == "onnxruntime" and self.device != "cpu":
-            raise ProxylessError("the onnxruntime backend measures on the CPU", "backend",
+        if self.name not in TORCH_BACKENDS and self.device != "cpu":
+            raise ProxylessError(f"the {self.name} backend measures on the CPU", "backend",
                                  "use --device cpu, or --backend torch --device cuda")
         if self.batch_size < 1 or self.threads < 1:
             raise ProxylessError("batch size and threads must be >= 1", "backend",
@@ -73,12 +75,7 @@ class Backend:
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ProxylessError("CUDA is not available", "backend",
                                  "measure on a machine with a GPU, or use --device cpu")
-        if self.name == "onnxruntime":
-            try:
-                import onnxruntime  # noqa: F401
-            except ImportError:
-                raise ProxylessError("onnxruntime is not installed", "backend onnxruntime",
-                                     ONNX_EXTRA) from None
+        get_runtime(self.name).require()
 
     @property
     def resolved_clock(self) -> str:
@@ -95,10 +92,13 @@ class Backend:
         return f"{self.name}-{self.device}" + (f"-t{self.threads}" if self.device == "cpu" else "")
 
     def provenance(self) -> dict[str, Any]:
+        """What identifies a table measured here (CPU model or GPU name, runtime and its version,
+        precision, batch size, threads: see ``hardware/identity.py``) and when it was measured."""
+        runtime = get_runtime(self.name)
         info: dict[str, Any] = {
             "device": device_name(self.device), "backend": self.name,
-            "backend_version": backend_version(self.name), "device_type": self.device,
-            "dtype": "float32", "batch_size": self.batch_size,
+            "backend_version": runtime.version(), "device_type": self.device,
+            "dtype": runtime.dtype, "runtime_settings": dict(runtime.settings), "batch_size": self.batch_size,
             "threads": self.threads if self.device == "cpu" else None, "clock": self.resolved_clock,
             "torch_version": torch.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "hostname": platform.node(),
@@ -118,14 +118,8 @@ def device_name(device: str) -> str:
 
 
 def backend_version(name: str) -> str:
-    if name == "onnxruntime":
-        try:
-            import onnxruntime
-
-            return onnxruntime.__version__
-        except ImportError:
-            return "not installed"
-    return torch.__version__
+    """The installed version of a backend's runtime (``not installed`` when it is missing)."""
+    return get_runtime(name).version()
 
 
 @contextlib.contextmanager
@@ -155,20 +149,6 @@ def build_block(key: LayerKey, bn_momentum: float = 0.1, bn_eps: float = 1e-3) -
 def key_input_shape(key: LayerKey, batch_size: int) -> tuple[int, int, int, int]:
     h, w, c = key.input
     return (batch_size, c, h, w)
-
-
-def export_onnx_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
-    """ONNX of an eval-mode module with BN folded into the convs.
-
-    The TorchScript-based exporter (``dynamo=False``) is used on purpose: for these small static
-    graphs it is ~10x faster than the dynamo exporter and needs no onnxscript.
-    """
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["input"],
-                          output_names=["output"], do_constant_folding=True, opset_version=17)
-    return buffer.getvalue()
 
 
 class Runner:
@@ -203,19 +183,8 @@ def prepare_runner(module: nn.Module, input_shape: Sequence[int], backend: Backe
     backend.check_available()
     module = module.eval()
     example = torch.randn(*input_shape, generator=torch.Generator().manual_seed(seed))
-    if backend.name == "onnxruntime":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = backend.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        session = ort.InferenceSession(export_onnx_bytes(module, example), options,
-                                       providers=["CPUExecutionProvider"])
-        feed = {"input": example.numpy()}
-        return Runner(lambda: session.run(None, feed), backend.resolved_clock)
+    if backend.name not in TORCH_BACKENDS:
+        return Runner(prepare_call(backend.name, module, example, backend.threads), backend.resolved_clock)
     device = torch.device(backend.device)
     module = module.to(device)
     x = example.to(device)

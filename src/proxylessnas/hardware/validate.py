@@ -162,15 +162,27 @@ def accuracy_metrics(predicted: Sequence[float], measured: Sequence[float]) -> d
             "kendall_tau": kendall_tau(predicted, measured)}
 
 
-def backend_of_table(table: LatencyTable) -> Backend:
-    """The backend a table was measured on (to measure whole networks the same way)."""
+def backend_of_table(table: LatencyTable, batch_size: int | None = None, threads: int | None = None,
+                     allow_mismatch: bool = False) -> Backend:
+    """The backend a table was measured on, to measure whole networks the same way here, at the
+    table's batch size and threads unless ``batch_size`` / ``threads`` target others. The table's
+    identity (runtime version, CPU, precision, batch, threads) must match this machine's for that
+    backend, unless ``allow_mismatch`` (:func:`~proxylessnas.hardware.identity.check_identity`)."""
+    from proxylessnas.hardware.identity import check_identity
+    from proxylessnas.hardware.measure import BACKENDS
+
     p = table.provenance
-    if p.get("backend") not in ("torch", "torchscript", "onnxruntime"):
+    if p.get("backend") not in BACKENDS:
         raise ProxylessError(f"cannot measure on this machine for a '{p.get('backend')}' table",
                              table.source, "validate on the device the table was measured on")
-    clock = p.get("clock") if p.get("clock") in ("thread", "wall") else "auto"
-    return Backend(p["backend"], p.get("device_type", "cpu"), table.target.batch_size,
-                   int(p.get("threads") or 1), clock)
+    threads = threads or p.get("threads") or 1
+    clock = p.get("clock") if p.get("clock") in ("thread", "wall") and threads == p.get("threads") else "auto"
+    backend = Backend(p["backend"], p.get("device_type", "cpu"), batch_size or table.target.batch_size,
+                      int(threads), clock)
+    backend.check_available()
+    check_identity(p, backend.provenance(), table.source, allow_mismatch=allow_mismatch,
+                   fix=f"build a table here for {backend.label}, batch {backend.batch_size}")
+    return backend
 
 
 def store_predictor(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch],

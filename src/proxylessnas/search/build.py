@@ -82,7 +82,7 @@ def make_cost_model(config: SearchConfig, space: SearchSpace, progress: bool):
 
     hardware = config.hardware
     return get_cost_model(hardware.target, space, batch_size=hardware.batch_size, threads=hardware.threads,
-                          progress=progress)
+                          progress=progress, allow_mismatch=hardware.allow_mismatch)
 
 
 def build_latency(config: SearchConfig, space: SearchSpace,

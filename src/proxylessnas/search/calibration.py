@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from proxylessnas.hardware.targets import MEASURED_TARGETS
 from proxylessnas.hardware.validate import SpeedGauge
 from proxylessnas.search.config import SearchConfig
 from proxylessnas.search.cost_profile import CostProfile
 from proxylessnas.search.target import LatencyTarget
 from proxylessnas.space import Arch, SearchSpace
 
-MEASURED_HARDWARE = ("cpu", "cuda", "onnxruntime")
+MEASURED_HARDWARE = tuple(MEASURED_TARGETS)  # cpu, cuda and the CPU runtimes (hardware/runtimes.py)
 
 
 def is_measured(config: SearchConfig) -> bool:

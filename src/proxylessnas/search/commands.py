@@ -51,7 +51,11 @@ def register(subparsers) -> None:
                              "synthetic[:N]")
     search.add_argument("--space", metavar="NAME", help="search space preset (proxyless-cifar, tiny, ...)")
     search.add_argument("--hardware", metavar="TARGET",
-                        help="cpu, cuda, onnxruntime, flops, params, or a latency table file")
+                        help="cpu, cuda, onnxruntime, onnxruntime-int8, openvino, openvino-int8, executorch, "
+                             "executorch-int8, flops, params, or a latency table file")
+    search.add_argument("--allow-mismatch", action="store_true",
+                        help="use a latency table measured with another runtime version, CPU, precision, "
+                             "batch size or threads than hardware.* targets (hardware.allow_mismatch=true)")
     search.add_argument("--target-latency", metavar="MS", type=positive_float,
                         help="latency target in the cost model's unit (ms for measured hardware)")
     search.add_argument("--strategy", choices=STRATEGIES)
@@ -82,6 +86,8 @@ def resolve_config(args) -> SearchConfig:
              if getattr(args, name) is not None}
     if args.no_progress:
         flags["run.progress"] = False
+    if args.allow_mismatch:
+        flags["hardware.allow_mismatch"] = True
     if args.resume and args.config is None:
         out = Path(args.out if args.out is not None else load_config("demo").run.out)
         saved = out / "config.yaml"

@@ -76,12 +76,16 @@ class SpaceSection:
 
 @dataclass(frozen=True)
 class HardwareSection:
-    """The cost model: ``cpu``, ``cuda``, ``onnxruntime``, ``flops`` or a table file."""
+    """The cost model: ``cpu``, ``cuda``, a CPU runtime (``onnxruntime``, ``onnxruntime-int8``,
+    ``openvino``, ``openvino-int8``, ``executorch``, ``executorch-int8``), ``flops`` or a table
+    file. ``batch_size`` and ``threads`` are part of the targeted setting: a table measured with
+    others, or with another runtime version or CPU, is refused unless ``allow_mismatch``."""
 
     target: str = "cpu"
     batch_size: int = 1
     threads: int | None = 1
-    measure_runs: int = 50  # timed runs of the derived net at the end (cpu / cuda / onnxruntime)
+    measure_runs: int = 50  # timed runs of the derived net at the end (measured targets)
+    allow_mismatch: bool = False
 
 
 @dataclass(frozen=True)
