@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from proxylessnas.data.cutout import apply_cutout, draw_centres
 from proxylessnas.data.dataset import Dataset, Images, ImageSet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -50,7 +51,9 @@ def augment_batch(
 class BatchIterator:
     """Batches of (normalised float images, int64 labels), exactly reproducible.
 
-    The order and augmentation of epoch ``e`` depend only on (``seed``, ``e``): they are drawn
+    ``cutout`` > 0 adds a cut-out square of that side (:mod:`~proxylessnas.data.cutout`) to every
+    augmented image, after normalisation. The order and augmentation of epoch ``e`` depend only
+    on (``seed``, ``e``): they are drawn
     up front from ``numpy.random.default_rng([seed, e])``, so ``epoch(e, start_step=k)``
     yields exactly the batches k, k+1, ... of ``epoch(e)``, on any device. ``images`` is a
     uint8 tensor (N, C, H, W), moved to ``device`` once, or an ``ImageFiles`` list, decoded
@@ -77,6 +80,7 @@ class BatchIterator:
         horizontal_flip: bool = True,
         padding: int | None = None,
         num_workers: int | None = None,
+        cutout: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -93,6 +97,8 @@ class BatchIterator:
         self.drop_last = drop_last
         self.horizontal_flip = horizontal_flip
         resolution = images.resolution if self.streamed else images.shape[-1]
+        self.resolution = resolution
+        self.cutout = cutout if augment else 0
         self.padding = default_padding(resolution) if padding is None else padding
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         # x_norm = (x / 255 - mean) / std = x * scale + shift
@@ -127,6 +133,8 @@ class BatchIterator:
             plan["offsets_x"] = torch.from_numpy(rng.integers(0, 2 * self.padding + 1, count))
             flips = rng.random(count) < 0.5
             plan["flips"] = torch.from_numpy(flips & self.horizontal_flip)
+            if self.cutout:  # drawn last: the crops and flips stay those of a run without cutout
+                plan["cut_y"], plan["cut_x"] = draw_centres(rng, count, self.resolution, self.resolution)
         return plan
 
     def _finish(self, images: torch.Tensor, plan: dict, rows: slice) -> torch.Tensor:
@@ -139,7 +147,10 @@ class BatchIterator:
                 plan["flips"][rows],
                 self.padding,
             )
-        return torch.addcmul(self._shift, images.float(), self._scale)
+        images = torch.addcmul(self._shift, images.float(), self._scale)
+        if self.cutout:
+            images = apply_cutout(images, plan["cut_y"][rows], plan["cut_x"][rows], self.cutout)
+        return images
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch``, starting at step ``start_step``."""

@@ -27,6 +27,7 @@ from torch import nn
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.config import check_config_header
+from proxylessnas.nets.drop_path import drop_path, drop_path_units
 from proxylessnas.nets.net import build_net, register_net_kind
 from proxylessnas.nets.op_registry import build_op, op_params_macs
 from proxylessnas.nets.profile import LayerProfile, profile_net
@@ -101,7 +102,8 @@ class GraphNet(nn.Module):
 
     ``edges[i]`` is the module of ``space.edges[i]`` (``None`` for a zero edge); ``head`` is
     :class:`~proxylessnas.ops.cell_blocks.PoolHead`. Weights keep PyTorch's default
-    initialisation (as the benchmark's nets)."""
+    initialisation (as the benchmark's nets). In training mode with ``drop_path_rate`` > 0 the
+    space's drop-path units (``drop_path_units``, ``nets/drop_path.py``) are dropped per image."""
 
     def __init__(self, config: GraphNetConfig) -> None:
         super().__init__()
@@ -121,14 +123,19 @@ class GraphNet(nn.Module):
                       for node, inputs in plan.items()]
         self._num_nodes = len(space.nodes)
         self._output = position[space.output]
+        self.drop_path_units = frozenset(drop_path_units(space))
+        self.drop_path_rate = 0.0  # set per step by the training loop; used in training mode only
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The output node's feature map."""
         values: list[torch.Tensor | None] = [x] + [None] * (self._num_nodes - 1)
         for node, inputs, (src, chs, stride) in self._plan:
             total = None
+            dropping = self.training and self.drop_path_rate > 0
             for i, j in inputs:
                 out = self.edges[i](values[j])
+                if dropping and i in self.drop_path_units:
+                    out = drop_path(out, self.drop_path_rate)
                 total = out if total is None else total + out
             if total is None:
                 ref = values[src]

@@ -147,3 +147,10 @@ def pyramid_tree(
         name=NAME, resolution=resolution, in_chs=in_chs, nodes=tuple(nodes), edges=tuple(edges),
         all_decisions=tuple(decisions), output=src, head=GraphHead(chs, num_classes, True, dropout),
         bn=BNSpec(bn_momentum, bn_eps), overrides={})
+
+
+def leaf_edge_indices(space: GraphSpace) -> tuple[int, ...]:
+    """Positions in ``space.edges`` of every cell's 12 leaf edges (``sS.bB.e<path>``): the
+    drop-path units of this space (see ``nets/drop_path.py``)."""
+    suffixes = tuple(f".e{path}" for path in LEAF_PATHS)
+    return tuple(i for i, edge in enumerate(space.edges) if edge.label.endswith(suffixes))

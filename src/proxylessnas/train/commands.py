@@ -30,9 +30,13 @@ TRAIN_EXAMPLE = """examples:
   proxyless train --resume --out runs/mbv2            # the run's own net, dataset and recipe
   proxyless train --resume --out runs/mbv2 lr=0.025   # after a NaN: go on with a lower lr
   proxyless train runs/search/arch.json --dataset cifar10:DIR --nproc 4 lr=0.2   # 4 GPUs, 4x the batch
+  proxyless train proxyless_cifar --dataset cifar10:DIR drop_path=0.1   # recipe pyramid-tree-cifar
+  proxyless train mobilenet_v2 --dataset cifar10:DIR --recipe cifar cutout=16 epochs=300
   proxyless train --dataset cifar10:DIR --epochs 200 \
     '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'
-key=value recipe overrides may stand anywhere on the line. Zoo names train their CIFAR-size
+key=value recipe overrides may stand anywhere on the line, on top of the --recipe preset
+(default: nasbench201 for a NAS-Bench-201 cell, pyramid-tree-cifar for a pyramid-tree net,
+otherwise demo, cifar or imagenet by the dataset). Zoo names train their CIFAR-size
 variant (stride-1 stem, proxyless-cifar space) on datasets of 64 pixels or less. SIGINT/SIGTERM
 save the position (exit 130/143); --resume continues it exactly and may change the learning
 rate and other settings that keep the run's shape (recorded in run.json's config_history)."""
@@ -54,6 +58,9 @@ def register(subparsers) -> None:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. lr=0.05")
     train.add_argument("--dataset", metavar="SPEC",
                        help="dataset spec (default: demo; with --resume the run's own)")
+    train.add_argument("--recipe", metavar="NAME",
+                       help="recipe preset: cifar, imagenet, nasbench201, demo, pyramid-tree-cifar (default: "
+                            "by net and dataset; key=value overrides apply on top)")
     train.add_argument("--epochs", type=positive_int)
     train.add_argument("--batch-size", type=positive_int)
     train.add_argument("--lr", type=positive_float)
@@ -101,11 +108,16 @@ def run_train(args) -> int:
     from proxylessnas.runtime.seeding import seed_everything
     from proxylessnas.runtime.stopping import RunInterrupted
     from proxylessnas.train.bn_recalibration import recalibrate_bn
-    from proxylessnas.train.recipe import TrainRecipe, default_recipe, nasbench201_recipe
+    from proxylessnas.train.recipe import TrainRecipe, default_recipe, named_recipe
     from proxylessnas.train.run import read_saved_run, train_batches, train_model
-    from proxylessnas.train.target import build_target, is_benchmark_cell, load_search_init, target_name
+    from proxylessnas.train.target import build_target, load_search_init, recipe_name_for, target_name
 
     target, overrides = target_and_overrides(args)
+    if args.recipe is not None:
+        if args.resume:
+            raise ProxylessError("--recipe with --resume", "proxyless train",
+                                 "a resumed run keeps its recipe; change its fields with key=value")
+        named_recipe(args.recipe)  # an unknown name: one line before any work
     if target is None and not args.resume:
         raise ProxylessError("no net to train", "proxyless train",
                              "give an arch JSON, a NAS-Bench-201 string or a zoo name")
@@ -126,8 +138,8 @@ def run_train(args) -> int:
     if saved is not None:  # the run's own recipe; train_model refuses changes of its shape
         recipe = TrainRecipe.from_dict(saved["run"].get("recipe", {}), str(out / "last.pt"))
     else:
-        recipe = (nasbench201_recipe() if is_benchmark_cell(target)
-                  else default_recipe(dataset.resolution, dataset.name))
+        name = args.recipe or (recipe_name_for(target) if target is not None else None)
+        recipe = named_recipe(name) if name else default_recipe(dataset.resolution, dataset.name)
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
              "ema_decay": args.ema_decay, "seed": args.seed}
     recipe = recipe.with_overrides({k: v for k, v in flags.items() if v is not None})

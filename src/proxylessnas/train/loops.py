@@ -13,7 +13,7 @@ from torch import nn
 from proxylessnas.runtime.distributed import SINGLE_PROCESS, DistributedContext
 from proxylessnas.runtime.finite import check_finite
 from proxylessnas.train.ema import ModelEma
-from proxylessnas.train.recipe import TrainRecipe, learning_rate
+from proxylessnas.train.recipe import TrainRecipe, drop_path_rate, learning_rate
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -46,6 +46,19 @@ def autocast_context(device: torch.device, enabled: bool):
 
 def needs_grad_scaler(device: torch.device, amp: bool) -> bool:
     return amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+
+
+def drop_path_capable(model: nn.Module) -> bool:
+    """Whether ``model`` has drop-path units (a :class:`~proxylessnas.nets.graph_net.GraphNet` of
+    a space that names them)."""
+    return any(getattr(module, "drop_path_units", None) for module in model.modules())
+
+
+def set_drop_path_rate(model: nn.Module, rate: float) -> None:
+    """Set the drop-path rate of every module of ``model`` that has drop-path units."""
+    for module in model.modules():
+        if getattr(module, "drop_path_units", None):
+            module.drop_path_rate = rate
 
 
 @dataclass
@@ -81,7 +94,8 @@ def train_one_epoch(
 ) -> tuple[EpochTotals, int]:
     """Train on ``batches`` (the rest of one epoch); returns (totals, global step reached).
 
-    Each step sets the learning rate from :func:`learning_rate` at ``global_step``, minimises
+    Each step sets the learning rate from :func:`learning_rate` and the drop-path rate from
+    :func:`~proxylessnas.train.recipe.drop_path_rate` at ``global_step``, minimises
     cross-entropy with label smoothing, and updates ``ema``. ``forward`` is the module to call
     (a ``torch.compile`` wrapper of ``model``); ``max_steps`` stops early once ``global_step``
     reaches it (time-boxed runs, interruption tests); ``stop()``, asked after every step (on every
@@ -99,6 +113,8 @@ def train_one_epoch(
         rate = learning_rate(recipe, global_step, steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = rate
+        if recipe.drop_path > 0:
+            set_drop_path_rate(model, drop_path_rate(recipe, global_step, steps_per_epoch))
         if recipe.channels_last and device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast_context(device, recipe.amp):

@@ -17,10 +17,19 @@ from __future__ import annotations
 
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from proxylessnas.arguments import Kind, non_negative_float, positive_float, positive_int, rate, seed
+from proxylessnas.arguments import (
+    Kind,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    rate,
+    seed,
+)
 from proxylessnas.errors import ProxylessError
 from proxylessnas.overrides import convert, parse_overrides
 
@@ -29,8 +38,11 @@ FIELD_KINDS: dict[str, Kind] = {  # the kind of every numeric field (None passes
     "epochs": positive_int, "batch_size": positive_int, "lr": positive_float,
     "warmup_epochs": non_negative_float, "momentum": rate, "weight_decay": non_negative_float,
     "label_smoothing": rate, "dropout": rate, "ema_decay": rate, "eval_batch_size": positive_int,
-    "seed": seed, "grad_clip_norm": non_negative_float,
+    "seed": seed, "grad_clip_norm": non_negative_float, "cutout": non_negative_int, "drop_path": rate,
 }
+DROP_PATH_SCHEDULES = ("constant", "linear")
+ADDED_FIELDS = {"cutout": 0, "drop_path": 0.0, "drop_path_schedule": "constant"}
+"""Fields newer than the first runs: a saved recipe without them had these values."""
 # may change on a resume (recorded in the run's config history): they do not change the run's shape
 # (epochs, batch size, seed, dropout and EMA do; the learning rate is a function of the step)
 RESUMABLE_FIELDS = frozenset({"lr", "warmup_epochs", "momentum", "nesterov", "weight_decay",
@@ -58,6 +70,9 @@ class TrainRecipe:
     compile: bool = False  # torch.compile the model
     seed: int = 0
     grad_clip_norm: float = 0.0  # 0 disables clipping
+    cutout: int = 0  # side of the cut-out square in pixels (DeVries & Taylor 2017); 0: off
+    drop_path: float = 0.0  # drop-path rate of the net's drop-path units (GraphNet); 0: off
+    drop_path_schedule: str = "constant"  # constant, or linear from 0 to drop_path over the run
 
     def __post_init__(self) -> None:
         for name, kind in FIELD_KINDS.items():
@@ -65,6 +80,9 @@ class TrainRecipe:
             if value is not None and not kind.accepts(value):
                 raise ProxylessError(f"invalid recipe value {name}={value!r}", "recipe",
                                      f"give {kind.description}")
+        if self.drop_path_schedule not in DROP_PATH_SCHEDULES:
+            raise ProxylessError(f"invalid recipe value drop_path_schedule={self.drop_path_schedule!r}",
+                                 "recipe", f"give one of {', '.join(DROP_PATH_SCHEDULES)}")
         if self.warmup_epochs > self.epochs:
             raise ProxylessError(f"invalid recipe value warmup_epochs={self.warmup_epochs!r}", "recipe",
                                  f"give at most epochs={self.epochs} warm-up epochs")
@@ -127,6 +145,39 @@ def nasbench201_recipe() -> TrainRecipe:
                        label_smoothing=0.0, eval_batch_size=1000)
 
 
+def pyramid_tree_cifar_recipe() -> TrainRecipe:
+    """The CIFAR-10 training of the paper's tree-cell PyramidNet (``proxyless_cifar``).
+
+    ProxylessNAS (Cai et al., ICLR 2019, Table 1) reports 2.08 % with cutout ("c/o") for it but no
+    training hyper-parameters; they come from "Path-Level Network Transformation for Efficient
+    Architecture Search" (Cai et al., ICML 2018), whose TreeCell-A PyramidNet (N=18, alpha=84,
+    5.7M) the model is. Its Table 1: DropPath (Zoph et al. 2018) + Cutout (DeVries & Taylor
+    2017), 600 epochs (2.49 %). Its released code (han-cai/PathLevel-EAS,
+    code/CIFAR/run_pyramidnet.py, models/run_manager.py): batch 64, SGD with Nesterov momentum
+    0.9, weight decay 1e-4, lr 0.1 with a per-step cosine decay to 0 and no warm-up, no label
+    smoothing, one 16x16 cutout hole. Neither paper nor the release gives the drop-path rate
+    (the release's net configs store ``path_drop_rate: 0``): ``drop_path`` stays 0 here; give
+    ``drop_path=RATE``. Ours decays no BN/bias parameters (the release decays all of them).
+    """
+    return TrainRecipe(epochs=600, batch_size=64, lr=0.1, warmup_epochs=0.0, momentum=0.9, nesterov=True,
+                       weight_decay=1e-4, label_smoothing=0.0, eval_batch_size=1000, cutout=16,
+                       drop_path=0.0, drop_path_schedule="constant", amp=True, channels_last=True)
+
+
+RECIPES: dict[str, Callable[[], TrainRecipe]] = {
+    "cifar": cifar_recipe, "imagenet": imagenet_recipe, "nasbench201": nasbench201_recipe,
+    "demo": demo_recipe, "pyramid-tree-cifar": pyramid_tree_cifar_recipe,
+}
+"""The named presets of ``proxyless train --recipe NAME``."""
+
+
+def named_recipe(name: str) -> TrainRecipe:
+    """The preset ``name`` of :data:`RECIPES`; one line listing the names when unknown."""
+    if name not in RECIPES:
+        raise ProxylessError(f"unknown recipe '{name}'", "--recipe", f"use one of {', '.join(RECIPES)}")
+    return RECIPES[name]()
+
+
 def default_recipe(resolution: int, dataset_name: str | None = None) -> TrainRecipe:
     """The ``demo`` dataset's short recipe; otherwise CIFAR-size defaults for inputs up to 64
     pixels, ImageNet-size ones above."""
@@ -148,3 +199,12 @@ def learning_rate(recipe: TrainRecipe, step: int, steps_per_epoch: int) -> float
         return recipe.lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def drop_path_rate(recipe: TrainRecipe, step: int, steps_per_epoch: int) -> float:
+    """The drop-path rate at global step ``step``: ``drop_path`` (constant, as the Path-Level EAS
+    release), or ScheduledDropPath (Zoph et al., CVPR 2018) rising linearly,
+    p(t) = drop_path * t / T with T = epochs * steps_per_epoch."""
+    if recipe.drop_path_schedule == "linear":
+        return recipe.drop_path * min(1.0, step / max(1, recipe.epochs * steps_per_epoch))
+    return recipe.drop_path

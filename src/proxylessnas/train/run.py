@@ -59,8 +59,15 @@ from proxylessnas.runtime.runfolder_lock import hold_run_folder
 from proxylessnas.runtime.seeding import seed_everything
 from proxylessnas.runtime.stopping import RunInterrupted, resume_command, stop_on_signals
 from proxylessnas.train.ema import ModelEma
-from proxylessnas.train.loops import EpochTotals, evaluate, make_optimizer, needs_grad_scaler, train_one_epoch
-from proxylessnas.train.recipe import RESUMABLE_FIELDS, TrainRecipe, learning_rate
+from proxylessnas.train.loops import (
+    EpochTotals,
+    drop_path_capable,
+    evaluate,
+    make_optimizer,
+    needs_grad_scaler,
+    train_one_epoch,
+)
+from proxylessnas.train.recipe import ADDED_FIELDS, RESUMABLE_FIELDS, TrainRecipe, learning_rate
 
 CHECKPOINT_KIND = "proxylessnas.train"
 CHECKPOINT_SCHEMA_VERSION = 1
@@ -71,7 +78,7 @@ TRAIN_RUN = ResumableRun("last.pt", {"kind": CHECKPOINT_KIND, "schema_version": 
 
 def train_batches(dataset: Dataset, recipe: TrainRecipe, device: torch.device) -> BatchIterator:
     return BatchIterator.for_dataset(dataset, dataset.train, recipe.batch_size, augment=True,
-                                     seed=recipe.seed, drop_last=True, device=device)
+                                     seed=recipe.seed, drop_last=True, device=device, cutout=recipe.cutout)
 
 
 def test_batches(dataset: Dataset, batch_size: int, device: torch.device | str) -> BatchIterator:
@@ -180,6 +187,12 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
         raise ProxylessError(f"{len(dataset.train)} training images give no full batch of "
                              f"{recipe.batch_size}", dataset.name, "lower batch_size")
     test_iter = test_batches(dataset, recipe.eval_batch_size, device)
+    if recipe.drop_path > 0 and not drop_path_capable(model):
+        raise ProxylessError(f"drop_path={recipe.drop_path} but the net has no drop-path units", "recipe",
+                             "give drop_path=0, or train a pyramid-tree net (e.g. proxyless_cifar)")
+    if recipe.cutout >= dataset.resolution * 2:
+        raise ProxylessError(f"cutout={recipe.cutout} px covers every {dataset.resolution} px image whole",
+                             "recipe", f"give cutout below {dataset.resolution * 2} (16 at 32 px), or 0")
 
     model.to(device)
     model = context.sync_batchnorm(model, sync_batchnorm)
@@ -196,7 +209,8 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
     history: list[dict[str, Any]] = []  # settings changed on a resume (resume_changes.record_changes)
     if state is not None:
         saved = state["run"]
-        changes = accept_changes(saved.get("recipe", {}), recipe.to_dict(), RESUMABLE_FIELDS, str(last_path))
+        saved_recipe = {**ADDED_FIELDS, **saved.get("recipe", {})}  # runs from before these fields
+        changes = accept_changes(saved_recipe, recipe.to_dict(), RESUMABLE_FIELDS, str(last_path))
         if state["net_config"] != model.config():
             raise ProxylessError("the net differs from the saved run", str(last_path),
                                  "resume with the same target and dataset")

@@ -26,6 +26,7 @@ from proxylessnas.space.arch import Arch, load_arch_or_string, read_json
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.nasbench201 import is_arch_string
 from proxylessnas.space.presets import get_space
+from proxylessnas.space.pyramid_tree import NAME as PYRAMID_TREE
 from proxylessnas.space.spec import SearchSpace
 from proxylessnas.train.recipe import SMALL_RESOLUTION
 
@@ -75,6 +76,27 @@ def is_benchmark_cell(target: str) -> bool:
         return json.loads(path.read_text()).get("space") == "nasbench201"
     except (ValueError, AttributeError, UnicodeDecodeError):
         return False  # a bad file gets its one-line error where it is loaded
+
+
+def recipe_name_for(target: str) -> str | None:
+    """The recipe preset a net picks by itself: ``nasbench201`` for a NAS-Bench-201 cell,
+    ``pyramid-tree-cifar`` for a net of the ``pyramid-tree`` space (zoo ``proxyless_cifar``, or
+    an arch file of that space); None: the dataset's default."""
+    if is_benchmark_cell(target):
+        return "nasbench201"
+    if isinstance(ZOO.get(target), TreeZooEntry) or _arch_file_space(target) == PYRAMID_TREE:
+        return "pyramid-tree-cifar"
+    return None
+
+
+def _arch_file_space(target: str) -> str | None:
+    path = Path(target)
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("space")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None  # a bad file gets its one-line error where it is loaded
 
 
 def target_name(target: str) -> str:
