@@ -11,6 +11,10 @@ The CIFAR-size defaults (input <= 64 pixels) scale it to 50k small images: 200 e
 train best at the usual CIFAR rate), weight decay 5e-4 (4e-5 under-regularises 50k images),
 1 warm-up epoch; label smoothing, Nesterov and the no-decay groups stay as in the paper. Every
 field can be overridden by ``key=value``.
+
+Named presets (:data:`RECIPES`, ``proxyless train --recipe NAME``): ``imagenet``, ``cifar``,
+``demo``, ``nasbench201`` and ``pyramid-tree-cifar`` (the paper's CIFAR-10 model,
+:func:`pyramid_tree_cifar_recipe`, with cutout and drop-path fields).
 """
 
 from __future__ import annotations
@@ -148,8 +152,8 @@ def nasbench201_recipe() -> TrainRecipe:
 def pyramid_tree_cifar_recipe() -> TrainRecipe:
     """The CIFAR-10 training of the paper's tree-cell PyramidNet (``proxyless_cifar``).
 
-    ProxylessNAS (Cai et al., ICLR 2019, Table 1) reports 2.08 % with cutout ("c/o") for it but no
-    training hyper-parameters; they come from "Path-Level Network Transformation for Efficient
+    ProxylessNAS (Cai et al., ICLR 2019, Table 1) reports 2.08 % for it, trained with cutout; we
+    found no other training hyper-parameter of it there. They come from "Path-Level Network Transformation for Efficient
     Architecture Search" (Cai et al., ICML 2018), whose TreeCell-A PyramidNet (N=18, alpha=84,
     5.7M) the model is. Its Table 1: DropPath (Zoph et al. 2018) + Cutout (DeVries & Taylor
     2017), 600 epochs (2.49 %). Its released code (han-cai/PathLevel-EAS,
