@@ -152,16 +152,17 @@ def nasbench201_recipe() -> TrainRecipe:
 def pyramid_tree_cifar_recipe() -> TrainRecipe:
     """The CIFAR-10 training of the paper's tree-cell PyramidNet (``proxyless_cifar``).
 
-    ProxylessNAS (Cai et al., ICLR 2019, Table 1) reports 2.08 % for it, trained with cutout; we
-    found no other training hyper-parameter of it there. They come from "Path-Level Network Transformation for Efficient
-    Architecture Search" (Cai et al., ICML 2018), whose TreeCell-A PyramidNet (N=18, alpha=84,
-    5.7M) the model is. Its Table 1: DropPath (Zoph et al. 2018) + Cutout (DeVries & Taylor
-    2017), 600 epochs (2.49 %). Its released code (han-cai/PathLevel-EAS,
-    code/CIFAR/run_pyramidnet.py, models/run_manager.py): batch 64, SGD with Nesterov momentum
-    0.9, weight decay 1e-4, lr 0.1 with a per-step cosine decay to 0 and no warm-up, no label
-    smoothing, one 16x16 cutout hole. Neither paper nor the release gives the drop-path rate
-    (the release's net configs store ``path_drop_rate: 0``): ``drop_path`` stays 0 here; give
-    ``drop_path=RATE``. Ours decays no BN/bias parameters (the release decays all of them).
+    - ProxylessNAS (Cai et al., ICLR 2019), Table 1: 2.08 % with 5.7M parameters, trained with
+      cutout; we found no other training hyper-parameter of this model in the paper.
+    - "Path-Level Network Transformation for Efficient Architecture Search" (Cai et al., ICML
+      2018), whose TreeCell-A PyramidNet (N=18, alpha=84, 5.7M) the model is, Table 1: DropPath
+      (Zoph et al. 2018) + Cutout (DeVries & Taylor 2017), 600 epochs (2.49 %).
+    - Its released code (han-cai/PathLevel-EAS, code/CIFAR/run_pyramidnet.py and
+      models/run_manager.py): batch 64, SGD with Nesterov momentum 0.9, weight decay 1e-4, lr 0.1
+      with a per-step cosine decay to 0 and no warm-up, no label smoothing, one 16x16 cutout hole.
+    - Not found: the drop-path rate (the release's net configs store ``path_drop_rate: 0``), so
+      ``drop_path`` stays 0 here: give ``drop_path=RATE``.
+    Ours decays no BN/bias parameters (the release decays all of them).
     """
     return TrainRecipe(epochs=600, batch_size=64, lr=0.1, warmup_epochs=0.0, momentum=0.9, nesterov=True,
                        weight_decay=1e-4, label_smoothing=0.0, eval_batch_size=1000, cutout=16,
