@@ -12,7 +12,7 @@ from proxylessnas.cli import main
 from proxylessnas.data import synthetic_dataset
 from proxylessnas.data.cutout import apply_cutout, cutout_mask
 from proxylessnas.data.iterator import BatchIterator
-from proxylessnas.nets.drop_path import drop_path
+from proxylessnas.nets.drop_path import keep_factors
 from proxylessnas.nets.graph_net import GraphNet, graph_net_config
 from proxylessnas.nets.pyramid_tree_zoo import PROXYLESS_CIFAR_CELLS, cells_arch
 from proxylessnas.runtime.checkpoint import load_checkpoint
@@ -108,21 +108,22 @@ def test_cutout_batches_depend_only_on_seed_epoch_step():
 # drop-path ----------------------------------------------------------------------------------------
 def test_drop_path_keeps_expectation_and_rate():
     torch.manual_seed(0)
-    x = torch.ones(20000, 2, 3, 3)
-    out = drop_path(x, 0.3)
-    dropped = (out[:, 0, 0, 0] == 0).float().mean().item()
+    keep = keep_factors(4, 5000, 0.3, torch.device("cpu"))
+    assert keep.shape == (4, 5000)
+    dropped = (keep == 0).float().mean().item()
     assert abs(dropped - 0.3) < 0.015  # ~4.6 standard errors of a Bernoulli(0.3) mean over 20k draws
-    assert torch.all((out == 0) | torch.isclose(out, torch.full_like(out, 1 / 0.7)))
-    assert torch.all(out == out[:, :1, :1, :1])  # one draw per image
-    assert abs(out.mean().item() - 1.0) < 0.04
+    assert torch.all((keep == 0) | torch.isclose(keep, torch.full_like(keep, 1 / 0.7)))
+    assert abs(keep.mean().item() - 1.0) < 0.04
 
 
-def test_graph_net_drops_leaf_edges_in_training_only():
+def test_graph_net_drop_path_units_and_modes():
     net = tiny_tree_net()
-    assert len(net.drop_path_units) == 3 * 12
-    labels = {net.net_config.space.edges[i].label.rsplit(".", 1)[1] for i in net.drop_path_units}
-    assert labels == {f"e{p}" for p in ("00", "01", "10", "11", "000", "001", "010", "011", "100", "101",
-                                        "110", "111")}
+    edges = net.net_config.space.edges
+    units = [tuple(edges[i].label.split(".", 2)[2] for i in unit) for unit in net.drop_path_units]
+    assert len(units) == 3 * 14 and units[:14] == [
+        ("e000",), ("e001",), ("e010",), ("e011",), ("e100",), ("e101",), ("e110",), ("e111",),
+        ("e000", "e001"), ("e010", "e011"), ("e100", "e101"), ("e110", "e111"),
+        ("branch_bn0", "branch_skip0"), ("branch_bn1", "branch_skip1")]
     x = torch.randn(4, 3, 16, 16)
     net.eval()
     reference = net(x)
@@ -136,6 +137,24 @@ def test_graph_net_drops_leaf_edges_in_training_only():
     net.drop_path_rate = 0.0
     torch.manual_seed(1)
     assert not torch.allclose(net(x), a)
+
+
+def test_leaf_factors_compose_and_all_kept_is_no_drop(monkeypatch):
+    net = tiny_tree_net()
+    leaf, branch = net.drop_path_units[0][0], net.drop_path_units[12][0]
+    assert net._edge_units[leaf] == (0, 8) and net._edge_units[branch] == (12,)  # leaf: own x level-2
+    net.train()
+    x = torch.randn(4, 3, 16, 16)
+    reference = net(x)
+    calls = []
+
+    def all_kept(units, batch, rate, device, dtype=torch.float32):
+        calls.append((units, batch, rate))
+        return torch.ones(units, batch)
+
+    monkeypatch.setattr("proxylessnas.nets.graph_net.keep_factors", all_kept)
+    net.drop_path_rate = 0.3
+    assert torch.equal(net(x), reference) and calls == [(42, 4, 0.3)]  # one draw per forward
 
 
 # training with both, interrupted and resumed -------------------------------------------------------

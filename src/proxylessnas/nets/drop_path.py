@@ -1,17 +1,19 @@
-"""Drop-path (Larsson et al. 2017's FractalNet; "DropPath" of Zoph et al., CVPR 2018) on the
-edges of a graph net that its space names as drop-path units.
+"""Drop-path (DropPath of Zoph et al., CVPR 2018; after FractalNet, Larsson et al. 2017) on the
+units of a graph net that its space names.
 
-In training, each unit's output y of image b becomes m_b * y / (1 - p), with m_b ~ Bernoulli(1 - p)
-drawn per image and per unit, so E[output] = y; in evaluation it is y. The masks come from
-torch's global generator of the tensor's device, which checkpoints save and resume restores
-(``runtime/checkpoint.capture_rng_state``), so a resumed run draws the same masks.
+A unit is a branch of the net: the edges that carry it into the node where it is summed. In
+training, image b's output of unit u is multiplied by k_ub = m_ub / (1 - p), m_ub ~
+Bernoulli(1 - p), so E[k] = 1; an edge inside several units (a leaf inside a dropped level-2
+branch) takes the product of their k. In evaluation nothing is dropped. All k of one forward come
+from one ``torch.rand`` on torch's global generator of the tensor's device, which checkpoints save
+and resume restores (``runtime/checkpoint.capture_rng_state``): a resumed run draws the same
+masks.
 
-Units per space family (:data:`DROP_PATH_UNITS`): ``pyramid-tree``: the 12 leaf edges of every
-tree cell. The Path-Level EAS release (han-cai/PathLevel-EAS, models/tree_node.py) drops every
-branch of every tree node (a leaf edge; a level-2 edge with the two leaves under it; a root
-branch with its BN and skip) with one draw per batch; we drop the leaf edges only, per image:
-the leaves are where the searched ops sit, and a draw per image gives the same expectation with
-less gradient noise than one per batch (the rejected alternative).
+Units per space family (:data:`DROP_PATH_UNITS`): ``pyramid-tree``: every branch of every tree
+node (``space/pyramid_tree.drop_path_units``), the unit of the Path-Level EAS release
+(han-cai/PathLevel-EAS, models/tree_node.py, ``path_drop_forward``). The release draws once per
+batch; we draw per image (the same expectation, less gradient noise: the rejected alternative
+zeroes a branch for the whole batch).
 """
 
 from __future__ import annotations
@@ -23,22 +25,29 @@ import torch
 from proxylessnas.space import pyramid_tree
 from proxylessnas.space.graph import GraphSpace
 
-DROP_PATH_UNITS: dict[str, Callable[[GraphSpace], tuple[int, ...]]] = {
-    pyramid_tree.NAME: pyramid_tree.leaf_edge_indices,
+DROP_PATH_UNITS: dict[str, Callable[[GraphSpace], tuple[tuple[int, ...], ...]]] = {
+    pyramid_tree.NAME: pyramid_tree.drop_path_units,
 }
-"""Space name -> the edge positions that drop-path may drop."""
+"""Space name -> its drop-path units (tuples of edge positions)."""
 
 
-def drop_path_units(space: GraphSpace) -> tuple[int, ...]:
+def drop_path_units(space: GraphSpace) -> tuple[tuple[int, ...], ...]:
     """The drop-path units of ``space`` (none for a family without them)."""
     units = DROP_PATH_UNITS.get(space.name)
     return units(space) if units is not None else ()
 
 
-def drop_path(x: torch.Tensor, rate: float) -> torch.Tensor:
-    """``x`` (B, ...) with each sample kept with probability 1 - ``rate`` and scaled by
-    1 / (1 - rate), or zeroed."""
+def edge_units(units: tuple[tuple[int, ...], ...]) -> dict[int, tuple[int, ...]]:
+    """Edge position -> the positions in ``units`` of the units that contain it."""
+    found: dict[int, list[int]] = {}
+    for u, unit in enumerate(units):
+        for edge in unit:
+            found.setdefault(edge, []).append(u)
+    return {edge: tuple(us) for edge, us in found.items()}
+
+
+def keep_factors(num_units: int, batch: int, rate: float, device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(units, batch) factors k = Bernoulli(1 - rate) / (1 - rate): 0 or 1 / (1 - rate)."""
     keep = 1.0 - rate
-    shape = (x.shape[0],) + (1,) * (x.dim() - 1)
-    mask = (torch.rand(shape, device=x.device) < keep).to(x.dtype)
-    return x * mask / keep
+    return ((torch.rand(num_units, batch, device=device) < keep).to(dtype) / keep)

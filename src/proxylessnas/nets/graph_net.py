@@ -27,7 +27,7 @@ from torch import nn
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.nets.config import check_config_header
-from proxylessnas.nets.drop_path import drop_path, drop_path_units
+from proxylessnas.nets.drop_path import drop_path_units, edge_units, keep_factors
 from proxylessnas.nets.net import build_net, register_net_kind
 from proxylessnas.nets.op_registry import build_op, op_params_macs
 from proxylessnas.nets.profile import LayerProfile, profile_net
@@ -123,19 +123,25 @@ class GraphNet(nn.Module):
                       for node, inputs in plan.items()]
         self._num_nodes = len(space.nodes)
         self._output = position[space.output]
-        self.drop_path_units = frozenset(drop_path_units(space))
+        self.drop_path_units = drop_path_units(space)
+        self._edge_units = edge_units(self.drop_path_units)
         self.drop_path_rate = 0.0  # set per step by the training loop; used in training mode only
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The output node's feature map."""
         values: list[torch.Tensor | None] = [x] + [None] * (self._num_nodes - 1)
+        keep = None
+        if self.training and self.drop_path_rate > 0 and self.drop_path_units:
+            keep = keep_factors(len(self.drop_path_units), x.shape[0], self.drop_path_rate, x.device)
         for node, inputs, (src, chs, stride) in self._plan:
             total = None
-            dropping = self.training and self.drop_path_rate > 0
             for i, j in inputs:
                 out = self.edges[i](values[j])
-                if dropping and i in self.drop_path_units:
-                    out = drop_path(out, self.drop_path_rate)
+                if keep is not None and i in self._edge_units:
+                    factor = keep[self._edge_units[i][0]]
+                    for u in self._edge_units[i][1:]:
+                        factor = factor * keep[u]
+                    out = out * factor.to(out.dtype).view(-1, *([1] * (out.dim() - 1)))
                 total = out if total is None else total + out
             if total is None:
                 ref = values[src]

@@ -149,8 +149,19 @@ def pyramid_tree(
         bn=BNSpec(bn_momentum, bn_eps), overrides={})
 
 
-def leaf_edge_indices(space: GraphSpace) -> tuple[int, ...]:
-    """Positions in ``space.edges`` of every cell's 12 leaf edges (``sS.bB.e<path>``): the
-    drop-path units of this space (see ``nets/drop_path.py``)."""
-    suffixes = tuple(f".e{path}" for path in LEAF_PATHS)
-    return tuple(i for i, edge in enumerate(space.edges) if edge.label.endswith(suffixes))
+def drop_path_units(space: GraphSpace) -> tuple[tuple[int, ...], ...]:
+    """The drop-path units of every tree cell: each branch of each tree node, as the positions in
+    ``space.edges`` of the edges that carry it into its merge node (see ``nets/drop_path.py``).
+
+    Per block, 14 units: the 8 level-3 leaf edges ``e<b><e><f>`` alone; the 4 level-2 branches
+    ``e<b><e>`` (that edge and the two leaves under it: dropped where those leaves enter t_b);
+    the 2 root branches b (``branch_bn<b>`` and ``branch_skip<b>``, the branch's BN and skip)."""
+    index = {edge.label: i for i, edge in enumerate(space.edges)}
+    prefixes = [label[: -len(".root")] for label in index if label.endswith(".root")]
+    units = []
+    for prefix in prefixes:
+        units += [(index[f"{prefix}.e{path}"],) for path in LEAF_PATHS if len(path) == 3]
+        units += [(index[f"{prefix}.e{path}0"], index[f"{prefix}.e{path}1"]) for path in LEAF_PATHS
+                  if len(path) == 2]
+        units += [(index[f"{prefix}.branch_bn{b}"], index[f"{prefix}.branch_skip{b}"]) for b in (0, 1)]
+    return tuple(units)
