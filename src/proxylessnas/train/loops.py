@@ -48,17 +48,10 @@ def needs_grad_scaler(device: torch.device, amp: bool) -> bool:
     return amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
 
 
-def drop_path_capable(model: nn.Module) -> bool:
-    """Whether ``model`` has drop-path units (a :class:`~proxylessnas.nets.graph_net.GraphNet` of
-    a space that names them)."""
-    return any(getattr(module, "drop_path_units", None) for module in model.modules())
-
-
-def set_drop_path_rate(model: nn.Module, rate: float) -> None:
-    """Set the drop-path rate of every module of ``model`` that has drop-path units."""
-    for module in model.modules():
-        if getattr(module, "drop_path_units", None):
-            module.drop_path_rate = rate
+def drop_path_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules of ``model`` with drop-path units (a :class:`~proxylessnas.nets.graph_net.GraphNet`
+    of a space that names them); empty when it has none."""
+    return [module for module in model.modules() if getattr(module, "drop_path_units", None)]
 
 
 @dataclass
@@ -107,14 +100,15 @@ def train_one_epoch(
     forward = forward or model
     device = next(model.parameters()).device
     model.train()
+    droppers = drop_path_modules(model) if recipe.drop_path > 0 else []  # found once, set every step
     for images, labels in batches:
         if max_steps is not None and global_step >= max_steps:
             break
         rate = learning_rate(recipe, global_step, steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = rate
-        if recipe.drop_path > 0:
-            set_drop_path_rate(model, drop_path_rate(recipe, global_step, steps_per_epoch))
+        for module in droppers:
+            module.drop_path_rate = drop_path_rate(recipe, global_step, steps_per_epoch)
         if recipe.channels_last and device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast_context(device, recipe.amp):

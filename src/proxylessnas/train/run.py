@@ -61,7 +61,7 @@ from proxylessnas.runtime.stopping import RunInterrupted, resume_command, stop_o
 from proxylessnas.train.ema import ModelEma
 from proxylessnas.train.loops import (
     EpochTotals,
-    drop_path_capable,
+    drop_path_modules,
     evaluate,
     make_optimizer,
     needs_grad_scaler,
@@ -187,7 +187,7 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
         raise ProxylessError(f"{len(dataset.train)} training images give no full batch of "
                              f"{recipe.batch_size}", dataset.name, "lower batch_size")
     test_iter = test_batches(dataset, recipe.eval_batch_size, device)
-    if recipe.drop_path > 0 and not drop_path_capable(model):
+    if recipe.drop_path > 0 and not drop_path_modules(model):
         raise ProxylessError(f"drop_path={recipe.drop_path} but the net has no drop-path units", "recipe",
                              "give drop_path=0, or train a pyramid-tree net (e.g. proxyless_cifar)")
     if recipe.cutout >= dataset.resolution * 2:
