@@ -28,6 +28,8 @@ EXAMPLES = {
     "export-ops": "proxyless latency export-ops --space proxyless-cifar --out ops/  # a new or empty folder",
     "import": "proxyless latency import timings.csv --manifest ops/manifest.json --out phone.json",
     "measure": "proxyless latency measure proxyless_cpu --backend openvino --threads 2 --batch-size 8",
+    "adapt": "proxyless latency adapt --from lut.json --backend onnxruntime --threads 2 --measure 10 "
+             "--validate 100 --out lut_ort_t2.json",
 }
 RUNTIMES = "onnxruntime | onnxruntime-int8 | openvino | openvino-int8 | executorch | executorch-int8"
 RUNTIME_BACKENDS = f"torch | torchscript | {RUNTIMES}"
@@ -121,6 +123,25 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, type=new_file, help="table path")
     p.add_argument("--overwrite", action="store_true", help="replace an existing table file")
     p.set_defaults(func=cmd_import)
+
+    p = _parser(sub, "adapt", "fit a table for a new setting from a few networks measured in it")
+    p.add_argument("--from", dest="source", required=True, type=existing_file, metavar="TABLE",
+                   help="the table (with its predictor, if fitted) of the setting to transfer from")
+    _backend_args(p)
+    p.add_argument("--measure", type=positive_int, default=10,
+                   help="networks to measure in the new setting (default: 10)")
+    p.add_argument("--measured", default=None, type=existing_file, metavar="JSON",
+                   help="use these networks measured elsewhere instead (rows of {choices, measured}, e.g. "
+                        "the report of 'latency validate --json' run on the device)")
+    p.add_argument("--device-name", default=None,
+                   help="the device of --measured, recorded in the provenance")
+    p.add_argument("--validate", type=non_negative_int, default=0,
+                   help="then measure this many other networks and report the adapted table's accuracy")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--out", required=True, type=new_file, help="adapted table path")
+    p.add_argument("--json", default=None, type=new_file, help="write the fit and validation report here")
+    add_progress_option(p)
+    p.set_defaults(func=cmd_adapt)
 
     p = _parser(sub, "measure", "measure one network end to end")
     p.add_argument("model", metavar="MODEL_OR_ARCH",
@@ -308,6 +329,92 @@ def cmd_import(args: argparse.Namespace) -> int:
         table = import_measurements(path, args.manifest, {"device": args.device_name})
     table.save(args.out)
     print(f"{len(table.entries)} entries for {table.target.describe()}: {args.out}")
+    return 0
+
+
+def _measured_rows(path: str, space) -> tuple[list, list[float]]:
+    """(archs, measured ms) from rows of {"choices": {label: op}, "measured": ms}, alone or as the
+    ``rows`` of a validation report."""
+    from proxylessnas.space.arch import ARCH_SCHEMA_VERSION, Arch, read_json
+
+    data = read_json(path, "measured networks")
+    rows = data.get("rows") if isinstance(data, dict) else data
+    fix = 'give a list of {"choices": {...}, "measured": ms}, e.g. a \'latency validate --json\' report'
+    if not isinstance(rows, list) or not rows:
+        raise ProxylessError("no measured networks in the file", path, fix)
+    archs, measured = [], []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or "choices" not in row or "measured" not in row:
+            raise ProxylessError(f"row {i} has no choices and measured latency", path, fix)
+        arch = Arch.from_dict({"schema_version": ARCH_SCHEMA_VERSION, "space": space.name,
+                               "space_overrides": dict(space.overrides), "choices": row["choices"]},
+                              f"{path}: row {i}")
+        arch.validate(space, f"{path}: row {i}")
+        value = row["measured"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ProxylessError(f"row {i}: measured latency {value!r} is not a positive number of ms",
+                                 path, fix)
+        archs.append(arch)
+        measured.append(float(value))
+    return archs, measured
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from proxylessnas.hardware.adapt import adapt
+    from proxylessnas.hardware.keys import space_keys
+    from proxylessnas.hardware.measure import Backend
+    from proxylessnas.hardware.targets import load_table, table_model
+    from proxylessnas.hardware.validate import SpeedGauge, measure_shuffled, sample_archs, score_models
+    from proxylessnas.space import get_space
+
+    source = load_table(args.source)
+    if source.target.space is None:
+        raise ProxylessError("table names no space", args.source, "adapt a table built for a space")
+    space = get_space(source.target.space, **source.target.space_overrides)
+    source.check_target(space)
+    old = table_model(source)
+    old.require(space_keys(space).unique())
+    if args.measured:
+        if args.validate:
+            raise ProxylessError("--validate measures here, --measured comes from elsewhere", "--validate",
+                                 "validate the adapted table on the device "
+                                 "('latency validate --hardware TABLE')")
+        archs, measured = _measured_rows(args.measured, space)
+        provenance = {"device": args.device_name or "unknown device", "backend": "remote",
+                      "batch_size": args.batch_size, "threads": args.threads}
+    else:
+        backend = Backend(args.backend, args.device, args.batch_size, args.threads, args.clock)
+        backend.check_available()
+        archs = sample_archs(space, args.measure, args.seed + 2_000_000)
+        test = sample_archs(space, args.validate, args.seed)
+        gauge = SpeedGauge.for_space(space) if len(archs) + len(test) > 16 else None
+        stats = measure_shuffled(space, archs + test, backend, seed=args.seed, shuffle_seed=args.seed + 1,
+                                 gauge=gauge, progress=not args.no_progress)  # one session: no drift between
+        measured = [s.median for s in stats[:len(archs)]]
+        provenance = backend.provenance()
+    provenance["adapted_from"] = {"table": str(args.source), **{k: source.provenance.get(k) for k in (
+        "device", "backend", "backend_version", "dtype", "threads")},
+        "batch_size": source.target.batch_size}
+    table = adapt(source, old, space, archs, measured, args.batch_size, provenance)
+    table.save(args.out)
+    fit = table.predictor["fit"]
+    loo = fit["leave_one_out_mape"]
+    loo_text = "" if loo is None else f", leave-one-out MAPE {loo:.2f}%"
+    print(f"adapted from {len(archs)} measured networks: new = {fit['alpha']:.4f} x old "
+          f"{fit['beta_per_mmac']:+.5f} ms/MMAC {fit['delta_per_layer']:+.5f} ms/layer "
+          f"{fit['gamma']:+.4f} ms (fit MAPE {fit['train_mape']:.2f}%{loo_text}): {args.out}")
+    report: dict = {"fit": fit, "measured": [{"choices": a.to_dict()["choices"], "measured": m}
+                                             for a, m in zip(archs, measured)]}
+    if args.validate:
+        models = {"source": old, "adapted": table_model(table)}
+        scores, rows = score_models(space, models, test, stats[len(archs):], args.seed)
+        report.update(validation=scores, rows=rows)
+        for name in ("source", "adapted"):
+            m = scores[name]
+            print(f"{name:8s} on {args.validate} unseen networks: MAPE {m['mape']:.2f}%  within 5% "
+                  f"{m['within_5']:.0%}  within 10% {m['within_10']:.0%}  tau {m['kendall_tau']:.3f}")
+    if args.json:
+        _write_json(args.json, report)
     return 0
 
 

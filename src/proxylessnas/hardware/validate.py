@@ -221,19 +221,26 @@ def fit_and_validate(space: SearchSpace, table: LatencyTable, backend: Backend, 
     between chunks. The validation archs are never fitted on.
     """
     fit_archs, test_archs = sample_archs(space, fit, fit_seed), sample_archs(space, samples, seed)
-    archs = fit_archs + test_archs
-    order = list(range(len(archs)))
-    random.Random(seed + fit_seed).shuffle(order)
-    shuffled = measure_networks(space, [archs[i] for i in order], backend, seed=seed, gauge=gauge,
-                                progress=progress, **measure)
-    stats: list[LatencyStats] = [shuffled[0]] * len(archs)
-    for position, index in enumerate(order):
-        stats[index] = shuffled[position]
+    stats = measure_shuffled(space, fit_archs + test_archs, backend, seed=seed, shuffle_seed=seed + fit_seed,
+                             gauge=gauge, progress=progress, **measure)
     store_predictor(space, table, fit_archs, [s.median for s in stats[:fit]], seed=fit_seed,
                     backend=backend)
     report, rows = score_models(space, table_models(table), test_archs, stats[fit:], seed)
     report["fit_measured_with_validation"] = True
     return with_gauge(report, gauge), rows
+
+
+def measure_shuffled(space: SearchSpace, archs: Sequence[Arch], backend: Backend, *, seed: int = 0,
+                     shuffle_seed: int = 0, **measure: Any) -> list[LatencyStats]:
+    """:func:`measure_networks` of ``archs`` in a shuffled order (so that a slow drift of the
+    machine's speed hits every subset alike), returned in the order of ``archs``."""
+    order = list(range(len(archs)))
+    random.Random(shuffle_seed).shuffle(order)
+    shuffled = measure_networks(space, [archs[i] for i in order], backend, seed=seed, **measure)
+    stats: list[LatencyStats] = [shuffled[0]] * len(archs)
+    for position, index in enumerate(order):
+        stats[index] = shuffled[position]
+    return stats
 
 
 def score_models(space: SearchSpace, models: dict[str, KeyCostModel], archs: Sequence[Arch],

@@ -1,0 +1,162 @@
+"""Few-shot transfer of a latency model to a new setting (runtime, threads, batch, device).
+
+A table measured in one setting already ranks the blocks of a space; in a related setting what
+changes is mostly a scale, the cost of a multiply-accumulate (threads, batches and INT8 speed up
+compute-bound work, not per-layer overhead) and the overhead of a layer. From N <= 10 networks
+measured end to end in the new setting the transfer fits four numbers::
+
+    new(arch) = alpha * old(arch) + beta * MMACs(arch) + delta * layers(arch) + gamma
+
+with ``old`` the source table's cost model (its predictor when it has one), MMACs the network's
+multiply-accumulates and ``layers`` its number of non-zero blocks (keys). Like the predictor it
+is a sum of per-key terms, ``new(key) = alpha old(key) + beta MMACs(key) + delta``, plus
+``gamma + alpha b_old`` once per network, so the adapted table prices the supernet's expected
+latency exactly. Fitted on relative errors (rows weighted 1 / y) in float64 with a ridge that
+pulls (alpha, beta, delta, gamma) towards the pure rescaling ``(s, 0, 0, 0)``,
+``s = argmin sum_i (1 - s old_i / y_i)^2``: all that two or three measurements support. The
+ridge's strength is the one with the lowest leave-one-out error over the N nets among the fits
+that price every block of the space at >= 0 (the pure rescaling always does).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from proxylessnas.errors import ProxylessError
+from proxylessnas.hardware.cost import KeyCostModel
+from proxylessnas.hardware.flops import key_params_macs
+from proxylessnas.hardware.keys import LayerKey, arch_keys, space_keys
+from proxylessnas.hardware.lut import LatencyStats, LatencyTable, TableTarget
+from proxylessnas.hardware.predictor import PREDICTOR_KIND, PREDICTOR_SCHEMA_VERSION, key_group
+from proxylessnas.space.arch import Arch
+from proxylessnas.space.spec import SearchSpace
+
+FEATURES = ("old", "mmacs", "layers", "one")
+RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, math.inf)
+"""Ridge strengths tried (times N, on unit-RMS columns); ``inf`` is the pure rescaling."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """``new(key) = alpha old(key) + beta MMACs(key) + delta``; ``gamma`` once per network."""
+
+    alpha: float
+    beta: float
+    delta: float
+    gamma: float
+    fit: dict[str, Any]
+
+    @classmethod
+    def from_vector(cls, w: np.ndarray, fit: dict[str, Any]) -> Transfer:
+        return cls(float(w[0]), float(w[1]), float(w[2]), float(w[3]), fit)
+
+    def key_cost(self, key: LayerKey, old_value: float) -> float:
+        return self.alpha * old_value + self.beta * key_params_macs(key)[1] / 1e6 + self.delta
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "beta_per_mmac": self.beta, "delta_per_layer": self.delta,
+                "gamma": self.gamma, **self.fit}
+
+
+def network_features(model: KeyCostModel, space: SearchSpace, arch: Arch) -> np.ndarray:
+    """(old cost, MMACs, non-zero blocks, 1) of one network."""
+    keys = arch_keys(space, arch)
+    mmacs = sum(key_params_macs(k)[1] for k in keys) / 1e6
+    return np.array([model.arch_cost(space, arch), mmacs, float(len(keys)), 1.0], dtype=np.float64)
+
+
+def pure_scale(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``(s, 0, 0, 0)`` with ``s`` minimising ``sum (1 - s x_old / y)^2``."""
+    ratio = x[:, 0] / y
+    w = np.zeros(x.shape[1])
+    w[0] = float(ratio.sum() / (ratio ** 2).sum())
+    return w
+
+
+def solve(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+    """Weights minimising ``sum ((y - x w) / y)^2 + ridge n ||D (w - w0)||^2`` (D: unit-RMS column
+    scales of x / y; w0 the pure rescaling)."""
+    w0 = pure_scale(x, y)
+    if math.isinf(ridge):
+        return w0
+    a = x / y[:, None]
+    scale = np.sqrt((a ** 2).mean(axis=0))
+    scale[scale == 0] = 1.0
+    penalty = np.diag(ridge * len(y) * scale ** 2)
+    return np.linalg.solve(a.T @ a + penalty, a.T @ np.ones(len(y)) + penalty @ w0)
+
+
+def leave_one_out(x: np.ndarray, y: np.ndarray, ridge: float) -> float:
+    """Mean relative error (%) of each net predicted by the fit on the others."""
+    errors = []
+    for i in range(len(y)):
+        rest = np.arange(len(y)) != i
+        w = solve(x[rest], y[rest], ridge)
+        errors.append(abs(float(x[i] @ w) - y[i]) / y[i])
+    return 100 * float(np.mean(errors))
+
+
+def fit_transfer(x: np.ndarray, y: np.ndarray, key_features: np.ndarray) -> Transfer:
+    """The transfer of the module docstring from features ``x`` (n x 4, :func:`network_features`)
+    and measured ``y`` (ms); ``key_features`` (k x 3: old cost, MMACs, 1 per key of the space) are
+    the blocks that must stay priced at >= 0."""
+    if len(y) < 1 or len(y) != len(x):
+        raise ProxylessError("no measured networks to adapt from", "latency adapt",
+                             "measure at least one network (--measure N)")
+    if not np.all(np.isfinite(y)) or np.any(y <= 0):
+        raise ProxylessError("measured latencies must be positive finite numbers", "latency adapt",
+                             "check the measured values")
+    candidates = []
+    for ridge in (RIDGES if len(y) >= 3 else (math.inf,)):
+        w = solve(x, y, ridge)
+        if not np.all(np.isfinite(w)) or np.any(key_features @ w[:3] < 0):
+            continue  # a fit that prices some block below zero is no latency model
+        loo = leave_one_out(x, y, ridge) if len(y) >= 3 else None
+        candidates.append((math.inf if loo is None else loo, -ridge, ridge, w, loo))
+    _, _, ridge, w, loo = min(candidates, key=lambda c: c[:2])  # ties: the stronger ridge
+    fitted = x @ w
+    fit = {"n": len(y), "ridge": None if math.isinf(ridge) else ridge, "pure_rescaling": math.isinf(ridge),
+           "train_mape": 100 * float(np.mean(np.abs(fitted - y) / y)),
+           "leave_one_out_mape": loo}
+    return Transfer.from_vector(w, fit)
+
+
+def adapted_table(source: LatencyTable, old: KeyCostModel, space: SearchSpace, transfer: Transfer,
+                  batch_size: int, provenance: dict[str, Any]) -> LatencyTable:
+    """A table for the new setting: every key of ``space`` priced by the transfer, and the
+    per-network term ``gamma + alpha b_old`` stored as a predictor without per-block corrections."""
+    keys = space_keys(space).unique()
+    entries = {}
+    for key in keys:
+        value = transfer.key_cost(key, old.cost(key))
+        std = source.entries[str(key)].std * transfer.alpha if str(key) in source.entries else 0.0
+        count = source.entries[str(key)].count if str(key) in source.entries else 0
+        entries[str(key)] = LatencyStats(value, value, abs(std), None, None, count)
+    groups = sorted({g for k in keys if (g := key_group(k)) is not None}, key=lambda g: -int(g))
+    predictor = {"kind": PREDICTOR_KIND, "schema_version": PREDICTOR_SCHEMA_VERSION,
+                 "features": ["lut", "one", "mmacs", "mparams"],
+                 "intercept": transfer.gamma + transfer.alpha * old.per_network,
+                 "groups": {g: [0.0, 0.0, 0.0, 0.0] for g in groups},
+                 "fit": {"kind": "few-shot transfer", **transfer.to_dict()}}
+    target = TableTarget(source.target.space, dict(source.target.space_overrides), source.target.resolution,
+                         batch_size)
+    return LatencyTable(target, provenance, entries, source.unit, "median", predictor)
+
+
+def key_feature_matrix(old: KeyCostModel, space: SearchSpace) -> np.ndarray:
+    """(old cost, MMACs, 1) of every unique key of ``space``."""
+    return np.array([[old.cost(k), key_params_macs(k)[1] / 1e6, 1.0] for k in space_keys(space).unique()],
+                    dtype=np.float64)
+
+
+def adapt(source: LatencyTable, old: KeyCostModel, space: SearchSpace, archs: Sequence[Arch],
+          measured: Sequence[float], batch_size: int, provenance: dict[str, Any]) -> LatencyTable:
+    """Fit the transfer on ``archs`` measured at ``measured`` (ms) and return the adapted table."""
+    x = np.stack([network_features(old, space, a) for a in archs]) if archs else np.zeros((0, 4))
+    transfer = fit_transfer(x, np.asarray(measured, dtype=np.float64), key_feature_matrix(old, space))
+    return adapted_table(source, old, space, transfer, batch_size, provenance)
