@@ -23,6 +23,9 @@ an interrupted search resumes from its checkpoint):
 - ``macs-<percent>[-r<pixels>]``: a MACs-constrained search (``latency.mode=band`` just below
   the budget) at <percent> of the way from the cheapest cell above 80 % to the most expensive cell, against
   the table's best cell within the same budget (analytic MACs of all 15,625 cells).
+- ``latency-<percent>-r<pixels>``: the same for a CPU latency budget, priced by a torch table
+  (batch 1, one thread) of the space built here; the found cell and the best cell within the
+  budget are measured end to end.
 
     python benchmarks/nasbench201.py search-two-r16-s0 search-two-r16-s1 [--set arch.lr=0.02 ...]
     python benchmarks/nasbench201.py ranking
@@ -281,6 +284,75 @@ def macs_unit(unit: str, percent: int, seed: int, threads: int, resolution: int 
             "table_best_in_budget": best, "gap_to_best": gap}
 
 
+def latency_table_path(resolution: int) -> tuple[Path, dict]:
+    """A torch CPU table (batch 1, one thread) of the space at ``resolution``, built here once,
+    with its predictor fitted on 60 cells and scored on 40 others (the table sum misses the
+    node sums and per-op overhead of whole nets); (path, the validation report)."""
+    from proxylessnas import get_space
+    from proxylessnas.hardware.build import build_lut
+    from proxylessnas.hardware.measure import Backend
+    from proxylessnas.hardware.validate import SpeedGauge, fit_and_validate
+
+    path = RUNS / f"latency_table_nasbench201_r{resolution}.json"
+    report_path = path.with_suffix(".validation.json")
+    if not report_path.is_file():
+        RUNS.mkdir(parents=True, exist_ok=True)
+        space = get_space("nasbench201", resolution=resolution)
+        table = build_lut(space, Backend("torch"), path, progress=False, overwrite=True)
+        report, _ = fit_and_validate(space, table, Backend("torch"), 60, 40,
+                                     gauge=SpeedGauge.for_space(space))
+        table.save(path)
+        write_json(report_path, report)
+    return path, json.loads(report_path.read_text())
+
+
+def cell_latency(path: Path, resolution: int) -> dict[str, float]:
+    """Predicted latency (ms: table and predictor) of every cell's standalone net at ``resolution``."""
+    from proxylessnas import get_space
+    from proxylessnas.hardware.lut import LatencyTable
+    from proxylessnas.hardware.targets import table_model
+    from proxylessnas.space.nasbench201 import CANDIDATES, format_string
+
+    space = get_space("nasbench201", resolution=resolution)
+    fixed, vectors = table_model(LatencyTable.load(path)).candidate_costs(space)
+    names = CANDIDATES.split(",")
+    return {format_string(ops): fixed + sum(float(v[names.index(op)]) for v, op in zip(vectors, ops))
+            for ops in itertools.product(names, repeat=6)}
+
+
+def measured_latency(cells: list[str], resolution: int) -> list[float]:
+    """End-to-end median latency (ms) of each cell's net here (torch, batch 1, one thread)."""
+    from proxylessnas import get_space
+    from proxylessnas.hardware.measure import Backend
+    from proxylessnas.hardware.validate import measure_networks
+    from proxylessnas.space.nasbench201 import arch_from_string
+
+    space = get_space("nasbench201", resolution=resolution)
+    archs = [arch_from_string(c, space) for c in cells]
+    return [s.median for s in measure_networks(space, archs, Backend("torch"), rounds=30)]
+
+
+def latency_unit(unit: str, percent: int, seed: int, threads: int, resolution: int) -> dict:
+    """A search for a CPU latency budget priced by a table built here: the budget is ``percent`` %
+    of the way from the cheapest cell above 80 % to the most expensive (predicted); the found
+    cell and the table's best cell within the budget are then measured end to end."""
+    path, validation = latency_table_path(resolution)
+    latency = cell_latency(path, resolution)
+    cheapest = min(m for c, m in latency.items() if table()[c][0] > 80.0)
+    budget = cheapest + percent / 100 * (max(latency.values()) - cheapest)
+    best = max((c for c, m in latency.items() if m <= budget), key=lambda c: table()[c][0])
+    constraint = [f"hardware.target={path}", "latency.mode=band", "latency.tolerance=0.05",
+                  f"latency.target={budget / 1.05}", "latency.controller_cost=expected"]
+    result = search_unit(unit, f"two-r{resolution}", seed, threads, constraint)
+    found_ms, best_ms = measured_latency([result["arch"], best["arch"]], resolution)
+    return {**result, "budget_ms": budget, "table": str(path), "predictor_validation": validation,
+            "predicted_ms": latency[result["arch"]], "measured_ms": found_ms,
+            "budget_met_predicted": latency[result["arch"]] <= budget + 1e-9,
+            "measured_over_budget": found_ms / budget,
+            "table_best_in_budget": {**judge(best), "predicted_ms": latency[best], "measured_ms": best_ms},
+            "gap_to_best": round(table()[best][0] - result["cifar10_test"], 3)}
+
+
 # -- report -------------------------------------------------------------------------------------
 def report() -> None:
     units = [json.loads(p.read_text()) for p in sorted((RESULTS / "units").glob("*.json"))]
@@ -320,6 +392,9 @@ def main() -> None:
             result = search_unit(unit, variant, int(seed), args.threads, args.overrides)
         elif unit.startswith("ranking-"):
             result = ranking_unit(args.source, args.samples, args.valid_images, args.threads)
+        elif unit.startswith("latency-"):  # latency-<percent>-r<pixels>
+            percent, _, pixels = unit[len("latency-"):].partition("-r")
+            result = latency_unit(unit, int(percent), 0, args.threads, int(pixels or 16))
         elif unit.startswith("macs-"):  # macs-<percent>[-r<pixels>]
             percent, _, pixels = unit[len("macs-"):].partition("-r")
             result = macs_unit(unit, int(percent), 0, args.threads, int(pixels or 32))
