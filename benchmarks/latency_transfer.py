@@ -76,7 +76,8 @@ def run_pair(pair: str, args: argparse.Namespace) -> dict:
               "load_average_at_end": os.getloadavg(),
               "unadapted": accuracy_metrics(raw, test_y),
               "target_over_source_median": statistics.median(y / r for y, r in zip(test_y, raw)),
-              "shots": {}}
+              "shots": {},
+              "pool_measured_ms": pool_y, "test_measured_ms": test_y}
     for n in args.shots:
         draws = []
         for first in range(0, args.pool - n + 1, n):  # disjoint draws of n networks from the pool

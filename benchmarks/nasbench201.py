@@ -11,7 +11,8 @@ an interrupted search resumes from its checkpoint):
 - ``search-<variant>-s<seed>``: ``proxyless search --config nasbench201`` on CIFAR-10 (the JPEG
   copy in ../shared/data/cifar10; the benchmark trained on the original images). Variants:
   ``two`` (the recipe: binary gates, mode two), ``full_v2``, ``reinforce``, ``darts``,
-  ``gumbel``, ``two_uniform`` (weight steps on uniform paths); ``-r<pixels>`` before the seed
+  ``gumbel``, ``two_uniform`` and ``reinforce_uniform`` (weight steps on uniform paths, not on
+  paths drawn from the architecture distribution); ``-r<pixels>`` before the seed
   is the image side the search sees (``-r16``: the recipe's 16x16; without it 32x32, the
   benchmark's own). Reported: the found cell, its table
   accuracies, rank and percentile among the 15,625, wall time, peak memory, final normalised
@@ -64,6 +65,8 @@ VARIANTS: dict[str, list[str]] = {
     "darts": ["search.mixed_op=darts", "arch.entropy_weight=0.0"],
     "gumbel": ["search.mixed_op=gumbel"],
     "two_uniform": ["search.weight_paths=uniform"],
+    "reinforce_uniform": ["search.strategy=reinforce", "reinforce.samples=8", "arch.update_every=5",
+                          "search.weight_paths=uniform"],
 }
 PUBLISHED = [  # CIFAR-10 test accuracy of the found cell (NAS-Bench-201 paper, Table 5; later papers)
     ("DARTS-V1 / V2", 54.30, "NAS-Bench-201 paper"), ("ENAS", 54.30, "NAS-Bench-201 paper"),

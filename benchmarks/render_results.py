@@ -174,6 +174,33 @@ def latency_section() -> str:
     return text + "\n"
 
 
+def transfer_section() -> str:
+    """Few-shot transfer of a table to a new setting (benchmarks/latency_transfer.py)."""
+    path = ROOT / "benchmarks" / "results" / "latency_transfer.json"
+    text = "### Few-shot transfer to a new setting (`proxyless latency adapt`)\n\n"
+    if not path.is_file():
+        return text + missing("python benchmarks/latency_transfer.py")
+    data = json.loads(path.read_text())
+    text += (f"*Source: `{link(path)}`.* {data['device']}. The source table (with its predictor) "
+             "of one setting, adapted from N nets measured in the target setting "
+             "(`new = alpha old + beta MMACs + delta layers + gamma`, docs/latency.md); scored on "
+             "unseen test nets measured in the same session as a pool of fitting nets; N nets drawn "
+             "disjointly from the pool, mean (worst) over the draws. Target: MAPE <= 5 % from 10 nets.\n\n")
+    body = []
+    for pair, r in data["pairs"].items():
+        row = [pair.replace(">", " > "), str(r["samples"]), f"{r['unadapted']['mape']:.1f} %"]
+        for n in ("5", "10"):
+            shot = r["shots"].get(n)
+            row += ["" if shot is None else f"{shot['mean']['mape']:.2f} % ({shot['worst_mape']:.2f})",
+                    "" if shot is None else f"{shot['mean']['within_10']:.0%}"]
+        ten = r["shots"].get("10")
+        row += ["" if ten is None else ("met" if ten["mean"]["mape"] <= 5 else "NOT met"), r["date"]]
+        body.append(row)
+    return text + table(["source > target", "test nets", "unadapted MAPE", "N=5 MAPE (worst)",
+                         "N=5 within +-10 %", "N=10 MAPE (worst)", "N=10 within +-10 %", "target",
+                         "run"], body) + "\n"
+
+
 def cifar_section() -> str:
     found = find("study_cifar.md")
     if found is None:
@@ -404,7 +431,7 @@ def main() -> None:
             "(`--quick`: all stages at toy size in under 15 minutes; the default full mode produces the "
             "published numbers, resumably). This file is written by `benchmarks/render_results.py`: "
             "edit the scripts, not this file.\n\n")
-    text += supernet_section() + latency_section() + cifar_section() + imagenet_section()
+    text += supernet_section() + latency_section() + transfer_section() + cifar_section() + imagenet_section()
     text += "\n" + nasbench201_section()
     text += "\n" + pyramid_tree_section()
     args.out.write_text(text)
