@@ -59,11 +59,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "nasbench201"
 RUNS = Path(os.environ.get("NB201_RUNS", "/tmp/nasbench201_runs"))
 
 VARIANTS: dict[str, list[str]] = {
-    "two": [],
+    "two": ["search.weight_paths=distribution"],  # the paper's weight paths (the recipe's before)
     "full_v2": ["search.binary_mode=full_v2"],
-    "reinforce": ["search.strategy=reinforce", "reinforce.samples=8", "arch.update_every=5"],
-    "darts": ["search.mixed_op=darts", "arch.entropy_weight=0.0"],
-    "gumbel": ["search.mixed_op=gumbel"],
+    "reinforce": ["search.strategy=reinforce", "reinforce.samples=8", "arch.update_every=5",
+                  "search.weight_paths=distribution"],
+    "darts": ["search.mixed_op=darts", "arch.entropy_weight=0.0", "search.weight_paths=distribution"],
+    "gumbel": ["search.mixed_op=gumbel", "search.weight_paths=distribution"],
     "two_uniform": ["search.weight_paths=uniform"],
     "reinforce_uniform": ["search.strategy=reinforce", "reinforce.samples=8", "arch.update_every=5",
                           "search.weight_paths=uniform"],
