@@ -46,6 +46,16 @@ def test_cpu_sized_variant():
     assert 0 < params < 200_000
 
 
+def test_the_cpu_search_recipe_searches_that_variant():
+    from proxylessnas.search.config import load_config
+
+    config = load_config("pyramid-tree-cpu")
+    assert config.space.options == {"blocks_per_stage": 2, "alpha": 12}
+    assert (config.search.binary_mode, config.search.weight_paths) == ("two", "uniform")
+    space = get_space("pyramid-tree", **config.space.options, resolution=config.data.resolution)
+    assert len(space.decisions) == 72 and space.resolution == 16
+
+
 def test_supernet_steps_and_derives_with_its_weights():
     torch.manual_seed(0)
     space = get_space("pyramid-tree", **TINY)
