@@ -154,6 +154,10 @@ def make_earlier_run(root: Path) -> None:
         {"kind": MANIFEST_KIND, "schema_version": MANIFEST_SCHEMA_VERSION,
          "target": table.to_dict()["target"], "ops": [{"key": str(k)} for k in keys]}))
     (root / "timings.csv").write_text("key,ms\n" + "".join(f"{k},0.5\n" for k in keys))
+    measured = [{"choices": Arch.from_ops(space, [layer.candidates[i % len(layer.candidates)].token
+                                                  for layer in space.searched_layers]).to_dict()["choices"],
+                 "measured": 1.0 + 0.1 * i} for i in range(3)]
+    (root / "measured.json").write_text(json.dumps(measured))
 
 
 # -- generated values -------------------------------------------------------------------------------
@@ -171,7 +175,8 @@ NUMBERS = st.one_of(st.integers(-3, 40).map(str), st.sampled_from(EDGE_NUMBERS),
 PATHS = ["{E}", "{E}/run", "{E}/run/last.pt", "{E}/search", "{E}/search/checkpoint.pt",
          "{E}/search/arch.json", "{E}/exported/net.onnx", "{E}/exported/net.safetensors",
          "{E}/exported/net.card.json", "{E}/table.json", "{E}/legacy.yaml", "{E}/arch.json",
-         "{E}/manifest.json", "{E}/timings.csv", "{E}/search/config.yaml", "{E}/arch.json/inside",
+         "{E}/manifest.json", "{E}/timings.csv", "{E}/measured.json", "{E}/search/config.yaml",
+         "{E}/arch.json/inside",
          "{S}", "{S}/new.json", "{S}/new/", "{S}/a/b/c.onnx", "{S}/m.pt", "{S}/x.csv", "absent.json",
          ".", "-",
          "proxyless_cpu", "mobilenet_v2", "tiny", "nasbench201", "cpu", "flops", "params",
@@ -182,7 +187,8 @@ PATHS = ["{E}", "{E}/run", "{E}/run/last.pt", "{E}/search", "{E}/search/checkpoi
 VALUES = st.one_of(NUMBERS, TEXT, st.sampled_from(PATHS))
 CAPS = {"--seconds-per-key": 0.002, "--samples": 3, "--fit": 2, "--rounds": 2, "--repeats": 2, "--epochs": 2,
         "--warmup-epochs": 1, "--resolution": 64, "--batch-size": 32, "--gauge": 1, "--max-steps": 2,
-        "--bn-batches": 2, "--nproc": 1, "--threads": 2, "--in-chs": 16, "--num-classes": 1000}
+        "--bn-batches": 2, "--nproc": 1, "--threads": 2, "--in-chs": 16, "--num-classes": 1000,
+        "--measure": 2, "--validate": 2}
 OVERRIDE_KEYS = ["search.epochs", "search.warmup_epochs", "search.steps_per_epoch", "data.batch_size",
                  "arch.lr", "weights.lr", "run.threads", "run.seed", "latency.target", "space.name",
                  "data.dataset", "run.out", "hardware.target", "nosuch.key", "run", "lr", "epochs",
@@ -214,6 +220,8 @@ BASELINES = {  # positionals, then options; {E}: the earlier run, {S}: this case
     "latency export-ops": ([], ["--space", "tiny", "--out", "{S}/ops"]),
     "latency import": (["{E}/timings.csv"], ["--manifest", "{E}/manifest.json", "--out", "{S}/t.json"]),
     "latency measure": (["{E}/arch.json"], ["--rounds", "1", "--repeats", "1"]),
+    "latency adapt": ([], ["--from", "{E}/table.json", "--measured", "{E}/measured.json",
+                           "--out", "{S}/t.json"]),
     "train": (["{E}/arch.json"], [*TRAIN, "--out", "{S}/run"]),
     "eval": (["{E}/run/last.pt"], ["--dataset", DATA, "--no-progress", "--out", "{S}/eval"]),
     "export": (["{E}/run/last.pt"], ["--format", "torchscript", "--out", "{S}/m.pt"]),
