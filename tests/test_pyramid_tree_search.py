@@ -97,15 +97,28 @@ def test_search_runs_end_to_end_with_every_strategy(tmp_path, name):
     assert set(summary["choices"]) == set(arch.choices) == {d.label for d in space.decisions}
 
 
-def test_diagram_groups_blocks_into_stages_and_tallies_the_ops(tmp_path):
+def test_diagram_groups_blocks_into_stages_and_draws_the_first_tree_of_each(tmp_path):
+    from matplotlib.figure import Figure
+
     from proxylessnas.viz.cell_diagram import CellDiagram, skeleton
     from proxylessnas.viz.diagram import plot_architecture
+    from proxylessnas.viz.style import op_label
+    from proxylessnas.viz.tree_cell import short_label
 
     space = get_space("pyramid-tree", blocks_per_stage=3, alpha=6, stem_width=4)
     arch = Arch.from_ops(space, [d.candidates[i % 7] for i, d in enumerate(space.decisions)])
     boxes = [box.lines[0] for box in skeleton(space)]
     assert boxes == ["stem", "s1: 3 x cell", "s2: 3 x cell", "s3: 3 x cell", "head"]
-    assert sum(CellDiagram(space)._tally(arch).values()) == 108
+    diagram = CellDiagram(space)
+    assert diagram.trees == ["s1.b0", "s2.b0", "s3.b0"]
+    ax = Figure().add_subplot()
+    diagram.draw(ax, arch)
+    texts = [t.get_text() for t in ax.texts]
+    for block in diagram.trees:  # every leaf edge of each drawn tree carries its chosen op
+        chosen = sorted(short_label(op_label(arch.op(space, f"{block}.e{path}"))) for path in LEAF_PATHS)
+        assert f"{block}: tree cell" in texts
+        title = texts.index(f"{block}: tree cell")  # drawn after the tree's nodes, before its edges
+        assert sorted(texts[title + 1:title + 13]) == chosen
     assert plot_architecture(space, arch, tmp_path / "tree.png").stat().st_size > 0
 
 

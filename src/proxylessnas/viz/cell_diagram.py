@@ -17,8 +17,9 @@ arrow per decision from node i to node j, labelled with the chosen op's token (a
 probability when given), coloured by op (``style.op_colour``: one hue per op family); a zero op
 (``none``) is a dashed grey arrow, and a node that only receives zeros is greyed. Neighbouring
 nodes are joined by straight arrows, longer edges by arcs (above from even nodes, below from odd
-ones). Other labels fall back to a list "decision -> op", or past ``MAX_LISTED`` decisions (the
-tree cells of ``pyramid-tree`` have their own 12 each) to how many decisions chose each op.
+ones). The tree cells of ``pyramid-tree`` (12 leaf decisions a block) are drawn as trees, the first
+block of each stage (``viz/tree_cell.py``). Other labels fall back to a list "decision -> op", or
+past ``MAX_LISTED`` decisions to how many decisions chose each op.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch
 
 from proxylessnas.space import Arch, Decision, Edge, GraphSpace
 from proxylessnas.viz.style import FIXED_COLOUR, op_colour, op_label
+from proxylessnas.viz.tree_cell import HEIGHT as TREE_HEIGHT
+from proxylessnas.viz.tree_cell import WIDTH as TREE_WIDTH
+from proxylessnas.viz.tree_cell import draw_tree_cell, shown_blocks, tree_blocks
 
 BOX_WIDTH = 2.2
 BOX_HEIGHT = 1.15
@@ -150,6 +154,8 @@ class CellDiagram:
         self.space = space
         self.boxes = skeleton(space)
         self.edges = cell_edges(space)
+        blocks = None if self.edges else tree_blocks(space)
+        self.trees = shown_blocks(blocks) if blocks else []
 
     # -- layout ------------------------------------------------------------------------------
     @property
@@ -176,6 +182,9 @@ class CellDiagram:
             bulge = [-self._rad(e) * (e.dst - e.src) * NODE_SPACING / 2 for e in self.edges]
             bottom, top = min([0.0, *bulge]) - 0.8, max([0.0, *bulge]) + 0.8
             return (self.width - span) / 2 - 1.0, bottom, span + 2.0, top - bottom
+        if self.trees:
+            width, height = len(self.trees) * TREE_WIDTH, TREE_HEIGHT + 0.5
+            return (self.width - width) / 2, SKELETON_Y - 0.9 - height, width, height
         tallied = len(self.space.all_decisions) > MAX_LISTED
         lines = max(1, len(self._tally(None)) + 1 if tallied else len(self.space.all_decisions))
         chars = max([len(f"{d.label} -> {op.token}  (p=0.00)") for d in self.space.all_decisions
@@ -184,10 +193,16 @@ class CellDiagram:
         height = 0.75 + LIST_LINE * lines
         return (self.width - width) / 2, SKELETON_Y - 0.9 - height, width, height
 
+    def _x_range(self) -> tuple[float, float]:
+        """Leftmost and rightmost x of the drawing (the cell's frame may be wider than the row)."""
+        left, _, width, _ = self._frame()
+        return min(0.0, left - 0.1), max(self.width, left + width + 0.1)
+
     def size(self, arch: Arch) -> tuple[float, float]:
         _, bottom, _, _ = self._frame()
+        low, high = self._x_range()
         height = SKELETON_Y + BOX_HEIGHT + 0.6 - bottom
-        return max(6.0, (self.width + 0.4) * SCALE), height * SCALE + 0.7
+        return max(6.0, (high - low + 0.4) * SCALE), height * SCALE + 0.7
 
     # -- drawing -----------------------------------------------------------------------------
     def draw(self, ax: Axes, arch: Arch, probabilities: Mapping[str, float] | None = None) -> None:
@@ -199,12 +214,19 @@ class CellDiagram:
         shared = len({e.decision for e in self.space.searched_edges}) < len(self.space.searched_edges)
         title = "cell" if cells < 2 else f"cell, used {cells} times" if shared else \
             f"{cells} cells, each with its own decisions"
+        if self.trees:
+            title += f" (shown: {', '.join(self.trees)}, the first block of each stage)"
         ax.text(left + 0.1, bottom + height - 0.05, title, fontsize=7, va="top", ha="left", color="0.3")
         if self.edges:
             self._draw_cell(ax, arch, probabilities or {}, left + 1.0)
+        elif self.trees:
+            for i, block in enumerate(self.trees):
+                draw_tree_cell(ax, self.space, arch, block, left + i * TREE_WIDTH, bottom,
+                               probabilities or {})
         else:
             self._draw_list(ax, arch, probabilities or {}, left + 0.6, bottom + height - 0.65)
-        ax.set_xlim(-0.2, self.width + 0.2)
+        low, high = self._x_range()
+        ax.set_xlim(low - 0.2, high + 0.2)
         ax.set_ylim(bottom - 0.2, SKELETON_Y + BOX_HEIGHT + 0.6)
         ax.set_aspect("equal")
         ax.axis("off")
