@@ -303,6 +303,20 @@ def test_search_resume_refuses_settings_that_change_the_runs_shape(tmp_path, cap
         assert f"settings differ from the run being resumed ({named}" in one_error_line(capsys)
 
 
+def test_search_resume_ignores_the_sections_its_strategy_never_reads(tmp_path, capsys):
+    """A gradient search resumes after a recipe's REINFORCE settings changed; a REINFORCE search
+    does not."""
+    out = tmp_path / "run"
+    run_search(SearchConfig().with_overrides([*SEARCH, f"run.out={out}"]), stop_after_epoch=0)
+    capsys.readouterr()
+    gradient = SearchConfig().with_overrides([*SEARCH, "reinforce.reward_exponent=0"])
+    assert "reinforce.reward_exponent" not in gradient.resume_settings()
+    assert main(["search", "--resume", "--out", str(out), "reinforce.reward_exponent=0",
+                 "reinforce.samples=3"]) == 0
+    reinforce = SearchConfig().with_overrides([*SEARCH, "search.strategy=reinforce"])
+    assert reinforce.resume_settings()["reinforce.reward_exponent"] == 0.1
+
+
 # the pieces -------------------------------------------------------------------------------------------
 def test_accept_changes_names_only_the_refused_keys():
     assert accept_changes({"lr": 0.1, "epochs": 3}, {"lr": 0.05, "epochs": 3}, {"lr"}, "here") == {

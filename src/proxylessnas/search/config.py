@@ -273,6 +273,14 @@ class SearchConfig:
                 for key, value in values.items()
                 if section not in ignore or f"{section}.{key}" in RESULT_FIELDS_OF_FREE_SECTIONS}
 
+    def inert_sections(self) -> tuple[str, ...]:
+        """Sections this run never reads: ``reinforce`` unless the strategy is REINFORCE."""
+        return () if self.search.strategy == "reinforce" else ("reinforce",)
+
+    def resume_settings(self) -> dict[str, Any]:
+        """:meth:`flat` without the sections the run never reads: a resume compares these."""
+        return self.flat(RESULT_FREE_SECTIONS + self.inert_sections())
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the resolved config as YAML (atomic)."""
         return atomic_write(path, yaml.safe_dump(self.to_dict(), sort_keys=False))

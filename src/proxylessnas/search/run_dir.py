@@ -73,7 +73,8 @@ class RunDir:
         where = str(self.checkpoint)
         state = self.context.on_main(SEARCH_RUN.load, self.path)
         saved = SearchConfig.from_dict(state.get("config"), where)
-        return state, accept_changes(saved.flat(), config.flat(), RESUMABLE_FIELDS, where)
+        changes = accept_changes(saved.resume_settings(), config.resume_settings(), RESUMABLE_FIELDS, where)
+        return state, changes
 
     def keep_rows(self, epoch: int) -> None:
         """metrics.jsonl cut back to the ``epoch`` epochs the resumed checkpoint has finished."""
@@ -137,7 +138,8 @@ def _prepare(run_dir: Path, config: SearchConfig, resume: bool) -> None:
         return
     saved_path = run_dir / "config.yaml"
     if saved_path.is_file():
-        accept_changes(load_config(saved_path).flat(), config.flat(), RESUMABLE_FIELDS, str(saved_path))
+        accept_changes(load_config(saved_path).resume_settings(), config.resume_settings(), RESUMABLE_FIELDS,
+                       str(saved_path))
 
 
 def _start(run_dir: Path, config: SearchConfig) -> None:
