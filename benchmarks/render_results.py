@@ -302,6 +302,7 @@ def ranking_table(rankings: list[dict], probe_path: Path) -> str:
 
 
 CURRENT_RECIPE = "16x16, identity init"
+DEFAULT_MODE = "two_uniform"  # the recipe's binarised mode: two, weight steps on uniform paths
 
 
 def recipe(unit: dict) -> str:
@@ -334,7 +335,10 @@ def nasbench201_section() -> str:
              "supernet's edge convs started as the identity (docs/search.md); about 60 min a search "
              "on this CPU, one thread, with two at once. Rows marked `32x32, default init` ran the "
              "earlier recipe (32x32, 4 + 8 epochs, PyTorch's default init of the edge convs) and are "
-             "kept as the record of the collapse it caused. Accuracies are the table's 200-epoch test "
+             "kept as the record of the collapse it caused. The recipe's weight steps now take uniform "
+             "paths (strategy `two_uniform`); rows `two` drew them from p, the recipe before "
+             "2026-12-04. REINFORCE rows reward accuracy only (reward exponent 0) unless named "
+             "`reinforce_exp0.1`. Accuracies are the table's 200-epoch test "
              "accuracy of the found cell; rank among the 15,625 cells (1 = best).\n\n")
     if searches:
         body = [[u["strategy"], recipe(u), str(u["seed"]), "`" + u["arch"].replace("|", "\\|") + "`",
@@ -351,13 +355,14 @@ def nasbench201_section() -> str:
                  f"{statistics.stdev(v):.2f}" if len(v) > 1 else "-", f"{min(v):.2f}"]
                 for (name, kind), v in groups.items()]
         text += table(["strategy", "recipe", "seeds", "mean CIFAR-10", "std", "worst"], body) + "\n"
-        headline = groups.get(("two", CURRENT_RECIPE), [])
+        headline = groups.get((DEFAULT_MODE, CURRENT_RECIPE), [])
         collapsed = [u["unit"] for u in searches
-                     if (u["strategy"], recipe(u)) == ("two", CURRENT_RECIPE) and u.get("collapse")]
+                     if (u["strategy"], recipe(u)) == (DEFAULT_MODE, CURRENT_RECIPE) and u.get("collapse")]
         if headline:
             met = (len(headline) >= 3 and statistics.fmean(headline) >= 93.6 and min(headline) >= 93.0
                    and not collapsed)
-            text += (f"Acceptance for the default binarised mode with the current recipe (mean >= 93.6 "
+            text += (f"Acceptance for the default binarised mode with the current recipe "
+                     f"(`{DEFAULT_MODE}`: mode two, weight steps on uniform paths; mean >= 93.6 "
                      f"over 3 seeds, none below 93.0, no collapse): **{'met' if met else 'NOT met'}** "
                      f"with {len(headline)} seed(s): "
                      f"mean {statistics.fmean(headline):.2f}, worst {min(headline):.2f}; collapsed onto "
@@ -368,6 +373,18 @@ def nasbench201_section() -> str:
     rankings = [u for u in units if u["unit"].startswith("ranking")]
     if rankings:
         text += ranking_table(rankings, RESULTS / "supernet_probe.json")
+    latency = [u for u in units if u["unit"].startswith("latency-")]
+    if latency:
+        body = [[u["unit"], f"{u['budget_ms']:.2f}", f"{u['predicted_ms']:.2f}", f"{u['measured_ms']:.2f}",
+                 f"{u['measured_over_budget']:.3f}", f"{u['cifar10_test']:.2f}",
+                 f"{(best := u['table_best_in_budget'])['cifar10_test']:.2f} ({best['measured_ms']:.2f} ms)",
+                 f"{u['gap_to_best']:.2f}", f"{u['predictor_validation']['predictor']['mape']:.2f} %"]
+                for u in latency]
+        text += ("CPU latency budget (torch, batch 1, one thread, 16x16 as searched), priced by a table and "
+                 "predictor built here; measured end to end after the search:\n\n")
+        text += table(["search", "budget (ms)", "found: predicted", "found: measured", "measured / budget",
+                       "found CIFAR-10", "table best in budget (measured)", "gap", "predictor MAPE"],
+                      body) + "\n"
     budgets = [u for u in units if u["unit"].startswith("macs-")]
     if budgets:
         body = [[u["unit"], f"{u['budget_macs']:.1f}", f"{u['macs']:.1f}", "yes" if u["budget_met"] else "NO",
