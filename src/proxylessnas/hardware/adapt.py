@@ -134,9 +134,9 @@ def adapted_table(source: LatencyTable, old: KeyCostModel, space: SearchSpace, t
     entries = {}
     for key in keys:
         value = transfer.key_cost(key, old.cost(key))
-        std = source.entries[str(key)].std * transfer.alpha if str(key) in source.entries else 0.0
-        count = source.entries[str(key)].count if str(key) in source.entries else 0
-        entries[str(key)] = LatencyStats(value, value, abs(std), None, None, count)
+        measured = source.entries.get(str(key))  # present: ``old`` prices only keys the table holds
+        entries[str(key)] = LatencyStats(value, value, abs(measured.std * transfer.alpha), None, None,
+                                         measured.count)
     groups = sorted({g for k in keys if (g := key_group(k)) is not None}, key=lambda g: -int(g))
     predictor = {"kind": PREDICTOR_KIND, "schema_version": PREDICTOR_SCHEMA_VERSION,
                  "features": ["lut", "one", "mmacs", "mparams"],

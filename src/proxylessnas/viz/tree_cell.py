@@ -13,6 +13,7 @@ BN, branch skips) are thin grey arrows.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 
 from matplotlib.axes import Axes
@@ -75,14 +76,13 @@ def draw_tree_cell(ax: Axes, space: GraphSpace, arch: Arch, block: str, left: fl
         ax.text(x, y, node.rsplit(".", 1)[1], ha="center", va="center", fontsize=5.5, zorder=4)
     ax.text(centre, bottom + HEIGHT - 0.35, f"{block}: tree cell", ha="center", va="top", fontsize=7,
             fontweight="bold")
-    seen: dict[tuple[str, str], int] = {}
-    for edge in space.edges:
-        if edge.src not in positions or edge.dst not in positions:
-            continue
+    edges = [e for e in space.edges if e.src in positions and e.dst in positions]
+    pairs = Counter((e.src, e.dst) for e in edges)
+    seen: Counter = Counter()
+    for edge in edges:
         pair = (edge.src, edge.dst)
-        seen[pair] = seen.get(pair, 0) + 1
-        parallel = sum(1 for e in space.edges if (e.src, e.dst) == pair) > 1
-        rad = (0.35 if seen[pair] == 1 else -0.35) if parallel else 0.0
+        seen[pair] += 1
+        rad = (0.35 if seen[pair] == 1 else -0.35) if pairs[pair] > 1 else 0.0
         (x0, y0), (x1, y1) = positions[edge.src], positions[edge.dst]
         if edge.decision is None:
             ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), patchA=circles[edge.src],
