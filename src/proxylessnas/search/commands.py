@@ -130,11 +130,15 @@ def search_command(args) -> int:
     report = launched_rank() == 0  # under torchrun only rank 0 prints
     strategy = config.search.strategy
     if strategy == "gradient":
-        strategy += f" ({config.search.binary_mode})"
+        mixed = config.search.mixed_op
+        strategy += f" ({config.search.binary_mode})" if mixed == "binary" else f" ({mixed})"
     if report:
         print(f"search: {config.data.dataset}, space {config.space.name}, hardware {config.hardware.target}, "
               f"strategy {strategy}, {config.search.warmup_epochs} warm-up + {config.search.epochs} search "
               f"epochs -> {config.run.out}", flush=True)
+        note = config.hardware_term_note()
+        if note:
+            print(f"note: {note}", flush=True)
     try:
         result = run_search(config, resume=args.resume)
     except SearchInterrupted as stop:

@@ -277,6 +277,21 @@ class SearchConfig:
         """Sections this run never reads: ``reinforce`` unless the strategy is REINFORCE."""
         return () if self.search.strategy == "reinforce" else ("reinforce",)
 
+    def hardware_term_note(self) -> str | None:
+        """A plain-words note where the strategy that runs prices hardware differently from the
+        latency settings: REINFORCE's reward ``ACC * (T / LAT)^w`` ignores ``latency.loss_params``."""
+        if self.search.strategy != "reinforce" or self.latency.mode != "penalty":
+            return None
+        weight = self.latency.loss_params.get("weight")
+        w = self.reinforce.reward_exponent
+        if weight == 0 and w > 0:
+            return (f"the latency loss weight is 0, but REINFORCE rewards ACC * (T / LAT)^{w:g}, which still "
+                    "favours cheaper nets: set reinforce.reward_exponent=0 for an accuracy-only search")
+        if weight is not None and weight > 0 and w == 0:
+            return ("REINFORCE ignores latency.loss_params (its reward ACC * (T / LAT)^w has w = 0): "
+                    "set reinforce.reward_exponent > 0 (e.g. 0.1) for a latency-aware search")
+        return None
+
     def resume_settings(self) -> dict[str, Any]:
         """:meth:`flat` without the sections the run never reads: a resume compares these."""
         return self.flat(RESULT_FREE_SECTIONS + self.inert_sections())

@@ -284,7 +284,7 @@ def search_on_rank(config: SearchConfig, context: DistributedContext, device: to
             epoch, 0, finished=True, arch=Arch.from_dict(summary["arch"]).to_dict(),
             child_state_dict=summary.pop("_child_state_dict"), summary=json.loads(json.dumps(summary))))
         plots.at_end()
-        summary["notes"] = plots.notes
+        summary["notes"] = [note for note in [config.hardware_term_note()] if note] + plots.notes
         summary["config_history"] = history
         run.write_summary(summary)
         return summary
