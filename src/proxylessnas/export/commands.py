@@ -7,13 +7,17 @@ import re
 from pathlib import Path
 
 from proxylessnas import arguments
+from proxylessnas.errors import ProxylessError
 
 EXAMPLE = """examples:
   proxyless export runs/mbv2/best.pt --format onnx --out exported/mbv2.onnx --latency
   proxyless export mobilenet_v2 --format torchscript --num-classes 10 --resolution 32
   proxyless export runs/search/arch.json --format onnx --dataset cifar10:DIR
+  proxyless export runs/mbv2/best.pt --format onnx-int8     # calibrated on the run's own dataset
 writes FILE, FILE's stem + .safetensors (weights, net config in the metadata) and + .card.json.
-The file is written only if its outputs match eager PyTorch within --tolerance (1e-4).
+The file is written only if its outputs match eager PyTorch within --tolerance (1e-4); an
+onnx-int8 file (static QDQ, calibrated on training images) only if its predicted class agrees
+with FP32 on at least --min-agreement of the test images checked.
 Exports of one net (same config and weights) share a stem and one card; another net's export
 under that stem is refused (give another --out, or --overwrite to replace it)."""
 
@@ -27,7 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("source", metavar="CHECKPOINT|ARCH_JSON|NB201_STRING|ZOO_NAME",
                         help="train checkpoint (.pt), exported weights (.safetensors), arch JSON, "
                              "NAS-Bench-201 string or zoo name")
-    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript", "onnx-int8"))
     parser.add_argument("--out", metavar="FILE", type=arguments.new_file,
                         help="output file (default: exported/<name>.onnx|.torchscript.pt)")
     parser.add_argument("--dataset", metavar="SPEC", help="size an arch/zoo net for this dataset")
@@ -41,6 +45,12 @@ def register(subparsers) -> None:
                         help="weights for an arch/zoo net (safetensors or .pt)")
     parser.add_argument("--tolerance", type=arguments.positive_float, default=1e-4,
                         help="largest allowed output difference")
+    parser.add_argument("--calibration-images", type=arguments.positive_int, default=None,
+                        help="onnx-int8: training images that set the activation ranges (default 512)")
+    parser.add_argument("--check-images", type=arguments.positive_int, default=None,
+                        help="onnx-int8: test images on which INT8 and FP32 are compared (default 1000)")
+    parser.add_argument("--min-agreement", type=arguments.unit_interval, default=None,
+                        help="onnx-int8: least share of check images with FP32's class (default 0.95)")
     parser.add_argument("--latency", action="store_true",
                         help="measure latency for the card (torch, TorchScript, ONNX Runtime on CPU; CUDA)")
     parser.add_argument("--overwrite", action="store_true",
@@ -99,6 +109,19 @@ def _source_model(args):
                    **dataset_info}
 
 
+def _int8_dataset(args, info: dict):
+    """The dataset that calibrates and checks an INT8 export: --dataset, else the training run's."""
+    from proxylessnas.data import load_dataset
+
+    spec = args.dataset or info.get("dataset")
+    if not spec:
+        raise ProxylessError("an INT8 export needs images to calibrate on and to check against",
+                             "--format onnx-int8",
+                             "give --dataset SPEC (the dataset the net was trained on), or export a training "
+                             "checkpoint, which names its own")
+    return load_dataset(spec)
+
+
 def file_stem(name: str) -> str:
     """``name`` as a file stem: letters, digits, ``-`` and ``_`` only (a net's name may be anything)."""
     return re.sub(r"[^A-Za-z0-9_-]+", "_", str(name)).strip("_") or "net"
@@ -115,16 +138,44 @@ def run_export(args) -> int:
     if args.out:
         arguments.require_suffix(args.out, SUFFIXES[args.format], f"--out for --format {args.format}")
         export_base(Path(args.out))
+    int8 = args.format == "onnx-int8"
+    int8_only = {"--calibration-images": args.calibration_images, "--check-images": args.check_images,
+                 "--min-agreement": args.min_agreement}
+    for flag, value in int8_only.items():
+        if value is not None and not int8:
+            raise ProxylessError(f"{flag} applies to --format onnx-int8 only", flag,
+                                 "drop it, or export with --format onnx-int8")
     model, info = _source_model(args)
     model = model.cpu().eval()
-    default_suffix = ".onnx" if args.format == "onnx" else ".torchscript" + SUFFIXES["torchscript"]
+    calibration_data = _int8_dataset(args, info) if int8 else None  # a bad dataset fails before writing
+    default_suffix = {"onnx": ".onnx", "onnx-int8": ".int8.onnx",
+                      "torchscript": ".torchscript" + SUFFIXES["torchscript"]}[args.format]
     out = Path(args.out) if args.out else Path("exported") / f"{file_stem(info['name'])}{default_suffix}"
     identity = NetIdentity.of(model)
     with hold_output_file(export_base(out), "export"):  # model, weights and card of one base name: one set
         plan = plan_export(out, args.format, identity, overwrite=args.overwrite)
         config = model.net_config
-        result = export_model(model, out, args.format, in_chs=config.in_chs, resolution=config.resolution,
-                              tolerance=args.tolerance)
+        if int8:
+            from proxylessnas.export import int8 as defaults
+            from proxylessnas.export.int8 import export_onnx_int8
+
+            report = export_onnx_int8(
+                model, out, calibration_data, normalisation=info.get("normalisation"),
+                calibration_images=args.calibration_images or defaults.CALIBRATION_IMAGES,
+                check_images=args.check_images or defaults.CHECK_IMAGES,
+                min_agreement=defaults.MIN_AGREEMENT if args.min_agreement is None else args.min_agreement,
+                tolerance=args.tolerance)
+            entry, summary = report.to_dict(), (
+                f"INT8 agrees with FP32 on {100 * report.agreement:.1f} % of {report.check_images} test "
+                "images; "
+                f"top-1 FP32 {report.fp32_top1:.2f} %, INT8 {report.int8_top1:.2f} %; "
+                f"calibrated on {report.calibration_images} training images")
+        else:
+            result = export_model(model, out, args.format, in_chs=config.in_chs, resolution=config.resolution,
+                                  tolerance=args.tolerance)
+            entry, summary = {"max_abs_diff": result.parity.max_abs_diff, **result.parity.to_dict()}, (
+                f"max abs diff vs eager {result.parity.max_abs_diff:.3g} on batches "
+                f"{list(result.parity.batch_sizes)}")
         weights = save_exported_weights(model, plan.weights_path)
         latency = None
         if args.latency:
@@ -134,15 +185,13 @@ def run_export(args) -> int:
             if torch.cuda.is_available():
                 backends.append("torch-cuda")
             latency = measure_latency(model, backends)
-        card = model_card(model, source=str(args.source), exports={args.format: {
-            "file": out.name, "max_abs_diff": result.parity.max_abs_diff, **result.parity.to_dict()}},
+        card = model_card(model, source=str(args.source), exports={args.format: {"file": out.name, **entry}},
             weights_file=weights.name, dataset=info.get("dataset"), accuracy=info.get("accuracy"),
             latency=latency, arch=info.get("arch"), normalisation=info.get("normalisation"),
             weights_sha256=identity.weights_sha256)
         write_json_atomic(plan.card_path, plan.merged_card(card, args.format))
         plan.remove_stale({out, weights, plan.card_path})
-    print(f"wrote {out} ({args.format}; max abs diff vs eager {result.parity.max_abs_diff:.3g} "
-          f"on batches {list(result.parity.batch_sizes)}), {weights}, {plan.card_path}")
+    print(f"wrote {out} ({args.format}; {summary}), {weights}, {plan.card_path}")
     if latency:
         for label, entry in latency.items():
             print(f"  latency {label}: {entry['median_ms']:.3f} ms (median, batch 1)")

@@ -26,7 +26,7 @@ from proxylessnas.runtime.finite import require_finite_weights
 from proxylessnas.runtime.runfolder_lock import hold_output_file
 
 FORMATS = ("onnx", "torchscript")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "onnx-int8": ".onnx"}
 ONNX_OPSET = 17
 
 
@@ -85,17 +85,22 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, in_chs: int, resol
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
 
     def load(target: Path) -> Callable:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ProxylessError("onnxruntime is not installed", "export onnx",
-                                 "pip install onnxruntime (needed for the parity check)") from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+        session = onnx_session(target)
         return lambda x: session.run(["logits"], {"input": x.numpy()})[0]
 
     return _write_checked(model, Path(path), "onnx", write, load, in_chs, resolution, tolerance)
+
+
+def onnx_session(path: Path):
+    """An ONNX Runtime CPU session of ``path`` (warnings off), or a one-line error without it."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ProxylessError("onnxruntime is not installed", "export onnx",
+                             "pip install onnxruntime (needed for the parity check)") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def export_torchscript(model: nn.Module, path: str | os.PathLike, *, in_chs: int, resolution: int,
