@@ -96,3 +96,25 @@ def test_int8_needs_a_dataset_and_its_options_need_int8(trained, capsys):
                  "--out", str(trained / "x.onnx")]) == 2
     assert "--calibration-images applies to --format onnx-int8 only" in capsys.readouterr().err
     assert not (trained / "x.onnx").exists() and not (trained / "x.int8.onnx").exists()
+
+
+def test_the_activation_ranges_cover_every_calibration_batch(trained):
+    """Min-max calibration over 24 batches: the input's uint8 scale is (max(x, 0) - min(x, 0)) / 255
+    over all of them (a calibrator that folded its batches in chunks kept the last chunk's range)."""
+    import io
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from proxylessnas.hardware.quantize import onnxruntime_int8
+    from proxylessnas.hardware.runtimes import export_onnx_bytes
+    from proxylessnas.train.commands import load_trained_model
+
+    model = load_trained_model(trained / "run" / "best.pt").eval()
+    batches = [torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(i)) * (1 + (i == 3))
+               for i in range(24)]  # the widest batch early on
+    quantised = onnx.load(io.BytesIO(onnxruntime_int8(export_onnx_bytes(model, batches[0]), batches)))
+    scale = {i.name: numpy_helper.to_array(i) for i in quantised.graph.initializer}["input_scale"]
+    every = torch.cat(batches)
+    expected = (max(float(every.max()), 0.0) - min(float(every.min()), 0.0)) / 255
+    assert float(scale) == pytest.approx(expected, rel=1e-5)

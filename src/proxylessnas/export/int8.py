@@ -3,8 +3,8 @@
 The FP32 ONNX file is written first (with its usual 1e-4 parity check), then quantised statically
 by ONNX Runtime's QDQ quantiser (:func:`~proxylessnas.hardware.quantize.onnxruntime_int8`:
 per-channel int8 weights, uint8 activations, min-max ranges). The ranges come from
-``calibration_images`` class-balanced training images, normalised as in training: synthetic
-inputs would set ranges that real images overflow. An INT8 net cannot match FP32 to 1e-4, so the
+``calibration_images`` class-balanced training images (:func:`default_calibration_images`),
+normalised as in training: synthetic inputs would set ranges that real images overflow. An INT8 net cannot match FP32 to 1e-4, so the
 check is the one a deployment cares about: on ``check_images`` class-balanced test images, the
 share of images where INT8 and FP32 predict the same class (``agreement``) and both top-1
 accuracies. The file is written only when the agreement is at least ``min_agreement``.
@@ -21,7 +21,7 @@ from torch import nn
 
 from proxylessnas.errors import ProxylessError
 
-CALIBRATION_IMAGES = 512
+CALIBRATION_IMAGES = {"small": 512, "large": 100}  # inputs up to 64 px, and larger (memory: below)
 CHECK_IMAGES = 1000
 MIN_AGREEMENT = 0.95
 
@@ -45,6 +45,13 @@ class Int8Report:
         return {**asdict(self), "passed": self.passed,
                 "quantisation": "ONNX Runtime static QDQ: int8 weights per channel, uint8 activations, "
                                 "min-max ranges on the calibration images"}
+
+
+def default_calibration_images(resolution: int) -> int:
+    """512 images for inputs up to 64 px, 100 above: ONNX Runtime's calibrator holds every
+    image's intermediate outputs until the end (MobileNetV2 at 224 px: 78 MB of layer outputs an
+    image in PyTorch, counted)."""
+    return CALIBRATION_IMAGES["small" if resolution <= 64 else "large"]
 
 
 def image_batches(dataset, part, count: int, normalisation: dict | None, batch_size: int = 100,
@@ -83,7 +90,7 @@ def agreement_report(model: nn.Module, run_int8, check: Sequence[tuple[torch.Ten
 
 
 def export_onnx_int8(model: nn.Module, path: str | Path, dataset, *, normalisation: dict | None = None,
-                     calibration_images: int = CALIBRATION_IMAGES, check_images: int = CHECK_IMAGES,
+                     calibration_images: int | None = None, check_images: int = CHECK_IMAGES,
                      min_agreement: float = MIN_AGREEMENT, tolerance: float = 1e-4) -> Int8Report:
     """Write ``model`` as a static-INT8 ONNX file at ``path`` (dynamic batch axis, input ``input``,
     output ``logits``) when its top-1 agreement with FP32 reaches ``min_agreement``; the report
@@ -102,13 +109,19 @@ def export_onnx_int8(model: nn.Module, path: str | Path, dataset, *, normalisati
                              f"classes, the net takes {config.in_chs} and gives {config.num_classes}",
                              "export onnx-int8",
                              "calibrate on the dataset the net was trained on (--dataset)")
-    calibration = [images for images, _ in image_batches(dataset, dataset.train, calibration_images,
-                                                         normalisation, batch_size=32)]
+    count = calibration_images or default_calibration_images(config.resolution)
+    calibration = [images for images, _ in image_batches(dataset, dataset.train, count, normalisation,
+                                                         batch_size=32)]
     check = image_batches(dataset, dataset.test, check_images, normalisation)
     with tempfile.TemporaryDirectory(prefix="proxyless-export-") as folder:
         fp32_path = Path(folder) / "fp32.onnx"
         export_onnx(model, fp32_path, in_chs=config.in_chs, resolution=config.resolution, tolerance=tolerance)
-        quantised = onnxruntime_int8(fp32_path.read_bytes(), calibration)
+        try:
+            quantised = onnxruntime_int8(fp32_path.read_bytes(), calibration)
+        except Exception as err:  # the quantiser's own failure, as one line (nothing is written)
+            raise ProxylessError(f"ONNX Runtime's quantiser failed: {type(err).__name__}: {err}", str(path),
+                                 "not written; export --format onnx and quantise it yourself, or report "
+                                 "the net config") from None
     with hold_output_file(path, "onnx-int8 export"), atomic_replace(path, suffix=".onnx") as temporary:
         temporary.write_bytes(quantised)
         session = onnx_session(temporary)
