@@ -212,12 +212,43 @@ def spearman(a: list[float], b: list[float]) -> float:
     return cov / math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
 
 
-def ranking_unit(source: str, samples: int, valid_images: int, threads: int) -> dict:
+def ranking_prefix(top_percent: float | None, finetune_steps: int) -> str:
+    """``ranking-[topP-][ftN-]``: the unit name's part before the source."""
+    return ("ranking-" + ("" if top_percent is None else f"top{top_percent:g}-")
+            + (f"ft{finetune_steps}-" if finetune_steps else ""))
+
+
+def finetune(net, batches, steps: int, lr: float = 0.025) -> None:
+    """``steps`` SGD steps (Nesterov momentum 0.9, weight decay 5e-4, constant ``lr``, the
+    recipe's weight optimiser) on the inherited net, from augmented training batches."""
+    import torch
+    import torch.nn.functional as F
+
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    net.train()
+    epoch, done = 0, 0
+    while done < steps:
+        for images, labels in batches.epoch(epoch):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(net(images), labels).backward()
+            optimizer.step()
+            done += 1
+            if done == steps:
+                break
+        epoch += 1
+
+
+def ranking_unit(source: str, samples: int, valid_images: int, threads: int,
+                 top_percent: float | None = None, finetune_steps: int = 0) -> dict:
     """Inherited-weight validation accuracy of ``samples`` uniform cells against the table.
 
     ``source`` is a run under RUNS (its checkpoint.pt) or a checkpoint file ``<name>.pt`` there
     (a copy taken after some epoch); the images are those the run searched on (its dataset spec,
-    e.g. ``?resolution=16``)."""
+    e.g. ``?resolution=16``). With ``top_percent`` the cells are drawn from the table's best
+    ``top_percent`` % only, and the source's found cell (its unit record) is scored beside them:
+    can this supernet tell the good cells apart, and did the search pick its own favourite?
+    With ``finetune_steps`` each inherited net is first trained that many steps on its own
+    (:func:`finetune`): does a short training of the finalists undo the supernet's bias?"""
     import random
 
     import torch
@@ -237,23 +268,43 @@ def ranking_unit(source: str, samples: int, valid_images: int, threads: int) -> 
     space = get_space("nasbench201")
     supernet = build_supernet(space, dataset.num_classes)
     supernet.load_state_dict(state["supernet"])
-    cells = random.Random(0).sample(all_cells(), samples)
+    pool = all_cells()
+    if top_percent is not None:
+        pool = sorted(pool, key=lambda c: -table()[c][0])[:round(len(pool) * top_percent / 100)]
+    cells = random.Random(0).sample(pool, samples)
+    found_unit = unit_path(source)  # the search unit's record: its found cell
+    found = None
+    if top_percent is not None and found_unit.is_file():
+        found = json.loads(found_unit.read_text())["arch"]
+    if found is not None and found not in cells:
+        cells.append(found)
     valid = split_validation(valid_part, valid_images, seed=1)[1]  # class-balanced subset
     rows, started = [], time.perf_counter()
     for number, string in enumerate(cells):
         net = supernet.derive(arch_from_string(string, space), inherit=True)
+        if finetune_steps:
+            finetune(net, BatchIterator.for_dataset(dataset, train_part, 64, augment=True, seed=number),
+                     finetune_steps)
         batches = BatchIterator.for_dataset(dataset, train_part, 64, augment=False, seed=number)
         recalibrate_bn(net, batches.epoch(0), 20)
         test = BatchIterator.for_dataset(dataset, valid, 500, augment=False, shuffle=False)
         accuracy = evaluate(net, test, dataset.num_classes).top1
-        rows.append({"arch": string, "inherited_valid": accuracy, "cifar10_test": table()[string][0]})
-        print(f"{number + 1}/{samples} {accuracy:.2f} {table()[string][0]:.2f}", flush=True)
+        rows.append({"arch": string, "inherited_valid": accuracy, "cifar10_test": table()[string][0],
+                     "found": string == found})
+        print(f"{number + 1}/{len(cells)} {accuracy:.2f} {table()[string][0]:.2f}", flush=True)
     inherited = [r["inherited_valid"] for r in rows]
     truth = [r["cifar10_test"] for r in rows]
     cut = sorted(truth, reverse=True)[max(0, len(truth) // 10 - 1)]
     top = [r for r in rows if r["cifar10_test"] >= cut]
     top_pairs = ([r["inherited_valid"] for r in top], [r["cifar10_test"] for r in top])
-    return {"unit": f"ranking-{source.removesuffix('.pt')}", "source": source,
+    prefix = ranking_prefix(top_percent, finetune_steps)
+    found_row = next((r for r in rows if r["found"]), None)
+    return {"unit": prefix + source.removesuffix(".pt"), "source": source, "top_percent": top_percent,
+            "finetune_steps": finetune_steps,
+            "found_cell": found_row,
+            "found_inherited_rank": (None if found_row is None else  # 1 = the supernet's favourite
+                                     1 + sum(r["inherited_valid"] > found_row["inherited_valid"]
+                                             for r in rows)),
             "epochs_trained": state["epoch"], "edge_conv_init": state.get("edge_conv_init"),
             "dataset": state["config"]["data"]["dataset"], "samples": samples, "valid_images": len(valid),
             "kendall_tau": kendall_tau(inherited, truth), "spearman": spearman(inherited, truth),
@@ -390,6 +441,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="cells for the ranking unit")
     parser.add_argument("--valid-images", type=int, default=2000, help="validation images per cell (ranking)")
     parser.add_argument("--source", default="search-two-s0", help="the search whose supernet is ranked")
+    parser.add_argument("--top-percent", type=float, default=None,
+                        help="ranking: draw the cells from the table's best P %% only "
+                             "(unit ranking-topP-<source>)")
+    parser.add_argument("--finetune-steps", type=int, default=0,
+                        help="ranking: train each inherited net N steps on its own before scoring it")
     parser.add_argument("--report", action="store_true", help="write runs.json from the finished units")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra override for the search units (repeatable)")
@@ -397,8 +453,8 @@ def main() -> None:
     if not TABLE.is_file() or not CIFAR.is_dir():
         raise SystemExit(f"needs {TABLE} and {CIFAR}")
     for unit in args.units:
-        if unit == "ranking":
-            unit = f"ranking-{args.source.removesuffix('.pt')}"  # one ranking per supernet
+        if unit == "ranking":  # one ranking per supernet, pool and fine-tuning
+            unit = ranking_prefix(args.top_percent, args.finetune_steps) + args.source.removesuffix(".pt")
         if unit_path(unit).is_file():
             print(f"{unit}: done")
             continue
@@ -406,7 +462,8 @@ def main() -> None:
             variant, _, seed = unit[len("search-"):].rpartition("-s")
             result = search_unit(unit, variant, int(seed), args.threads, args.overrides)
         elif unit.startswith("ranking-"):
-            result = ranking_unit(args.source, args.samples, args.valid_images, args.threads)
+            result = ranking_unit(args.source, args.samples, args.valid_images, args.threads,
+                                  args.top_percent, args.finetune_steps)
         elif unit.startswith("latency-"):  # latency-<percent>-r<pixels>
             percent, _, pixels = unit[len("latency-"):].partition("-r")
             result = latency_unit(unit, int(percent), 0, args.threads, int(pixels or 16))
