@@ -259,16 +259,19 @@ def imagenet_section() -> str:
 NB201_OPS = ("none", "skip_connect", "avg_pool_3x3", "nor_conv_1x1", "nor_conv_3x3")
 
 
+def op_count_taus(cells: list[dict], key: str) -> str:
+    """Kendall tau between ``key`` and the count of each NB201 op in the cell, as ``a / b / ...``."""
+    from proxylessnas.hardware.validate import kendall_tau  # noqa: PLC0415
+
+    values = [c[key] for c in cells]
+    counts = [[c["arch"].count(op + "~") for c in cells] for op in NB201_OPS]
+    return " / ".join(f"{kendall_tau(values, count):+.2f}" for count in counts)
+
+
 def ranking_table(rankings: list[dict], probe_path: Path) -> str:
     """Kendall tau of inherited-weight accuracy against the table, per supernet, and against the
     count of each op in the cell: what the supernet rewards beside what the table rewards."""
-    from proxylessnas.hardware.validate import kendall_tau  # noqa: PLC0415
-
-    def op_taus(cells: list[dict], key: str) -> str:
-        values = [c[key] for c in cells]
-        counts = [[c["arch"].count(op) for c in cells] for op in NB201_OPS]
-        return " / ".join(f"{kendall_tau(values, count):+.2f}" for count in counts)
-
+    op_taus = op_count_taus
     body = [[f"`{u['source']}`", str(u.get("epochs_trained", "-")),
              "16x16" if "resolution=16" in u.get("dataset", "") else "32x32",
              u.get("edge_conv_init") or "random", str(u["samples"]),
@@ -299,6 +302,23 @@ def ranking_table(rankings: list[dict], probe_path: Path) -> str:
                                  x for k, x in probe.items() if k.startswith("ranking_after"))).items())
                  + ".\n\n")
     return text
+
+
+def top_ranking_table(rankings: list[dict]) -> str:
+    """Rankings inside the table's best few percent: can the supernet (optionally after a short
+    training of each cell on its own) tell the good cells apart, and where is the found cell?"""
+    body = [[f"`{u['source']}`", f"top {u['top_percent']:g} %", str(len(u["cells"])), str(u["valid_images"]),
+             str(u.get("finetune_steps") or 0), f"**{u['kendall_tau']:+.3f}**", f"{u['spearman']:+.3f}",
+             "-" if u.get("found_cell") is None else
+             f"{u['found_inherited_rank']} of {len(u['cells'])} ({u['found_cell']['cifar10_test']:.2f})",
+             op_count_taus(u["cells"], "inherited_valid")] for u in rankings]
+    truth = op_count_taus(rankings[0]["cells"], "cifar10_test")
+    return ("Inside the top: cells drawn from the table's best few percent only, with the search's found "
+            "cell added (`ranking --top-percent P [--finetune-steps N]`), scored by the final supernet "
+            "of that search; `fine-tune` trains each inherited net that many SGD steps on its own before "
+            f"scoring. The table's own tau against the op counts over the same cells: {truth}.\n\n"
+            + table(["supernet", "pool", "cells", "images", "fine-tune", "Kendall tau", "Spearman",
+                     "found cell: supernet's rank (CIFAR-10)", "tau vs op counts"], body) + "\n")
 
 
 CURRENT_RECIPE = "16x16, identity init"
@@ -370,9 +390,12 @@ def nasbench201_section() -> str:
         text += "Anytime: the table's CIFAR-10 accuracy of the argmax cell after each epoch.\n\n"
         body = [[u["unit"], " ".join(f"{a['cifar10_test']:.1f}" for a in u["anytime"])] for u in searches]
         text += table(["run", "epochs 1, 2, ..."], body) + "\n"
-    rankings = [u for u in units if u["unit"].startswith("ranking")]
+    rankings = [u for u in units if u["unit"].startswith("ranking") and not u.get("top_percent")]
     if rankings:
         text += ranking_table(rankings, RESULTS / "supernet_probe.json")
+    top_rankings = [u for u in units if u["unit"].startswith("ranking") and u.get("top_percent")]
+    if top_rankings:
+        text += top_ranking_table(top_rankings)
     latency = [u for u in units if u["unit"].startswith("latency-")]
     if latency:
         body = [[u["unit"], f"{u['budget_ms']:.2f}", f"{u['predicted_ms']:.2f}", f"{u['measured_ms']:.2f}",
