@@ -36,8 +36,9 @@ RESOLUTION = 16
 def proxyless(args: list[str], log: Path) -> float:
     """Run ``proxyless ARGS`` as a child (output appended to ``log``); its wall seconds."""
     started = time.perf_counter()
+    timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").is_file() else []  # peak RSS into the log
     with log.open("a") as out:
-        code = subprocess.call([sys.executable, "-m", "proxylessnas", *args], stdout=out,
+        code = subprocess.call([*timer, sys.executable, "-m", "proxylessnas", *args], stdout=out,
                                stderr=subprocess.STDOUT, cwd=ROOT)
     if code != 0:
         raise SystemExit(f"proxyless {args[0]} failed; see {log}")
@@ -53,7 +54,7 @@ def search_unit(seed: int) -> dict:
     summary = json.loads((run / "summary.json").read_text())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
     ops = collections.Counter(summary["choices"].values())
-    return {"unit": f"search-s{seed}", "run": str(run), "seed": seed,
+    return {"unit": f"search-s{seed}", "run": str(run), "seed": seed, "edge_conv_init": "identity",
             "wall_s": wall_seconds(rows), "peak_rss_gb": peak_rss_gb(RUNS / f"search-s{seed}.log"),
             "decisions": len(summary["choices"]), "found_macs_m": summary["predicted_latency"],
             "cheapest_macs_m": summary["cheapest_latency"],

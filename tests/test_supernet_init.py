@@ -171,3 +171,23 @@ def test_graph_edge_convs_start_as_the_identity(identity_init):
     assert isinstance(build_supernet(space), GraphSuperNet)
     default = build_supernet(space).double()
     assert torch.equal(default.decision_ops[0][0].body(3).conv.double()(torch.relu(x)), torch.relu(x))
+
+
+def test_tree_cell_separable_convs_start_as_the_identity():
+    """The pyramid-tree space's sep/dil convs (BN-ReLU-depthwise-pointwise) start as relu(BN(x))."""
+    from proxylessnas.ops.tree_blocks import SepConv
+    from proxylessnas.supernet.graph_supernet import GraphSuperNet
+
+    space = get_space("pyramid-tree", blocks_per_stage=1, alpha=6, resolution=8)
+    net = GraphSuperNet(space).double().eval()
+    seps = [mixed.body(i) for ops in net.decision_ops for mixed in ops
+            for i in range(mixed.num_candidates) if isinstance(mixed.body(i), SepConv)]
+    assert len(seps) == 4 * sum(len(ops) for ops in net.decision_ops)  # sep 3/5/7 and dil 3 on every edge
+    for sep in seps:
+        chs = sep.depthwise.in_channels
+        x = torch.randn(2, chs, 8, 8, generator=torch.Generator().manual_seed(chs), dtype=torch.float64)
+        assert torch.allclose(sep(x), torch.relu(sep.bn(x)))
+    untouched = GraphSuperNet(space, identity_init=False).double().eval()
+    sep = next(m.body(0) for ops in untouched.decision_ops for m in ops)
+    x = torch.randn(2, sep.depthwise.in_channels, 8, 8, dtype=torch.float64)
+    assert not torch.allclose(sep(x), torch.relu(sep.bn(x)))

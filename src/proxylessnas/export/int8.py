@@ -4,10 +4,11 @@ The FP32 ONNX file is written first (with its usual 1e-4 parity check), then qua
 by ONNX Runtime's QDQ quantiser (:func:`~proxylessnas.hardware.quantize.onnxruntime_int8`:
 per-channel int8 weights, uint8 activations, min-max ranges). The ranges come from
 ``calibration_images`` class-balanced training images (:func:`default_calibration_images`),
-normalised as in training: synthetic inputs would set ranges that real images overflow. An INT8 net cannot match FP32 to 1e-4, so the
-check is the one a deployment cares about: on ``check_images`` class-balanced test images, the
-share of images where INT8 and FP32 predict the same class (``agreement``) and both top-1
-accuracies. The file is written only when the agreement is at least ``min_agreement``.
+normalised as in training: synthetic inputs would set ranges that real images overflow. An INT8
+net cannot match FP32 to 1e-4, so the check is the one a deployment cares about: on
+``check_images`` class-balanced test images, the share of images where INT8 and FP32 predict the
+same class (``agreement``) and both top-1 accuracies. The file is written only when the agreement
+is at least ``min_agreement``.
 """
 
 from __future__ import annotations
