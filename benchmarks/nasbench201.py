@@ -41,6 +41,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -140,8 +141,9 @@ def dataset_spec(resolution: int) -> str:
 
 
 def run_search(run_dir: Path, overrides: list[str], threads: int,
-               resolution: int = 32) -> tuple[float, float]:
-    """Run (or resume) one search as a child process; (wall seconds of this call, peak RSS GB)."""
+               resolution: int = 32) -> tuple[float, float, int]:
+    """Run (or resume) one search as a child process; (wall seconds of this call, peak RSS GB,
+    exit code)."""
     command = [sys.executable, "-m", "proxylessnas", "search", "--config", "nasbench201",
                "--dataset", dataset_spec(resolution), "--out", str(run_dir), "--no-progress",
                f"run.threads={threads}", *overrides]
@@ -152,10 +154,15 @@ def run_search(run_dir: Path, overrides: list[str], threads: int,
     started = time.perf_counter()
     log = (run_dir.parent / f"{run_dir.name}.log").open("a")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"search failed ({run_dir}); see {run_dir}.log")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024 ** 2
+    # a SIGTERM to this script stops the search the same way (it checkpoints), and the time spent
+    # is still counted below
+    previous = signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGTERM))
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return (time.perf_counter() - started, usage.ru_maxrss / 1024 ** 2,
+            os.waitstatus_to_exitcode(status))
 
 
 def search_unit(unit: str, variant: str, seed: int, threads: int, extra: list[str]) -> dict:
@@ -170,10 +177,12 @@ def search_unit(unit: str, variant: str, seed: int, threads: int, extra: list[st
     progress_file = RUNS / f"{unit}.wall.json"
     spent = json.loads(progress_file.read_text()) if progress_file.is_file() else {"wall_s": 0.0, "rss_gb": 0}
     if not (run_dir / "summary.json").is_file():
-        wall, rss = run_search(run_dir, [*VARIANTS[variant], f"run.seed={seed}", *extra], threads,
-                               resolution)
+        wall, rss, code = run_search(run_dir, [*VARIANTS[variant], f"run.seed={seed}", *extra], threads,
+                                     resolution)
         spent = {"wall_s": spent["wall_s"] + wall, "rss_gb": max(spent["rss_gb"], rss)}
-        progress_file.write_text(json.dumps(spent))
+        progress_file.write_text(json.dumps(spent))  # an interrupted segment's time counts too
+        if code != 0:
+            raise SystemExit(f"search stopped or failed ({run_dir}); see {run_dir}.log; rerun to resume")
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     decisions = list(rows[-1]["arch"])
