@@ -172,3 +172,21 @@ def test_cli_adapt_refuses_a_negative_latency(tmp_path, capsys):
     (tmp_path / "m.json").write_text(json.dumps([{"choices": arch.to_dict()["choices"], "measured": -1}]))
     code = adapt_from_file(tmp_path)
     assert code == 2 and "not a positive number of ms" in capsys.readouterr().err
+
+
+def test_cli_adapt_never_writes_over_its_inputs_or_an_existing_file(tmp_path, capsys):
+    space = get_space("tiny")
+    source_table(space).save(tmp_path / "src.json")
+    rows = rows_file(tmp_path, space, table_model(load_table(tmp_path / "src.json")))
+    before = (tmp_path / "src.json").read_bytes()
+    base = ["latency", "adapt", "--from", str(tmp_path / "src.json"), "--measured", str(rows)]
+    assert main([*base, "--out", str(tmp_path / "src.json"), "--overwrite"]) == 2
+    assert "--out is one of this command's inputs" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "t.json"), "--json", str(rows)]) == 2
+    assert "--json is one of this command's inputs" in capsys.readouterr().err
+    assert (tmp_path / "src.json").read_bytes() == before and not (tmp_path / "t.json").exists()
+    (tmp_path / "t.json").write_text("{}")
+    assert main([*base, "--out", str(tmp_path / "t.json")]) == 2
+    assert "the table file exists" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "t.json"), "--overwrite"]) == 0
+    assert load_table(tmp_path / "t.json").provenance["adapted_from"]["table"] == str(tmp_path / "src.json")

@@ -140,6 +140,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", required=True, type=new_file, help="adapted table path")
     p.add_argument("--json", default=None, type=new_file, help="write the fit and validation report here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out / --json file")
     add_progress_option(p)
     p.set_defaults(func=cmd_adapt)
 
@@ -313,9 +314,7 @@ def cmd_export_ops(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.measurements)
-    if Path(args.out).exists() and not args.overwrite:
-        raise ProxylessError("the table file exists", args.out,
-                             "choose another --out, or pass --overwrite to replace it")
+    refuse_existing(args.out, args.overwrite, "--out", sources=[path])
     if path.suffix.lower() in (".yaml", ".yml"):
         from proxylessnas.hardware.legacy import import_legacy_yaml
 
@@ -359,6 +358,21 @@ def _measured_rows(path: str, space) -> tuple[list, list[float]]:
     return archs, measured
 
 
+def refuse_existing(out: str | Path | None, overwrite: bool, flag: str, sources: list[str | Path],
+                    kind: str = "table") -> None:
+    """Refuse an output path that is one of the command's own inputs (always), or an existing file
+    (unless ``overwrite``): nothing is measured or written first."""
+    if out is None:
+        return
+    target = Path(out)
+    if any(Path(source).exists() and target.exists() and target.samefile(source) for source in sources):
+        raise ProxylessError(f"{flag} is one of this command's inputs", str(out),
+                             f"give {flag} another path; the input would be replaced by the result")
+    if target.exists() and not overwrite:
+        raise ProxylessError(f"the {kind} file exists", str(out),
+                             f"choose another {flag}, or pass --overwrite to replace it")
+
+
 def cmd_adapt(args: argparse.Namespace) -> int:
     from proxylessnas.hardware.adapt import adapt
     from proxylessnas.hardware.keys import space_keys
@@ -367,6 +381,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from proxylessnas.hardware.validate import SpeedGauge, measure_shuffled, sample_archs, score_models
     from proxylessnas.space import get_space
 
+    inputs = [args.source, *([args.measured] if args.measured else [])]
+    refuse_existing(args.out, args.overwrite, "--out", inputs)
+    refuse_existing(args.json, args.overwrite, "--json", [*inputs, args.out], kind="report")
     source = load_table(args.source)
     if source.target.space is None:
         raise ProxylessError("table names no space", args.source, "adapt a table built for a space")
