@@ -147,3 +147,21 @@ def test_resume_of_a_config_yaml_beyond_the_parser_is_one_line(tmp_path, capsys)
     assert main(["search", "--resume", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:"), err
+
+
+def test_latency_reports_never_replace_their_inputs(tmp_path, capsys):
+    from proxylessnas import get_space
+    from proxylessnas.hardware.validate import sample_archs
+
+    sample_archs(get_space("tiny"), 1)[0].save(tmp_path / "arch.json")
+    before = (tmp_path / "arch.json").read_bytes()
+    assert main(["latency", "predict", str(tmp_path / "arch.json"), "--hardware", "flops",
+                 "--json", str(tmp_path / "arch.json")]) == 2
+    assert "--json is one of this command's inputs" in one_error_line(capsys)
+    arch = str(tmp_path / "arch.json")
+    assert main(["latency", "measure", arch, "--json", arch]) == 2
+    assert "--json is one of this command's inputs" in one_error_line(capsys)
+    assert (tmp_path / "arch.json").read_bytes() == before
+    assert main(["latency", "predict", str(tmp_path / "arch.json"), "--hardware", "flops",
+                 "--json", str(tmp_path / "p.json")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())

@@ -140,7 +140,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", required=True, type=new_file, help="adapted table path")
     p.add_argument("--json", default=None, type=new_file, help="write the fit and validation report here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out / --json file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_progress_option(p)
     p.set_defaults(func=cmd_adapt)
 
@@ -211,6 +211,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from proxylessnas.hardware.keys import arch_keys
     from proxylessnas.hardware.targets import get_cost_model
 
+    refuse_existing(args.json, True, "--json", [args.arch, args.hardware], kind="report")
+
     space, arch = _load_arch(args.arch)
     model = get_cost_model(args.hardware, space, batch_size=args.batch_size, threads=args.threads,
                            progress=not args.no_progress, require_all_keys=False,
@@ -246,6 +248,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         validate_models,
     )
     from proxylessnas.space import get_space
+
+    for flag in ("--json", "--plot"):
+        refuse_existing(getattr(args, flag[2:]), True, flag, [args.hardware], kind="report")
 
     if args.samples < 2:
         raise ProxylessError("--samples must be at least 2", "validate", "give --samples N with N >= 2")
@@ -361,7 +366,8 @@ def _measured_rows(path: str, space) -> tuple[list, list[float]]:
 def refuse_existing(out: str | Path | None, overwrite: bool, flag: str, sources: list[str | Path],
                     kind: str = "table") -> None:
     """Refuse an output path that is one of the command's own inputs (always), or an existing file
-    (unless ``overwrite``): nothing is measured or written first."""
+    (unless ``overwrite``; reports pass True: they may be replaced): checked before anything is
+    measured or written."""
     if out is None:
         return
     target = Path(out)
@@ -383,7 +389,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     inputs = [args.source, *([args.measured] if args.measured else [])]
     refuse_existing(args.out, args.overwrite, "--out", inputs)
-    refuse_existing(args.json, args.overwrite, "--json", [*inputs, args.out], kind="report")
+    refuse_existing(args.json, True, "--json", [*inputs, args.out], kind="report")  # a report may be replaced
     source = load_table(args.source)
     if source.target.space is None:
         raise ProxylessError("table names no space", args.source, "adapt a table built for a space")
@@ -457,6 +463,8 @@ def _load_module(text: str):
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from proxylessnas.hardware.measure import BACKENDS, Backend, measure_interleaved, prepare_runner
+
+    refuse_existing(args.json, True, "--json", [args.model], kind="report")
 
     names = {**{name: (name, "cpu") for name in BACKENDS}, "cuda": ("torch", "cuda")}
     if args.backend not in names:
