@@ -215,6 +215,7 @@ def test_cli_recipe_preset_and_overrides(tmp_path, capsys):
     args = ["train", str(tmp_path / "tree.json"), "--dataset", spec, "--out", str(out), "--no-progress",
             "--max-steps", "1", "epochs=1", "batch_size=16", "eval_batch_size=64", "drop_path=0.1"]
     assert main(args) == 0  # default preset of a pyramid-tree arch: pyramid-tree-cifar
+    assert "warning: cutout=16 px is more than half the 16 px image side" in capsys.readouterr().err
     recipe = json.loads((out / "run.json").read_text())["recipe"]
     assert (recipe["cutout"], recipe["weight_decay"]) == (16, 1e-4)  # the preset's
     assert (recipe["drop_path"], recipe["epochs"]) == (0.1, 1)  # the overrides

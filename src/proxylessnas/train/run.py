@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -193,6 +194,10 @@ def train_on_rank(model: nn.Module, dataset: Dataset, recipe: TrainRecipe, out_d
     if recipe.cutout >= dataset.resolution * 2:
         raise ProxylessError(f"cutout={recipe.cutout} px covers every {dataset.resolution} px image whole",
                              "recipe", f"give cutout below {dataset.resolution * 2} (16 at 32 px), or 0")
+    if recipe.cutout * 2 > dataset.resolution:
+        warnings.warn(f"cutout={recipe.cutout} px is more than half the {dataset.resolution} px image side "
+                      "(CIFAR's 16 is for 32 px images): give cutout="
+                      f"{dataset.resolution // 2} for these images", stacklevel=2)
 
     model.to(device)
     model = context.sync_batchnorm(model, sync_batchnorm)
