@@ -97,6 +97,31 @@ def random_arch(seed: int) -> Path:
     return path
 
 
+def inherited_accuracy(seed: int, arch_path: Path) -> float:
+    """Test top-1 (%) of ``arch_path`` with the final supernet of ``search-s<seed>``'s weights,
+    BatchNorm recalibrated on 20 training batches: how the search's own judge rates the net."""
+    from proxylessnas import get_space
+    from proxylessnas.data import BatchIterator, load_dataset, split_validation
+    from proxylessnas.runtime.checkpoint import load_checkpoint
+    from proxylessnas.space import Arch
+    from proxylessnas.supernet import build_supernet
+    from proxylessnas.train.bn_recalibration import recalibrate_bn
+    from proxylessnas.train.loops import evaluate
+
+    state = load_checkpoint(RUNS / f"search-s{seed}" / "checkpoint.pt")
+    dataset = load_dataset(f"cifar10:{CIFAR}?resolution={RESOLUTION}")
+    space = get_space("pyramid-tree", **state["config"]["space"]["options"], resolution=RESOLUTION,
+                      num_classes=dataset.num_classes)
+    supernet = build_supernet(space, dataset.num_classes)
+    supernet.load_state_dict(state["supernet"])
+    net = supernet.derive(Arch.load(arch_path), inherit=True)
+    train_part, _ = split_validation(dataset, 0.5, seed=seed)
+    batches = BatchIterator.for_dataset(dataset, train_part, 64, augment=False, seed=3)
+    recalibrate_bn(net, batches.epoch(0), 20)
+    test = BatchIterator.for_dataset(dataset, dataset.test, 500, augment=False, shuffle=False)
+    return evaluate(net, test, dataset.num_classes).top1
+
+
 def train_unit(seed: int, random: bool, epochs: int) -> dict:
     name = f"train-random-s{seed}" if random else f"train-s{seed}"
     run = RUNS / name
@@ -122,6 +147,7 @@ def train_unit(seed: int, random: bool, epochs: int) -> dict:
     return {"unit": name, "run": str(run), "arch": json.loads(Path(arch).read_text())["choices"],
             "epochs": epochs, "resolution": RESOLUTION, "params": params, "macs_m": macs / 1e6,
             "test_top1": [row["test_top1"] for row in rows], "best_test_top1": rows[-1]["best_test_top1"],
+            "inherited_test_top1": inherited_accuracy(seed, Path(arch)),
             "wall_s": round(sum(row["epoch_seconds"] for row in rows), 1)}
 
 
