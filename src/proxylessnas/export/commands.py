@@ -157,15 +157,12 @@ def run_export(args) -> int:
         plan = plan_export(out, args.format, identity, overwrite=args.overwrite)
         config = model.net_config
         if int8:
-            from proxylessnas.export import int8 as defaults
             from proxylessnas.export.int8 import export_onnx_int8
 
             report = export_onnx_int8(
                 model, out, calibration_data, normalisation=info.get("normalisation"),
-                calibration_images=args.calibration_images,
-                check_images=args.check_images or defaults.CHECK_IMAGES,
-                min_agreement=defaults.MIN_AGREEMENT if args.min_agreement is None else args.min_agreement,
-                tolerance=args.tolerance)
+                calibration_images=args.calibration_images, check_images=args.check_images,
+                min_agreement=args.min_agreement, tolerance=args.tolerance)
             entry, summary = report.to_dict(), (
                 f"INT8 agrees with FP32 on {100 * report.agreement:.1f} % of {report.check_images} test "
                 "images; "

@@ -91,11 +91,12 @@ def agreement_report(model: nn.Module, run_int8, check: Sequence[tuple[torch.Ten
 
 
 def export_onnx_int8(model: nn.Module, path: str | Path, dataset, *, normalisation: dict | None = None,
-                     calibration_images: int | None = None, check_images: int = CHECK_IMAGES,
-                     min_agreement: float = MIN_AGREEMENT, tolerance: float = 1e-4) -> Int8Report:
+                     calibration_images: int | None = None, check_images: int | None = None,
+                     min_agreement: float | None = None, tolerance: float = 1e-4) -> Int8Report:
     """Write ``model`` as a static-INT8 ONNX file at ``path`` (dynamic batch axis, input ``input``,
     output ``logits``) when its top-1 agreement with FP32 reaches ``min_agreement``; the report
-    either way (a refused file raises :class:`ProxylessError` with the numbers)."""
+    either way (a refused file raises :class:`ProxylessError` with the numbers). None takes the
+    defaults: :func:`default_calibration_images`, ``CHECK_IMAGES``, ``MIN_AGREEMENT``."""
     import tempfile
 
     from proxylessnas.export.formats import export_onnx, onnx_session
@@ -111,6 +112,8 @@ def export_onnx_int8(model: nn.Module, path: str | Path, dataset, *, normalisati
                              "export onnx-int8",
                              "calibrate on the dataset the net was trained on (--dataset)")
     count = calibration_images or default_calibration_images(config.resolution)
+    check_images = check_images or CHECK_IMAGES
+    min_agreement = MIN_AGREEMENT if min_agreement is None else min_agreement
     calibration = [images for images, _ in image_batches(dataset, dataset.train, count, normalisation,
                                                          batch_size=32)]
     check = image_batches(dataset, dataset.test, check_images, normalisation)

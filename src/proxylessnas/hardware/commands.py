@@ -251,7 +251,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     for flag in ("--json", "--plot"):
         refuse_existing(getattr(args, flag[2:]), True, flag, [args.hardware], kind="report")
-
     if args.samples < 2:
         raise ProxylessError("--samples must be at least 2", "validate", "give --samples N with N >= 2")
     if args.hardware in MEASURED_TARGETS:
