@@ -190,6 +190,7 @@ def search_unit(unit: str, variant: str, seed: int, threads: int, extra: list[st
                 "cifar10_test": table()[format_string([row["arch"][d] for d in decisions])][0],
                 "normalised_entropy": row.get("normalised_entropy")} for row in rows]
     found = judge(format_string([summary["choices"][d] for d in decisions]))
+    mass = op_mass(rows)
     return {"unit": unit, "strategy": variant, "seed": seed, "resolution": resolution,
             "edge_conv_init": "identity", **found, "wall_s": round(spent["wall_s"], 1),
             "peak_rss_gb": round(spent["rss_gb"], 3),
@@ -197,7 +198,20 @@ def search_unit(unit: str, variant: str, seed: int, threads: int, extra: list[st
             "collapse": summary["convergence"].get("collapse"),
             "supernet_test_accuracy": summary["test_accuracy"], "macs": cell_macs()[found["arch"]],
             "searched_macs": summary["predicted_latency"],
-            "overrides": [*VARIANTS[variant], *extra], "anytime": anytime}
+            "overrides": [*VARIANTS[variant], *extra], "anytime": anytime,
+            **({"op_mass": mass} if mass else {})}
+
+
+def op_mass(rows: list[dict]) -> list[dict]:
+    """Per epoch, each op's probability averaged over the cell's six edges (sums to 1): where the
+    architecture distribution's mass goes, e.g. onto skip connections in a DARTS collapse."""
+    from proxylessnas.space.nasbench201 import CANDIDATES
+
+    names = CANDIDATES.split(",")
+    return [{"epoch": row["epoch"], "phase": row["phase"],
+             **{name: round(statistics.fmean(p[i] for p in row["probs"].values()), 4)
+                for i, name in enumerate(names)}}
+            for row in rows if row.get("probs")]
 
 
 def ranks(values: list[float]) -> list[float]:

@@ -333,6 +333,22 @@ def recipe(unit: dict) -> str:
     return f"{side}x{side}, identity init"
 
 
+def op_mass_table(searches: list[dict]) -> str:
+    """Each op's probability averaged over the six edges, after the first search epoch and at the
+    end: where the distribution's mass went (a DARTS collapse puts it on skip connections)."""
+    if not searches:
+        return ""
+    ops = [key for key in searches[0]["op_mass"][0] if key not in ("epoch", "phase")]
+    body = []
+    for u in searches:
+        first = next(row for row in u["op_mass"] if row["phase"] == "search")
+        last = u["op_mass"][-1]
+        body.append([u["unit"], *(f"{first[op]:.2f} > {last[op]:.2f}" for op in ops)])
+    return ("Where the mass goes: each op's probability averaged over the cell's six edges, after the "
+            "first search epoch > at the end (uniform: 0.20). The table rewards 3x3 convolutions "
+            "(its best cell has five).\n\n" + table(["run", *ops], body) + "\n")
+
+
 def nasbench201_section() -> str:
     """NAS-Bench-201: the found cells judged by the benchmark's table (benchmarks/nasbench201.py)."""
     import statistics
@@ -390,6 +406,7 @@ def nasbench201_section() -> str:
         text += "Anytime: the table's CIFAR-10 accuracy of the argmax cell after each epoch.\n\n"
         body = [[u["unit"], " ".join(f"{a['cifar10_test']:.1f}" for a in u["anytime"])] for u in searches]
         text += table(["run", "epochs 1, 2, ..."], body) + "\n"
+        text += op_mass_table([u for u in searches if u.get("op_mass")])
     rankings = [u for u in units if u["unit"].startswith("ranking") and not u.get("top_percent")]
     if rankings:
         text += ranking_table(rankings, RESULTS / "supernet_probe.json")
