@@ -126,18 +126,24 @@ def gauge_note(gauge: dict | None) -> str:
             f"speed factors ({gauge['factor_min']:.3f}-{gauge['factor_max']:.3f}) were divided out")
 
 
+def setting(entry: dict, data: dict) -> str:
+    """``b<batch> t<threads>`` of one latency-accuracy entry (older entries: the file's)."""
+    return f"b{entry.get('batch_size', data['batch_size'])} t{entry.get('threads', data['threads'])}"
+
+
 def latency_section() -> str:
     text, path, data = open_section("2. Latency prediction accuracy on this CPU", "latency_accuracy.json",
                                     "latency", "python benchmarks/latency_accuracy.py")
     if path is None:
         return text
-    text += (f"Space `{data['space']}` (32x32), batch {data['batch_size']}, {data['threads']} thread, "
-             f"{data['device']}. Per backend: a fresh per-block table, the predictor fitted on random "
-             "architectures, then scored on other random architectures (another seed) measured end to "
-             "end. Noise: the same test networks measured a second time, scored like a predictor "
-             "against the first pass. Where a speed gauge is listed below, reference networks timed in "
-             "every chunk of 16 put all timings on one speed scale (docs/latency.md). Target: predictor "
-             "MAPE <= 4 % and >= 95 % within +-10 %.\n\n")
+    text += (f"Space `{data['space']}` (32x32), {data['device']}; each row's batch size and threads "
+             "are its own (`b1 t1`: batch 1, one thread). Per backend and setting: a fresh per-block "
+             "table, the predictor fitted on random architectures, then scored on other random "
+             "architectures (another seed) measured end to end. Noise: the same test networks "
+             "measured a second time, scored like a predictor against the first pass. Where a speed "
+             "gauge is listed below, reference networks timed in every chunk of 16 put all timings on "
+             "one speed scale (docs/latency.md). Target: predictor MAPE <= 4 % and >= 95 % within "
+             "+-10 %.\n\n")
     body = []
     for name, r in data["backends"].items():
         noise = r["noise"]["second_pass_vs_first"]
@@ -146,13 +152,13 @@ def latency_section() -> str:
             verdict = ""
             if model == "predictor":
                 verdict = "met" if m["mape"] <= 4 and m["within_10"] >= 0.95 else "NOT met"
-            body.append([name, "table sum" if model == "lut" else "predictor", str(r["n"]),
+            body.append([name, setting(r, data), "table sum" if model == "lut" else "predictor", str(r["n"]),
                          f"{m['mape']:.2f} %", f"{m['within_5']:.0%}", f"{m['within_10']:.0%}",
                          f"{m['kendall_tau']:.3f}", verdict])
-        body.append([name, "noise (second pass)", str(r["n"]), f"{noise['mape']:.2f} %",
+        body.append([name, setting(r, data), "noise (second pass)", str(r["n"]), f"{noise['mape']:.2f} %",
                      f"{noise['within_5']:.0%}", f"{noise['within_10']:.0%}",
                      f"{noise['kendall_tau']:.3f}", ""])
-    text += table(["backend", "model", "test nets", "MAPE", "within +-5 %", "within +-10 %",
+    text += table(["backend", "setting", "model", "test nets", "MAPE", "within +-5 %", "within +-10 %",
                    "Kendall tau", "target"], body) + "\n"
     for name, r in data["backends"].items():
         budget = (f"about {r['seconds_per_net']} s of timing per net" if "seconds_per_net" in r
