@@ -310,21 +310,31 @@ def ranking_table(rankings: list[dict], probe_path: Path) -> str:
     return text
 
 
+def side(dataset: str) -> str:
+    """``16x16`` from a dataset spec's ``?resolution=16`` (32x32 without one)."""
+    pixels = dataset.partition("resolution=")[2].split("&")[0] or "32"
+    return f"{pixels}x{pixels}"
+
+
 def top_ranking_table(rankings: list[dict]) -> str:
     """Rankings inside the table's best few percent: can the supernet (optionally after a short
     training of each cell on its own) tell the good cells apart, and where is the found cell?"""
-    body = [[f"`{u['source']}`", f"top {u['top_percent']:g} %", str(len(u["cells"])), str(u["valid_images"]),
+    body = [[f"`{u['source']}`", str(u["epochs_trained"]), side(u["dataset"]), f"top {u['top_percent']:g} %",
+             str(len(u["cells"])), str(u["valid_images"]),
              str(u.get("finetune_steps") or 0), f"**{u['kendall_tau']:+.3f}**", f"{u['spearman']:+.3f}",
              "-" if u.get("found_cell") is None else
              f"{u['found_inherited_rank']} of {len(u['cells'])} ({u['found_cell']['cifar10_test']:.2f})",
              op_count_taus(u["cells"], "inherited_valid")] for u in rankings]
     truth = op_count_taus(rankings[0]["cells"], "cifar10_test")
     return ("Inside the top: cells drawn from the table's best few percent only, with the search's found "
-            "cell added (`ranking --top-percent P [--finetune-steps N]`), scored by the final supernet "
-            "of that search; `fine-tune` trains each inherited net that many SGD steps on its own before "
-            f"scoring. The table's own tau against the op counts over the same cells: {truth}.\n\n"
-            + table(["supernet", "pool", "cells", "images", "fine-tune", "Kendall tau", "Spearman",
-                     "found cell: supernet's rank (CIFAR-10)", "tau vs op counts"], body) + "\n")
+            "cell added when the supernet is a search's (`ranking --top-percent P [--finetune-steps N]`), "
+            "scored by that supernet (`d16-e12.pt`, `d32-e12.pt`: 12-epoch supernets of the probe at "
+            "16x16 and 32x32, the same 60 cells); `fine-tune` trains each inherited net that many SGD "
+            "steps on its own before scoring. The table's own tau against the op counts over the same "
+            f"cells: {truth}.\n\n"
+            + table(["supernet", "epochs", "images side", "pool", "cells", "images", "fine-tune",
+                     "Kendall tau", "Spearman", "found cell: supernet's rank (CIFAR-10)", "tau vs op counts"],
+                    body) + "\n")
 
 
 CURRENT_RECIPE = "16x16, identity init"
