@@ -328,7 +328,9 @@ def ranking_unit(source: str, samples: int, valid_images: int, threads: int,
             "found_inherited_rank": (None if found_row is None else  # 1 = the supernet's favourite
                                      1 + sum(r["inherited_valid"] > found_row["inherited_valid"]
                                              for r in rows)),
-            "epochs_trained": state["epoch"], "edge_conv_init": state.get("edge_conv_init"),
+            "epochs_trained": state["epoch"],
+            "edge_conv_init": state.get("edge_conv_init") or (  # a search's: its unit record's
+                json.loads(found_unit.read_text()).get("edge_conv_init") if found_unit.is_file() else None),
             "dataset": state["config"]["data"]["dataset"], "samples": samples, "valid_images": len(valid),
             "kendall_tau": kendall_tau(inherited, truth), "spearman": spearman(inherited, truth),
             "top10_count": len(top),
