@@ -390,16 +390,19 @@ def nasbench201_section() -> str:
              "kept as the record of the collapse it caused. The recipe's weight steps now take uniform "
              "paths (strategy `two_uniform`); rows `two` drew them from p, the recipe before "
              "2026-12-04. REINFORCE rows reward accuracy only (reward exponent 0) unless named "
-             "`reinforce_exp0.1`. Accuracies are the table's 200-epoch test "
+             "`reinforce_exp0.1`. `collapsed`: the search's own warning fired (>= half the edges on "
+             "parameter-free ops). Accuracies are the table's 200-epoch test "
              "accuracy of the found cell; rank among the 15,625 cells (1 = best).\n\n")
     if searches:
         body = [[u["strategy"], recipe(u), str(u["seed"]), "`" + u["arch"].replace("|", "\\|") + "`",
                  f"{u['cifar10_test']:.2f}", f"{u['cifar100_test']:.2f}", f"{u['imagenet16_test']:.2f}",
                  str(u["rank"]),
                  f"{u['percentile']:.1f}", f"{u['wall_s'] / 60:.0f}", f"{u['peak_rss_gb']:.2f}",
-                 f"{u['normalised_entropy']:.2f}"] for u in searches]
+                 f"{u['normalised_entropy']:.2f}", "**yes**" if u.get("collapse") else "no"]
+                for u in searches]
         text += table(["strategy", "recipe", "seed", "found cell", "CIFAR-10", "CIFAR-100", "ImageNet16-120",
-                       "rank", "percentile", "wall (min)", "peak RSS (GB)", "final H_n"], body) + "\n"
+                       "rank", "percentile", "wall (min)", "peak RSS (GB)", "final H_n", "collapsed"],
+                      body) + "\n"
         groups: dict[tuple[str, str], list[float]] = {}
         for u in searches:
             groups.setdefault((u["strategy"], recipe(u)), []).append(u["cifar10_test"])
