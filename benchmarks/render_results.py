@@ -310,7 +310,7 @@ def ranking_table(rankings: list[dict], probe_path: Path) -> str:
     return text
 
 
-def side(dataset: str) -> str:
+def image_side(dataset: str) -> str:
     """``16x16`` from a dataset spec's ``?resolution=16`` (32x32 without one)."""
     pixels = dataset.partition("resolution=")[2].split("&")[0] or "32"
     return f"{pixels}x{pixels}"
@@ -319,8 +319,8 @@ def side(dataset: str) -> str:
 def top_ranking_table(rankings: list[dict]) -> str:
     """Rankings inside the table's best few percent: can the supernet (optionally after a short
     training of each cell on its own) tell the good cells apart, and where is the found cell?"""
-    body = [[f"`{u['source']}`", str(u["epochs_trained"]), side(u["dataset"]), f"top {u['top_percent']:g} %",
-             str(len(u["cells"])), str(u["valid_images"]),
+    body = [[f"`{u['source']}`", str(u["epochs_trained"]), image_side(u["dataset"]),
+             f"top {u['top_percent']:g} %", str(len(u["cells"])), str(u["valid_images"]),
              str(u.get("finetune_steps") or 0), f"**{u['kendall_tau']:+.3f}**", f"{u['spearman']:+.3f}",
              "-" if u.get("found_cell") is None else
              f"{u['found_inherited_rank']} of {len(u['cells'])} ({u['found_cell']['cifar10_test']:.2f})",
@@ -351,7 +351,7 @@ def recipe(unit: dict) -> str:
 
 def op_mass_table(searches: list[dict]) -> str:
     """Each op's probability averaged over the six edges, after the first search epoch and at the
-    end: where the distribution's mass went (a DARTS collapse puts it on skip connections)."""
+    end: where the distribution's mass went (a DARTS collapse puts it on none and skip)."""
     if not searches:
         return ""
     ops = [key for key in searches[0]["op_mass"][0] if key not in ("epoch", "phase")]
