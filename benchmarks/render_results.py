@@ -163,7 +163,8 @@ def latency_section() -> str:
     for name, r in data["backends"].items():
         budget = (f"about {r['seconds_per_net']} s of timing per net" if "seconds_per_net" in r
                   else "3 timings per round")
-        text += (f"- `{name}`: {r['keys']} table keys; predictor fitted on {r['fit_n']} nets "
+        runtime = (f" ({r['dtype']}, runtime {r['backend_version']})" if r.get("backend_version") else "")
+        text += (f"- `{name}`{runtime}: {r['keys']} table keys; predictor fitted on {r['fit_n']} nets "
                  f"({r.get('rounds', 10)} interleaved rounds, {budget}); measured latencies "
                  f"{r['measured_ms']['min']:.2f}-{r['measured_ms']['max']:.2f} ms; one net timed in "
                  f"{len(r['noise']['same_net_sessions_ms'])} sessions varies by "
