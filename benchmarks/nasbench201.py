@@ -190,7 +190,6 @@ def search_unit(unit: str, variant: str, seed: int, threads: int, extra: list[st
                 "cifar10_test": table()[format_string([row["arch"][d] for d in decisions])][0],
                 "normalised_entropy": row.get("normalised_entropy")} for row in rows]
     found = judge(format_string([summary["choices"][d] for d in decisions]))
-    mass = op_mass(rows)
     return {"unit": unit, "strategy": variant, "seed": seed, "resolution": resolution,
             "edge_conv_init": "identity", **found, "wall_s": round(spent["wall_s"], 1),
             "peak_rss_gb": round(spent["rss_gb"], 3),
@@ -198,8 +197,7 @@ def search_unit(unit: str, variant: str, seed: int, threads: int, extra: list[st
             "collapse": summary["convergence"].get("collapse"),
             "supernet_test_accuracy": summary["test_accuracy"], "macs": cell_macs()[found["arch"]],
             "searched_macs": summary["predicted_latency"],
-            "overrides": [*VARIANTS[variant], *extra], "anytime": anytime,
-            **({"op_mass": mass} if mass else {})}
+            "overrides": [*VARIANTS[variant], *extra], "anytime": anytime, "op_mass": op_mass(rows)}
 
 
 def op_mass(rows: list[dict]) -> list[dict]:
@@ -295,10 +293,9 @@ def ranking_unit(source: str, samples: int, valid_images: int, threads: int,
     if top_percent is not None:
         pool = sorted(pool, key=lambda c: -table()[c][0])[:round(len(pool) * top_percent / 100)]
     cells = random.Random(0).sample(pool, samples)
-    found_unit = unit_path(source)  # the search unit's record: its found cell
-    found = None
-    if top_percent is not None and found_unit.is_file():
-        found = json.loads(found_unit.read_text())["arch"]
+    found_unit = unit_path(source)  # a search's unit record: its found cell and edge-conv init
+    search_record = json.loads(found_unit.read_text()) if found_unit.is_file() else {}
+    found = search_record.get("arch") if top_percent is not None else None
     if found is not None and found not in cells:
         cells.append(found)
     valid = split_validation(valid_part, valid_images, seed=1)[1]  # class-balanced subset
@@ -329,8 +326,7 @@ def ranking_unit(source: str, samples: int, valid_images: int, threads: int,
                                      1 + sum(r["inherited_valid"] > found_row["inherited_valid"]
                                              for r in rows)),
             "epochs_trained": state["epoch"],
-            "edge_conv_init": state.get("edge_conv_init") or (  # a search's: its unit record's
-                json.loads(found_unit.read_text()).get("edge_conv_init") if found_unit.is_file() else None),
+            "edge_conv_init": state.get("edge_conv_init") or search_record.get("edge_conv_init"),
             "dataset": state["config"]["data"]["dataset"], "samples": samples, "valid_images": len(valid),
             "kendall_tau": kendall_tau(inherited, truth), "spearman": spearman(inherited, truth),
             "top10_count": len(top),

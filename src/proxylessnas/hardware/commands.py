@@ -211,7 +211,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from proxylessnas.hardware.keys import arch_keys
     from proxylessnas.hardware.targets import get_cost_model
 
-    refuse_existing(args.json, True, "--json", [args.arch, args.hardware], kind="report")
+    refuse_existing(args.json, True, "--json", [args.arch, args.hardware])
 
     space, arch = _load_arch(args.arch)
     model = get_cost_model(args.hardware, space, batch_size=args.batch_size, threads=args.threads,
@@ -250,7 +250,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from proxylessnas.space import get_space
 
     for flag in ("--json", "--plot"):
-        refuse_existing(getattr(args, flag[2:]), True, flag, [args.hardware], kind="report")
+        refuse_existing(getattr(args, flag[2:]), True, flag, [args.hardware])
     if args.samples < 2:
         raise ProxylessError("--samples must be at least 2", "validate", "give --samples N with N >= 2")
     if args.hardware in MEASURED_TARGETS:
@@ -362,8 +362,7 @@ def _measured_rows(path: str, space) -> tuple[list, list[float]]:
     return archs, measured
 
 
-def refuse_existing(out: str | Path | None, overwrite: bool, flag: str, sources: list[str | Path],
-                    kind: str = "table") -> None:
+def refuse_existing(out: str | Path | None, overwrite: bool, flag: str, sources: list[str | Path]) -> None:
     """Refuse an output path that is one of the command's own inputs (always), or an existing file
     (unless ``overwrite``; reports pass True: they may be replaced): checked before anything is
     measured or written."""
@@ -374,7 +373,7 @@ def refuse_existing(out: str | Path | None, overwrite: bool, flag: str, sources:
         raise ProxylessError(f"{flag} is one of this command's inputs", str(out),
                              f"give {flag} another path; the input would be replaced by the result")
     if target.exists() and not overwrite:
-        raise ProxylessError(f"the {kind} file exists", str(out),
+        raise ProxylessError("the table file exists", str(out),
                              f"choose another {flag}, or pass --overwrite to replace it")
 
 
@@ -388,7 +387,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     inputs = [args.source, *([args.measured] if args.measured else [])]
     refuse_existing(args.out, args.overwrite, "--out", inputs)
-    refuse_existing(args.json, True, "--json", [*inputs, args.out], kind="report")  # a report may be replaced
+    refuse_existing(args.json, True, "--json", [*inputs, args.out])  # a report may be replaced
     source = load_table(args.source)
     if source.target.space is None:
         raise ProxylessError("table names no space", args.source, "adapt a table built for a space")
@@ -463,7 +462,7 @@ def _load_module(text: str):
 def cmd_measure(args: argparse.Namespace) -> int:
     from proxylessnas.hardware.measure import BACKENDS, Backend, measure_interleaved, prepare_runner
 
-    refuse_existing(args.json, True, "--json", [args.model], kind="report")
+    refuse_existing(args.json, True, "--json", [args.model])
 
     names = {**{name: (name, "cpu") for name in BACKENDS}, "cuda": ("torch", "cuda")}
     if args.backend not in names:
