@@ -13,6 +13,7 @@
 
     python benchmarks/study_cifar.py --quick     # plumbing check: tiny data, 1 epoch (5:45 here, --jobs 1)
     python benchmarks/study_cifar.py [--full]    # the published numbers (expected ~2.4 h, 2 cores)
+    python benchmarks/study_cifar.py --paired    # issue 16 part 4: searched vs best random, 3 seeds
         [--work DIR] [--data cifar10:DIR] [--jobs 2] [--report-only]
 
 Sizing of ``--full`` (measured on the 2-core machine, one thread, load ~2.5 from other jobs):
@@ -51,8 +52,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cifar_study.helpers import dataset_folder, repository_relative
+from cifar_study.paired import run_paired, write_paired_report
 from cifar_study.runner import Study, UnitFailed
-from cifar_study.settings import DEFAULT_DATA, FULL, QUICK, REPO
+from cifar_study.settings import DEFAULT_DATA, FULL, PAIRED, PAIRED_QUICK, QUICK, REPO
 from cifar_study.stages import run_study, write_report
 
 
@@ -62,6 +64,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="tiny data, 1 epoch: checks the plumbing")
     mode.add_argument("--full", action="store_true", help="the published numbers (default)")
+    parser.add_argument("--paired", action="store_true",
+                        help="issue 16 part 4: converged searches against the best random net of equal "
+                             "latency, 3 seeds each, paired (with --quick: its plumbing check)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default runs/study-<mode>)")
     parser.add_argument("--data", default=DEFAULT_DATA, help="CIFAR-10 spec (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings in parallel, one thread each")
@@ -73,7 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from proxylessnas.errors import ProxylessError
 
     args = parse_arguments(argv)
-    settings = QUICK if args.quick else FULL
+    if args.paired:
+        settings = PAIRED_QUICK if args.quick else PAIRED
+    else:
+        settings = QUICK if args.quick else FULL
     work = args.work or REPO / "runs" / f"study-{settings.mode}"
     try:
         data = args.data if args.data == DEFAULT_DATA else repository_relative(args.data, Path.cwd())
@@ -96,9 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, stop)
         study.log(f"{settings.mode} study in {work}; data {data}")
         if args.report_only:
-            write_report(study)
+            (write_paired_report if args.paired else write_report)(study)
         else:
-            run_study(study)
+            (run_paired if args.paired else run_study)(study)
         study.log("finished")
         return 0
     except ProxylessError as error:

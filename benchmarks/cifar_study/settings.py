@@ -44,6 +44,8 @@ class StudySettings:
     noise_seeds: tuple[int, ...] = ()  # extra trainings of the low searched net: seed-to-seed spread
     table_seconds_per_key: float | None = None  # quick: private fast tables; None: the user's cache
     search_plots: bool = True
+    arch_args: tuple[str, ...] = ("arch.lr=0.01",)  # architecture settings every search overrides
+    paired_seeds: tuple[int, ...] = ()  # paired mode: seeds of the searched net and its best random rival
 
 
 QUICK = StudySettings(
@@ -63,6 +65,29 @@ FULL = StudySettings(
     zoo_widths=(0.25, 0.3, 0.35, 0.4, 0.5),
     backbone_widths=(0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.375, 0.4, 0.45, 0.5, 0.6),
     session_rounds=20, session_per_round=5, cross_passes=3, cross_rounds=15, noise_seeds=(1, 2))
+
+
+# Paired mode (issue 16, part 4): the demo's converged architecture settings (docs/search.md,
+# "Why the demo did not converge": 280 steps at lr 0.05, the pair-wise mode, entropy term 0.1) on
+# the study's data; each searched net and the best of its random rivals trained with 3 seeds.
+PAIRED_ARCH_ARGS = ("arch.lr=0.05", "arch.entropy_weight=0.1")
+
+PAIRED = StudySettings(
+    mode="paired", search_limit_per_class=600, search_valid_size=1000, search_batch_size=64,
+    search_steps_per_epoch=35, search_warmup_epochs=4, search_epochs=8, search_calibration_nets=12,
+    target_positions=(0.5, 0.8), train_limit_per_class=600, train_epochs=5, train_batch_size=64,
+    random_nets=5, random_pool=4000, random_prefilter=0.03, random_per_session=16, random_max_sessions=4,
+    zoo_widths=(0.25,), backbone_widths=(0.25,), session_rounds=20, session_per_round=5,
+    cross_passes=0, cross_rounds=0, arch_args=PAIRED_ARCH_ARGS, paired_seeds=(0, 1, 2))
+
+PAIRED_QUICK = StudySettings(
+    mode="paired-quick", search_limit_per_class=40, search_valid_size=100, search_batch_size=32,
+    search_steps_per_epoch=6, search_warmup_epochs=1, search_epochs=1, search_calibration_nets=4,
+    target_positions=(0.5, 0.8), train_limit_per_class=40, train_epochs=1, train_batch_size=32,
+    random_nets=2, random_pool=2000, random_prefilter=0.03, random_per_session=8, random_max_sessions=3,
+    zoo_widths=(0.25,), backbone_widths=(0.25,), session_rounds=6, session_per_round=3,
+    cross_passes=0, cross_rounds=0, table_seconds_per_key=0.1, search_plots=False,
+    arch_args=PAIRED_ARCH_ARGS, paired_seeds=(0, 1))
 
 
 @dataclass(frozen=True)
@@ -87,4 +112,6 @@ SEARCHES = (
 SPECIALISED = ("cpu-low", "onnxruntime-low", "flops-low")
 STRATEGY_RUNS = ("cpu-low", "cpu-low-two", "cpu-low-reinforce")
 MATCHED = ("cpu-low", "cpu-high")
+PAIRED_SEARCHES = (SearchJob("cpu-low", "cpu", "low", binary_mode="two"),
+                   SearchJob("cpu-high", "cpu", "high", binary_mode="two"))
 CROSS_BACKENDS = ("torch", "onnxruntime")

@@ -28,7 +28,7 @@ from cifar_study.settings import (
 SEARCH_KEEP = ("choices", "predicted_latency", "measured_latency", "unit", "target_latency_ms",
                "target_latency_table", "calibration", "predicted_latency_calibrated", "latency_mode",
                "cheapest_latency", "most_expensive_latency", "selection", "measured_within_tolerance",
-               "test_accuracy", "epochs")  # the summary.json entries a search's result keeps
+               "test_accuracy", "epochs", "convergence")  # the summary.json entries a search's result keeps
 
 
 # --- step 0: fast private tables (quick mode only)
@@ -61,7 +61,7 @@ def search_arguments(study: Study, job: SearchJob) -> list[str]:
         f"data.valid_batch_size={s.search_batch_size}", f"data.valid_size={s.search_valid_size}",
         "data.eval_batch_size=500", f"search.steps_per_epoch={s.search_steps_per_epoch}",
         f"latency.target_position={position}", f"latency.calibrate={s.search_calibration_nets}",
-        "arch.lr=0.01", "run.threads=1", "run.device=cpu", "run.seed=0"]
+        *s.arch_args, "run.threads=1", "run.device=cpu", "run.seed=0"]
     if job.strategy == "gradient":
         arguments.append("arch.update_every=1")
     else:
