@@ -223,7 +223,18 @@ def cifar_section() -> str:
         heading = "## 3-5. " + heading[3:]
     else:
         heading, body = "## 3-5. CIFAR-10 study", fragment
-    return f"{heading}\n\n{provenance(mode, 'cifar')}\n{body.rstrip()}\n\n"
+    return f"{heading}\n\n{provenance(mode, 'cifar')}\n{body.rstrip()}\n\n" + paired_section()
+
+
+def paired_section() -> str:
+    """The paired rerun (``study_cifar.py --paired``): searched against the best random rival over
+    seeds; its full mode only (the quick mode says nothing about the method)."""
+    path = STUDY / "paired" / "study_paired.md"
+    if not path.is_file():
+        return ("### CIFAR-10 paired study (converged searches, 3 seeds)\n\n"
+                + missing("python benchmarks/study_cifar.py --paired"))
+    heading, _, body = path.read_text().partition("\n")
+    return (f"#{heading}\n\n*Source: `benchmarks/results/study/paired/`.*\n{body.rstrip()}\n\n")
 
 
 def imagenet_section() -> str:

@@ -1,7 +1,7 @@
 """The results study: run every benchmark behind docs/RESULTS.md, then regenerate it.
 
     python benchmarks/study.py --quick        # every stage at toy size, under 15 minutes
-    python benchmarks/study.py                # the published numbers (about 3 hours here)
+    python benchmarks/study.py                # the published numbers (about 5 hours here)
     python benchmarks/study.py --stages latency --redo latency   # one stage again
 
 Stages (each a script in benchmarks/, run as a subprocess; its output goes to
@@ -12,6 +12,9 @@ Stages (each a script in benchmarks/, run as a subprocess; its output goes to
 ``latency``           table-sum and predictor accuracy, torch eager and ONNX Runtime (latency_accuracy.py)
 ``cifar``             CIFAR-10 at two latency targets, hardware specialisation, gradient vs
                       REINFORCE (study_cifar.py; resumable unit by unit)
+``paired``            converged searches against the best random net of equal latency, 3 seeds
+                      each, paired differences (study_cifar.py --paired; resumable; its own
+                      folder ``results/study/paired[-quick]/``)
 ``gpu``               ImageNet GPU recipe steps, AMP, channels_last (gpu_check.py; only with CUDA)
 ====================  =====================================================================
 
@@ -32,7 +35,7 @@ from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS = BENCHMARKS / "results" / "study"
-STAGE_NAMES = ("supernet", "latency", "cifar", "gpu")
+STAGE_NAMES = ("supernet", "latency", "cifar", "paired", "gpu")
 
 
 def stage_command(stage: str, mode: str, out: Path) -> list[str] | None:
@@ -51,6 +54,8 @@ def stage_command(stage: str, mode: str, out: Path) -> list[str] | None:
         return python + ["benchmarks/latency_accuracy.py", "--out-dir", str(out), *extra]
     if stage == "cifar":
         return python + ["benchmarks/study_cifar.py", f"--{mode}"]
+    if stage == "paired":
+        return python + ["benchmarks/study_cifar.py", "--paired", *(["--quick"] if quick else [])]
     if stage == "gpu":
         import torch
 
