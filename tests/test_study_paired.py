@@ -39,7 +39,7 @@ def fake_state(searched: list[float], rivals: dict[str, list[float]], seeds=(0, 
     for job in settings.PAIRED_SEARCHES:
         names = [f"{job.name}-{rival}" for rival in rivals]
         unit(f"search/{job.name}", {"target_latency_ms": 2.5, "wall_seconds": 300.0, "weight_steps": 420,
-                                    "convergence": {"normalised_entropy": 0.21, "collapse": None}})
+                                    "test_accuracy": 0.305, "convergence": {"normalised_entropy": 0.21, "collapse": None}})
         nets = {"searched": {"latency_ms": 2.5, "macs_m": 10.0},
                 **{name: {"latency_ms": 2.55, "macs_m": 11.0} for name in names}}
         unit(f"match/{job.name}", {"nets": nets, "random": names})
@@ -63,7 +63,7 @@ def test_report_picks_the_rival_on_the_first_seed_and_pairs_the_others():
                                  "machine": {"cpu": "cpu", "cores": 2, "commit": "abc"},
                                  "units_finished": ["2026-12-05T01:00", "2026-12-05T02:00"],
                                  "searches": {"cpu-low": results}})
-    assert "| cpu-low | 2.50 | 2.50 / 2.55 | 0.21 | 2 of 3 | 50.00 / 51.00 / 52.00 |" in text
+    assert "| cpu-low | 2.50 | 2.50 / 2.55 | 0.21 | 30.5 | 2 of 3 | 50.00 / 51.00 / 52.00 |" in text
     assert "**+0.17** +- 1.61" in text
     assert "do not share one sign" in text and "**not** shown better" in text
 

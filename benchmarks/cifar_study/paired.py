@@ -124,6 +124,7 @@ def paired_results(state: dict[str, Any], seeds: tuple[int, ...]) -> dict[str, A
             "paired": paired_differences(searched_runs, rival_runs),
             "macs_m": {"searched": nets["searched"]["macs_m"], "rival": nets[rival]["macs_m"]},
             "search_wall_seconds": search["wall_seconds"], "weight_steps": search["weight_steps"],
+            "inherited_test_accuracy": search.get("test_accuracy"),
         }
     return out
 
@@ -169,7 +170,8 @@ def render_paired(results: dict[str, Any]) -> str:
         "test top-1).",
         f"- **Paired difference** at seed s: d_s = top-1(searched, s) - top-1(rival, s). The rival was "
         f"picked on seed {seeds[0]}, which favours it there; the last column is the mean over the "
-        "other seeds alone.",
+        "other seeds alone. *Supernet top-1*: the searched net's test accuracy with the supernet's "
+        "weights (BN recalibrated) at the end of its search.",
         "",
     ]
     rows = []
@@ -179,6 +181,7 @@ def render_paired(results: dict[str, Any]) -> str:
         rows.append([
             name, f"{r['target_ms']:.2f}", f"{r['searched_latency_ms']:.2f} / {r['rival_latency_ms']:.2f}",
             "-" if entropy is None else f"{entropy:.2f}" + (" (collapsed)" if r["collapsed"] else ""),
+            "-" if r.get("inherited_test_accuracy") is None else f"{100 * r['inherited_test_accuracy']:.1f}",
             f"{r['first_seed_rank']} of {len(r['first_seed_top1'])}",
             " / ".join(f"{v:.2f}" for v in r["searched_top1"]),
             f"{r['rival']}: " + " / ".join(f"{v:.2f}" for v in r["rival_top1"]),
@@ -186,7 +189,8 @@ def render_paired(results: dict[str, Any]) -> str:
             f"**{p['mean']:+.2f}** +- {p['std']:.2f}" if p["std"] is not None else f"{p['mean']:+.2f}",
             "-" if p["mean_after_selection"] is None else f"{p['mean_after_selection']:+.2f}"])
     lines.append(markdown_table(
-        ["search", "target ms", "latency ms (searched / rival)", "norm. entropy", "rank at seed "
+        ["search", "target ms", "latency ms (searched / rival)", "norm. entropy",
+         "supernet top-1 %", "rank at seed "
          f"{seeds[0]}", f"searched top-1 (seeds {', '.join(map(str, seeds))})", "best random rival top-1",
          "d_s", "mean d +- std", "mean d, later seeds"], rows))
     lines.append("")
