@@ -39,7 +39,8 @@ def fake_state(searched: list[float], rivals: dict[str, list[float]], seeds=(0, 
     for job in settings.PAIRED_SEARCHES:
         names = [f"{job.name}-{rival}" for rival in rivals]
         unit(f"search/{job.name}", {"target_latency_ms": 2.5, "wall_seconds": 300.0, "weight_steps": 420,
-                                    "test_accuracy": 0.305, "convergence": {"normalised_entropy": 0.21, "collapse": None}})
+                                    "test_accuracy": 0.305,
+                                    "convergence": {"normalised_entropy": 0.21, "collapse": None}})
         nets = {"searched": {"latency_ms": 2.5, "macs_m": 10.0},
                 **{name: {"latency_ms": 2.55, "macs_m": 11.0} for name in names}}
         unit(f"match/{job.name}", {"nets": nets, "random": names})
