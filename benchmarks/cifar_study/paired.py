@@ -148,7 +148,8 @@ def render_paired(results: dict[str, Any]) -> str:
     """The fragment for docs/RESULTS.md."""
     s = results["settings"]
     seeds = s["paired_seeds"]
-    arch_steps = s["search_epochs"] * s["search_steps_per_epoch"]
+    taken = sorted({r["convergence"].get("arch_steps") for r in results["searches"].values()} - {None})
+    arch_steps = " / ".join(map(str, taken)) or "?"
     quick = ("**Quick mode: a plumbing check (tiny data, 1 epoch); the numbers say nothing about the "
              "method.**\n\n" if s["mode"] != "paired" else "")
     lines = [
@@ -159,7 +160,8 @@ def render_paired(results: dict[str, Any]) -> str:
         "",
         f"- **Searches**: the study space (section 3-5's), {s['search_warmup_epochs']} warm-up + "
         f"{s['search_epochs']} search epochs of {s['search_steps_per_epoch']} weight steps, one "
-        f"architecture step per weight step ({arch_steps} steps), `{' '.join(s['arch_args'])}`, "
+        "architecture step per weight step from the second search epoch on (`arch.skip_first_epoch`; "
+        f"{arch_steps} steps taken), `{' '.join(s['arch_args'])}`, "
         "`--binary-mode two`, band mode (+-5 %): the demo recipe's converged architecture settings on "
         f"{s['search_limit_per_class']} CIFAR-10 images per class.",
         f"- **Rivals**: {s['random_nets']} random nets of the study space measured within +-5 % of the "
