@@ -11,7 +11,6 @@ favours it there, so the report also gives the mean over the other seeds alone."
 from __future__ import annotations
 
 import statistics
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
@@ -21,7 +20,7 @@ from cifar_study.matching import match
 from cifar_study.results import latency_tables, machine_info, run_period
 from cifar_study.runner import Study
 from cifar_study.settings import PAIRED_SEARCHES, RESULTS
-from cifar_study.stages import run_search, train
+from cifar_study.stages import run_search, train_all
 
 
 def training_unit(name: str, seed: int, first_seed: int) -> str:
@@ -37,23 +36,6 @@ def best_rival(study: Study, search: str) -> str:
     return max(rivals, key=lambda name: accuracy[name])
 
 
-def train_all(study: Study, runs: dict[str, tuple[str, str, int]]) -> None:
-    """Unit -> (net name, arch path, seed), ``study.jobs`` at a time; each unit trains in its own
-    folder (``train/<unit name>``)."""
-    with ThreadPoolExecutor(max_workers=study.jobs) as pool:
-        futures = [pool.submit(study.unit, unit, lambda u=unit, a=arch, s=seed:
-                               train(study, u.removeprefix("train/"), a, s))
-                   for unit, (_, arch, seed) in runs.items()]
-        try:
-            for future in futures:
-                future.result()
-        except BaseException:
-            study.stopping = True  # queued trainings are not started; a running one finishes
-            for future in futures:
-                future.cancel()
-            raise
-
-
 def run_paired(study: Study) -> dict[str, Any]:
     """Every unit not finished yet, in order; then the report."""
     from cifar_study.stages import build_quick_tables
@@ -66,21 +48,17 @@ def run_paired(study: Study) -> dict[str, Any]:
     for index, job in enumerate(PAIRED_SEARCHES):
         study.unit(f"match/{job.name}",
                    lambda name=job.name, seed=1000 * (index + 1): match(study, name, seed))
-    first: dict[str, tuple[str, str, int]] = {}
+    arch_paths: dict[str, str] = {}
     for job in PAIRED_SEARCHES:
-        first[training_unit(job.name, seeds[0], seeds[0])] = (
-            job.name, study.state.result(f"search/{job.name}")["arch_path"], seeds[0])
-        matched = study.state.result(f"match/{job.name}")
-        for name in matched["random"]:
-            first[training_unit(name, seeds[0], seeds[0])] = (name, matched["arch_paths"][name], seeds[0])
+        arch_paths[job.name] = study.state.result(f"search/{job.name}")["arch_path"]
+        arch_paths.update(study.state.result(f"match/{job.name}")["arch_paths"])
+    first = {training_unit(name, seeds[0], seeds[0]): (arch_paths[name], seeds[0])
+             for job in PAIRED_SEARCHES
+             for name in [job.name, *study.state.result(f"match/{job.name}")["random"]]}
     train_all(study, first)
-    later: dict[str, tuple[str, str, int]] = {}
-    for job in PAIRED_SEARCHES:
-        rival = best_rival(study, job.name)
-        for name, arch in ((job.name, first[training_unit(job.name, seeds[0], seeds[0])][1]),
-                           (rival, first[training_unit(rival, seeds[0], seeds[0])][1])):
-            for seed in seeds[1:]:
-                later[training_unit(name, seed, seeds[0])] = (name, arch, seed)
+    later = {training_unit(name, seed, seeds[0]): (arch_paths[name], seed)
+             for job in PAIRED_SEARCHES for name in (job.name, best_rival(study, job.name))
+             for seed in seeds[1:]}
     train_all(study, later)
     return write_paired_report(study)
 
@@ -141,6 +119,7 @@ def collect_paired(study: Study) -> dict[str, Any]:
             "searches": paired_results(study.state.data, study.settings.paired_seeds),
             "unit_seconds": {name: entry["seconds"] for name, entry in units.items()},
             "units_finished": [min(finished), max(finished)] if finished else None,
+            "unit_commits": sorted({entry.get("commit") or "not recorded" for entry in units.values()}),
             "commands": study.state.data["commands"]}
 
 
@@ -155,7 +134,9 @@ def render_paired(results: dict[str, Any]) -> str:
     lines = [
         f"## CIFAR-10 paired study ({s['mode']} mode)", "", *([quick.rstrip(), ""] if quick else []),
         f"Units finished {run_period(results)} UTC on {results['machine']['cpu']} "
-        f"({results['machine']['cores']} cores), commit {results['machine']['commit']}; "
+        f"({results['machine']['cores']} cores); units run at commit "
+        f"{', '.join(results.get('unit_commits') or ['not recorded'])}, report written at commit "
+        f"{results['machine']['commit']}; "
         f"`python benchmarks/study_cifar.py --paired{' --quick' if quick else ''}`.",
         "",
         f"- **Searches**: the study space (section 3-5's), {s['search_warmup_epochs']} warm-up + "

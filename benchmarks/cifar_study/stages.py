@@ -174,11 +174,17 @@ def run_study(study: Study) -> dict[str, Any]:
             for backend in CROSS_BACKENDS:
                 study.unit(f"measure/{job.name}/{backend}/{pass_index}",
                            lambda n=job.name, p=path, b=backend, k=pass_index: measure(study, n, p, b, k))
-    runs = trainings(study)
+    train_all(study, {f"train/{name}": (arch, seed) for name, (arch, seed) in trainings(study).items()})
+    return write_report(study)
+
+
+def train_all(study: Study, runs: dict[str, tuple[str, int]]) -> None:
+    """Unit ``train/<name>`` -> (arch path, seed), ``study.jobs`` at a time; each trains in
+    ``<work>/train/<name>``."""
     with ThreadPoolExecutor(max_workers=study.jobs) as pool:
-        futures = [pool.submit(study.unit, f"train/{name}",
-                               lambda n=name, a=arch, s=seed: train(study, n, a, s))
-                   for name, (arch, seed) in runs.items()]
+        futures = [pool.submit(study.unit, unit, lambda u=unit, a=arch, s=seed:
+                               train(study, u.removeprefix("train/"), a, s))
+                   for unit, (arch, seed) in runs.items()]
         try:
             for future in futures:
                 future.result()
@@ -187,7 +193,6 @@ def run_study(study: Study) -> dict[str, Any]:
             for future in futures:
                 future.cancel()
             raise
-    return write_report(study)
 
 
 def write_report(study: Study) -> dict[str, Any]:
