@@ -9,6 +9,7 @@ final selection time), interleaved in one session, each twice.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -16,6 +17,7 @@ def main() -> None:
     import torch
 
     from proxylessnas import build_net
+    from proxylessnas.errors import ProxylessError
     from proxylessnas.hardware.measure import Backend, measure_interleaved, prepare_runner
     from proxylessnas.space.arch import Arch
 
@@ -25,16 +27,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    arch = Arch.load(args.run_dir / "arch.json")
-    space = arch.resolve_space()
-    checkpoint = torch.load(args.run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
-    trained = build_net(space, arch)
-    trained.load_state_dict(checkpoint["child_state_dict"])
-    nets = {"trained": trained.eval(), "fresh": build_net(space, arch).eval()}
-    shape = (1, space.in_chs, space.resolution, space.resolution)
-    backend = Backend(args.backend, "cpu", 1, 1)
-    order = ["trained", "fresh", "trained", "fresh"]
-    runners = [prepare_runner(nets[name], shape, backend) for name in order]
+    try:
+        for name in ("arch.json", "checkpoint.pt"):
+            if not (args.run_dir / name).is_file():
+                raise ProxylessError(f"no {name} in {args.run_dir}", "RUN_DIR",
+                                     "give the run directory of a finished search")
+        arch = Arch.load(args.run_dir / "arch.json")
+        space = arch.resolve_space()
+        checkpoint = torch.load(args.run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+        if "child_state_dict" not in checkpoint:
+            raise ProxylessError(f"the search in {args.run_dir} has not finished (no derived net's weights)",
+                                 "RUN_DIR", "finish it with proxyless search --resume")
+        trained = build_net(space, arch)
+        trained.load_state_dict(checkpoint["child_state_dict"])
+        nets = {"trained": trained.eval(), "fresh": build_net(space, arch).eval()}
+        shape = (1, space.in_chs, space.resolution, space.resolution)
+        backend = Backend(args.backend, "cpu", 1, 1)
+        order = ["trained", "fresh", "trained", "fresh"]
+        runners = [prepare_runner(nets[name], shape, backend) for name in order]
+    except ProxylessError as error:
+        print(error.line(), file=sys.stderr)
+        raise SystemExit(2) from None
     stats = measure_interleaved(runners, warmup=10, rounds=args.rounds, per_round=5, threads=1)
     for name, s in zip(order, stats):
         print(f"{name:8s} median {s.median:.4f} ms  p10 {s.p10:.4f}  p90 {s.p90:.4f}")

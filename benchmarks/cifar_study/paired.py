@@ -28,12 +28,12 @@ def training_unit(name: str, seed: int, first_seed: int) -> str:
     return f"train/{name}" if seed == first_seed else f"train/{name}-seed{seed}"
 
 
-def best_rival(study: Study, search: str) -> str:
+def best_rival(units: dict[str, Any], search: str, first_seed: int) -> str:
     """The random net of ``search``'s matching with the highest test top-1 at the first seed."""
-    first = study.settings.paired_seeds[0]
-    rivals = study.state.result(f"match/{search}")["random"]
-    accuracy = {name: study.state.result(training_unit(name, first, first))["test_top1"] for name in rivals}
-    return max(rivals, key=lambda name: accuracy[name])
+    def top1(name: str) -> float:
+        return units[training_unit(name, first_seed, first_seed)]["result"]["test_top1"]
+
+    return max(units[f"match/{search}"]["result"]["random"], key=top1)
 
 
 def run_paired(study: Study) -> dict[str, Any]:
@@ -57,7 +57,8 @@ def run_paired(study: Study) -> dict[str, Any]:
              for name in [job.name, *study.state.result(f"match/{job.name}")["random"]]}
     train_all(study, first)
     later = {training_unit(name, seed, seeds[0]): (arch_paths[name], seed)
-             for job in PAIRED_SEARCHES for name in (job.name, best_rival(study, job.name))
+             for job in PAIRED_SEARCHES
+             for name in (job.name, best_rival(study.state.data["units"], job.name, seeds[0]))
              for seed in seeds[1:]}
     train_all(study, later)
     return write_paired_report(study)
@@ -88,7 +89,7 @@ def paired_results(state: dict[str, Any], seeds: tuple[int, ...]) -> dict[str, A
         search = units[f"search/{job.name}"]["result"]
         matched = units[f"match/{job.name}"]["result"]
         first = {name: top1(name, seeds[0]) for name in [job.name, *matched["random"]]}
-        rival = max(matched["random"], key=lambda name: first[name])
+        rival = best_rival(units, job.name, seeds[0])
         searched_runs = [top1(job.name, seed) for seed in seeds]
         rival_runs = [top1(rival, seed) for seed in seeds]
         nets = matched["nets"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,21 +72,13 @@ FULL = StudySettings(
 # the study's data; each searched net and the best of its random rivals trained with 3 seeds.
 PAIRED_ARCH_ARGS = ("arch.lr=0.05", "arch.entropy_weight=0.1")
 
-PAIRED = StudySettings(
-    mode="paired", search_limit_per_class=600, search_valid_size=1000, search_batch_size=64,
-    search_steps_per_epoch=35, search_warmup_epochs=4, search_epochs=8, search_calibration_nets=12,
-    target_positions=(0.5, 0.8), train_limit_per_class=600, train_epochs=5, train_batch_size=64,
-    random_nets=5, random_pool=4000, random_prefilter=0.03, random_per_session=16, random_max_sessions=4,
-    zoo_widths=(0.25,), backbone_widths=(0.25,), session_rounds=20, session_per_round=5,
-    cross_passes=0, cross_rounds=0, arch_args=PAIRED_ARCH_ARGS, paired_seeds=(0, 1, 2))
+PAIRED = replace(
+    FULL, mode="paired", search_steps_per_epoch=35, search_warmup_epochs=4, search_epochs=8,
+    zoo_widths=(0.25,), backbone_widths=(0.25,), cross_passes=0, cross_rounds=0, noise_seeds=(),
+    arch_args=PAIRED_ARCH_ARGS, paired_seeds=(0, 1, 2))
 
-PAIRED_QUICK = StudySettings(
-    mode="paired-quick", search_limit_per_class=40, search_valid_size=100, search_batch_size=32,
-    search_steps_per_epoch=6, search_warmup_epochs=1, search_epochs=1, search_calibration_nets=4,
-    target_positions=(0.5, 0.8), train_limit_per_class=40, train_epochs=1, train_batch_size=32,
-    random_nets=2, random_pool=2000, random_prefilter=0.03, random_per_session=8, random_max_sessions=3,
-    zoo_widths=(0.25,), backbone_widths=(0.25,), session_rounds=6, session_per_round=3,
-    cross_passes=0, cross_rounds=0, table_seconds_per_key=0.1, search_plots=False,
+PAIRED_QUICK = replace(
+    QUICK, mode="paired-quick", backbone_widths=(0.25,), cross_passes=0, cross_rounds=0,
     arch_args=PAIRED_ARCH_ARGS, paired_seeds=(0, 1))
 
 
