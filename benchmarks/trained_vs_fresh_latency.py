@@ -1,7 +1,8 @@
 """Does a derived net's time depend on its weights? The net of a finished search with the
 search's trained weights (the checkpoint's ``child_state_dict``, what the search's final
-measurement times) against the same net with fresh weights (what tables, calibration and the
-final selection time), interleaved in one session, each twice.
+measurement times) against the same net freshly built (what tables, calibration and the final
+selection time; timed, like every net, with trained-like BatchNorm values: hardware/timed_weights.py),
+interleaved in one session, each twice.
 
     python benchmarks/trained_vs_fresh_latency.py RUN_DIR --backend openvino-int8
 """

@@ -30,8 +30,9 @@ from proxylessnas.progress import progress_bar
 from proxylessnas.runtime.runfolder_lock import hold_output_file
 from proxylessnas.space.spec import SearchSpace
 
+# one table, one setting: a resume never mixes runtime versions (nor fresh and trained-like BatchNorm)
 PROVENANCE_MATCH = ("backend", "backend_version", "device", "device_type", "batch_size", "threads", "dtype",
-                    "clock")  # one table, one setting: a resume never mixes runtime versions
+                    "clock", "timed_batchnorm")
 
 
 def _compatible(existing: LatencyTable, space: SearchSpace, target: TableTarget,

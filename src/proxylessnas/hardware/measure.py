@@ -33,6 +33,7 @@ from proxylessnas.hardware.keys import LayerKey, key_op
 from proxylessnas.hardware.lut import LatencyStats, quantile
 from proxylessnas.hardware.runtimes import RUNTIMES, get_runtime, prepare_call
 from proxylessnas.hardware.runtimes import export_onnx_bytes as export_onnx_bytes  # its old home
+from proxylessnas.hardware.timed_weights import TIMED_BATCHNORM, trained_like_batchnorm
 from proxylessnas.nets.op_registry import build_op
 from proxylessnas.ops.blocks import Residual, init_weights
 from proxylessnas.space.spec import BNSpec
@@ -102,6 +103,7 @@ class Backend:
             "threads": self.threads if self.device == "cpu" else None, "clock": self.resolved_clock,
             "torch_version": torch.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "hostname": platform.node(),
+            "timed_batchnorm": TIMED_BATCHNORM,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         return info
@@ -179,9 +181,10 @@ class Runner:
 
 def prepare_runner(module: nn.Module, input_shape: Sequence[int], backend: Backend,
                    seed: int = 0) -> Runner:
-    """Make ``module`` ready to time on ``backend`` (eval mode, no autograd)."""
+    """Make ``module`` ready to time on ``backend`` (eval mode, no autograd), with trained-like
+    values in BatchNorm layers still at their initial ones (:mod:`~proxylessnas.hardware.timed_weights`)."""
     backend.check_available()
-    module = module.eval()
+    module = trained_like_batchnorm(module.eval())
     example = torch.randn(*input_shape, generator=torch.Generator().manual_seed(seed))
     if backend.name not in TORCH_BACKENDS:
         return Runner(prepare_call(backend.name, module, example, backend.threads), backend.resolved_clock)

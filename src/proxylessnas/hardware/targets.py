@@ -29,6 +29,7 @@ from proxylessnas.hardware.identity import check_identity
 from proxylessnas.hardware.keys import space_keys
 from proxylessnas.hardware.lut import LatencyTable
 from proxylessnas.hardware.measure import BACKENDS, TORCH_BACKENDS, Backend, device_name
+from proxylessnas.hardware.timed_weights import TIMED_BATCHNORM
 from proxylessnas.space.arch import Space
 from proxylessnas.space.graph import GraphSpace
 from proxylessnas.space.spec import SearchSpace
@@ -121,6 +122,12 @@ def get_table(hardware: str, space: Space, *, batch_size: int | None = 1, thread
         backend.check_available()  # the target is this machine's runtime: its version is the table's identity
         path = cached_table_path(space, backend)
         table = LatencyTable.load(path) if path.exists() else None
+        stale = table is not None and table.provenance.get("timed_batchnorm") != TIMED_BATCHNORM
+        if stale:  # a cache timed with fresh BatchNorm priced another graph on some runtimes
+            if not build:
+                raise ProxylessError("the cached latency table was timed with fresh BatchNorm layers",
+                                     str(path), "delete it (it is measured again on first use)")
+            table = None
         if table is not None:
             check_identity(table.provenance, backend.provenance(), str(path), allow_mismatch=allow_mismatch,
                            fix="delete the cached table (it is measured again on first use)")
@@ -132,7 +139,7 @@ def get_table(hardware: str, space: Space, *, batch_size: int | None = 1, thread
                                      f"--backend {backend.name} --device {backend.device}")
             from proxylessnas.hardware.build import build_lut
 
-            table = build_lut(space, backend, path, progress=progress)
+            table = build_lut(space, backend, path, progress=progress, overwrite=stale)
     else:
         table = load_table(table_file(hardware))
         recorded = {"batch_size": table.target.batch_size, "threads": table.provenance.get("threads")}
