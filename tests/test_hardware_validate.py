@@ -88,7 +88,8 @@ def test_speed_gauge_removes_the_speed_change_between_chunks(monkeypatch):
         return [LatencyStats.from_samples([speed * model.arch_cost(space, arch)] * 3) for arch in runners]
 
     monkeypatch.setattr(validate, "build_net", lambda space_, arch: arch)
-    monkeypatch.setattr(validate, "prepare_runner", lambda arch, *args, **kwargs: arch)
+    prepared = []
+    monkeypatch.setattr(validate, "prepare_runner", lambda arch, *a, **k: prepared.append(arch) or arch)
     monkeypatch.setattr(validate, "measure_interleaved", fake_measure)
     archs = sample_archs(space, 40, seed=1)
     truths = [model.arch_cost(space, a) for a in archs]
@@ -98,7 +99,9 @@ def test_speed_gauge_removes_the_speed_change_between_chunks(monkeypatch):
 
     gauge = validate.SpeedGauge.for_space(space, count=2, seed=11)
     chunk_speeds.clear()
+    prepared.clear()
     first = validate.measure_networks(space, archs, Backend(), per_round=3, chunk_size=8, gauge=gauge)
+    assert len(prepared) == 40 + 2  # the gauge nets are prepared once, not in each of the 5 chunks
     scale = statistics.median(chunk_speeds)  # the reference is the gauge's median chunk
     assert [s.median for s in first] == pytest.approx([scale * t for t in truths], rel=1e-9)
     assert gauge.factors == pytest.approx([c / scale for c in chunk_speeds], rel=1e-9)
