@@ -42,20 +42,20 @@ def at_initial_values(bn: nn.modules.batchnorm._BatchNorm) -> bool:
 def trained_like_batchnorm(module: nn.Module, seed: int = 0) -> nn.Module:
     """``module`` itself when none of its BatchNorm layers is at its initial values, else a copy in
     which those layers hold trained-like values (module docstring), drawn from ``seed``."""
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) and at_initial_values(m)
-               for m in module.modules()):
+    fresh = [name for name, m in module.named_modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and at_initial_values(m)]
+    if not fresh:
         return module
     module = copy.deepcopy(module)
+    layers = dict(module.named_modules())
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for m in module.modules():
-            if not (isinstance(m, nn.modules.batchnorm._BatchNorm) and at_initial_values(m)):
-                continue
-            n = m.num_features
-            if m.affine:
-                m.weight.copy_(0.5 + torch.rand(n, generator=generator))
-                m.bias.copy_(0.1 * torch.randn(n, generator=generator))
-            if m.track_running_stats and m.running_mean is not None:
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=generator))
+        for bn in (layers[name] for name in fresh):
+            n = bn.num_features
+            if bn.affine:
+                bn.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                bn.bias.copy_(0.1 * torch.randn(n, generator=generator))
+            if bn.track_running_stats and bn.running_mean is not None:
+                bn.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
+                bn.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=generator))
     return module
