@@ -13,7 +13,9 @@ every chunk of 16) divides out the machine's faster speed changes between chunks
 second pass and the sessions below on the first pass's scale.
 Measurement noise: the same test networks measured a second time (another interleaving order),
 scored like a predictor against the first pass; and one network measured in ``--noise-repeats``
-separate sessions (spread of its medians).
+separate sessions (spread of its medians). With ``--keep-programs`` every converted net is kept
+and timed again as it is in the second pass and the sessions (:class:`RunnerCache`): on ExecuTorch
+that saves ~110 lowerings of ~10 s, and the noise then leaves out compile-to-compile variance.
 
     python benchmarks/latency_accuracy.py [--samples 100] [--fit 150] [--backends torch onnxruntime]
         [--threads 1] [--batch-size 1]
@@ -37,6 +39,7 @@ from proxylessnas.hardware.build import build_lut
 from proxylessnas.hardware.lut import LatencyTable
 from proxylessnas.hardware.measure import Backend, device_name
 from proxylessnas.hardware.validate import (
+    RunnerCache,
     SpeedGauge,
     accuracy_metrics,
     fit_and_validate,
@@ -68,18 +71,20 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
     build_s = time.perf_counter() - start
     start = time.perf_counter()
     gauge = SpeedGauge.for_space(space, args.gauge) if args.gauge else None
+    cache = RunnerCache() if args.keep_programs else None
     report, rows = fit_and_validate(space, table, backend, args.fit, args.samples, seed=0, fit_seed=1000,
-                                    gauge=gauge, rounds=args.rounds, seconds_per_net=args.seconds_per_net)
+                                    gauge=gauge, rounds=args.rounds, seconds_per_net=args.seconds_per_net,
+                                    cache=cache)
     table.save(table_path)
     fit_validate_s = time.perf_counter() - start
     # noise 1: a second pass over the same test networks, scored against the first
     second = measure_networks(space, sample_archs(space, args.samples, 0), backend, seed=77, gauge=gauge,
-                              rounds=args.rounds, seconds_per_net=args.seconds_per_net)
+                              rounds=args.rounds, seconds_per_net=args.seconds_per_net, cache=cache)
     repeat = accuracy_metrics([s.median for s in second], [r["measured"] for r in rows])
     # noise 2: one network, separate sessions
     arch = sample_archs(space, 1, 12345)
     sessions = [measure_networks(space, arch, backend, seed=i, rounds=args.rounds, gauge=gauge,
-                                 seconds_per_net=args.seconds_per_net)[0].median
+                                 seconds_per_net=args.seconds_per_net, cache=cache)[0].median
                 for i in range(args.noise_repeats)]
     spread = statistics.pstdev(sessions) / statistics.mean(sessions)
     plot_scatter(rows, ["lut", "predictor"], args.out_dir / f"latency_scatter_{entry}.png",
@@ -89,6 +94,7 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
             **{field: table.provenance.get(field) for field in ("dtype", "backend_version")},
             "build_seconds": build_s, "fit_and_validate_seconds": fit_validate_s,
             "fit_n": args.fit, "rounds": args.rounds, "seconds_per_net": args.seconds_per_net,
+            "programs_kept": args.keep_programs,
             "load_average_at_end": os.getloadavg(), "predictor_fit": table.predictor["fit"], **report,
             "speed_gauge_all_passes": gauge.summary() if gauge is not None else None,
             "noise": {"second_pass_vs_first": repeat,
@@ -116,6 +122,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--out-dir", type=Path, default=RESULTS,
                         help="results folder (default: benchmarks/results)")
+    parser.add_argument("--keep-programs", action="store_true",
+                        help="time the second pass and the sessions on the programs converted first")
     parser.add_argument("--reuse-table", action="store_true", help="keep an existing table (skip the build)")
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -119,3 +119,29 @@ def test_latency_stats_scaled():
     half = stats.scaled(0.5)
     assert (half.median, half.mean, half.std, half.p10, half.p90, half.count) == pytest.approx(
         (stats.median / 2, stats.mean / 2, stats.std / 2, stats.p10 / 2, stats.p90 / 2, 4))
+
+
+def test_runner_cache_converts_each_net_once(monkeypatch):
+    """With a RunnerCache, a second pass and another session time the programs converted first
+    (gauge nets included); the timings are real ones of those programs."""
+    from proxylessnas.hardware import validate
+    from proxylessnas.hardware.measure import Backend
+
+    space = get_space("tiny")
+    real_prepare = validate.prepare_runner
+    prepared = []
+    monkeypatch.setattr(validate, "prepare_runner",
+                        lambda module, *a, **k: prepared.append(module) or real_prepare(module, *a, **k))
+    archs = sample_archs(space, 5, seed=2)
+    gauge = validate.SpeedGauge.for_space(space, count=2, seed=11)
+    cache = validate.RunnerCache()
+    first = validate.measure_networks(space, archs, Backend(), rounds=2, per_round=3, chunk_size=2,
+                                      gauge=gauge, cache=cache)
+    assert len(prepared) == cache.prepared == 5 + 2
+    again = validate.measure_networks(space, archs[::-1] + archs[:1], Backend(), rounds=2, per_round=3,
+                                      chunk_size=4, gauge=gauge, cache=cache)
+    assert len(prepared) == 7 and len(again) == 6
+    assert all(s.median > 0 for s in first + again)
+    # without a cache every pass converts its nets again
+    validate.measure_networks(space, archs[:2], Backend(), rounds=2, per_round=3, gauge=gauge)
+    assert len(prepared) == 7 + 2 + 2
