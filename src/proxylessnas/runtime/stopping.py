@@ -8,6 +8,7 @@ which the command line turns into one line and exit 143, as SIGINT's KeyboardInt
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import signal
 import sys
@@ -56,13 +57,31 @@ def resume_command(command: str, out: str | Path, *overrides: str) -> str:
                      *(shlex.quote(item) for item in overrides)])
 
 
+def in_this_process(handler: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
+    """``handler`` in the process that installs it; in a process forked from it (a library's
+    helper, e.g. a runtime's telemetry sender, which its parent ends with SIGTERM) the signal's
+    default action, as if no handler had been installed."""
+    owner = os.getpid()
+
+    def guarded(number: int, frame: Any) -> None:
+        if os.getpid() != owner:
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+            return
+        handler(number, frame)
+
+    return guarded
+
+
 @contextlib.contextmanager
 def handling_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
-    """``handler`` for SIGINT and SIGTERM inside the block, the previous handlers after it (signal
-    handlers can only be installed from the main thread; elsewhere this does nothing)."""
+    """``handler`` for SIGINT and SIGTERM inside the block (only in this process, not in processes
+    forked from it), the previous handlers after it (signal handlers can only be installed from
+    the main thread; elsewhere this does nothing)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    handler = in_this_process(handler)
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
@@ -89,7 +108,7 @@ def terminate_on_sigterm() -> Iterator[None]:
     def handler(number, frame):
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, in_this_process(handler))
     try:
         yield
     finally:
