@@ -175,7 +175,8 @@ def test_search_with_hardware_onnxruntime_int8_runs_end_to_end(tmp_path, monkeyp
                  "--epochs", "1", "--warmup-epochs", "1", "--no-progress", "--out", str(out),
                  "search.steps_per_epoch=2", "data.batch_size=16", "data.valid_batch_size=16",
                  "data.valid_size=32", "data.eval_batch_size=64", "run.threads=1", "run.eval_batches=1",
-                 "run.bn_recalibration_batches=1", "latency.calibrate=0", "hardware.measure_runs=5"])
+                 "run.bn_recalibration_batches=1", "latency.calibrate=0", "hardware.measure_runs=5",
+                 "hardware.seconds_per_net=0.02"])
     assert code == 0, capsys.readouterr().err
     metadata = json.loads((out / "arch.json").read_text())["metadata"]
     assert metadata["hardware"] == "onnxruntime-int8" and metadata["measured_latency"] > 0

@@ -149,7 +149,7 @@ def test_search_takes_allow_mismatch_as_a_flag_and_a_config_field(cache, capsys)
             "--warmup-epochs", "1", "--no-progress", "search.steps_per_epoch=2", "data.batch_size=16",
             "data.valid_batch_size=16", "data.valid_size=32", "data.eval_batch_size=64", "run.threads=1",
             "run.eval_batches=1", "run.bn_recalibration_batches=1", "latency.calibrate=0",
-            "hardware.measure_runs=5"]
+            "hardware.measure_runs=5", "hardware.seconds_per_net=0.02"]
     assert main([*argv, "--out", str(cache.parent / "refused")]) == 2
     err = stderr_lines(capsys)
     assert len(err) == 1 and "runtime version 0.0.1" in err[0] and "--allow-mismatch" in err[0], err

@@ -250,6 +250,7 @@ def test_search_timings_keep_the_calibration_sessions_speed_scale(monkeypatch):
     import types
 
     import proxylessnas.hardware.measure as measure
+    import proxylessnas.search.calibration as calibration_module
     from proxylessnas.hardware.lut import LatencyStats
     from proxylessnas.search.calibration import search_gauge, time_architectures
 
@@ -264,6 +265,7 @@ def test_search_timings_keep_the_calibration_sessions_speed_scale(monkeypatch):
 
     monkeypatch.setattr(measure, "prepare_runner", lambda net, shape, backend: net)
     monkeypatch.setattr(measure, "measure_interleaved", fake_measure)
+    monkeypatch.setattr(calibration_module, "repeats_per_round", lambda *args, **kwargs: 5)
     layers = space.searched_layers
     archs = [[0] * len(layers), [len(layer.candidates) - 1 for layer in layers]]
     objective = types.SimpleNamespace(speed_reference=None)
@@ -279,6 +281,36 @@ def test_search_timings_keep_the_calibration_sessions_speed_scale(monkeypatch):
     assert search_gauge(objective, space, config.with_overrides(["latency.gauge=0"])) is None
     with pytest.raises(ProxylessError, match="latency.gauge"):
         SearchConfig().with_overrides(["latency.gauge=-1"])
+
+
+def test_search_timings_give_each_net_its_time_budget(monkeypatch):
+    """Each whole net gets about ``hardware.seconds_per_net`` of timing in 10 rounds, and at least
+    ``hardware.measure_runs`` timings however slow it is."""
+    import proxylessnas.hardware.measure as measure
+    from proxylessnas.search.calibration import time_architectures
+
+    space = get_space("tiny")
+    sessions = []
+    real = measure.measure_interleaved
+
+    def spy(runners, **kwargs):
+        stats = real(runners, **kwargs)
+        sessions.append((kwargs["rounds"] * kwargs["per_round"], [s.median for s in stats]))
+        return stats
+
+    monkeypatch.setattr(measure, "measure_interleaved", spy)
+    layers = space.searched_layers
+    archs = [[0] * len(layers), [len(layer.candidates) - 1 for layer in layers]]
+    config = SearchConfig().with_overrides([*QUICK, "hardware.target=cpu", "hardware.seconds_per_net=0.1",
+                                            "latency.gauge=0"])
+    time_architectures(space, archs, config)
+    timings, medians = sessions[-1]
+    assert timings >= config.hardware.measure_runs
+    seconds = timings * sorted(medians)[len(medians) // 2] / 1e3
+    assert 0.03 < seconds < 0.5  # ~0.1 s a net (the estimate that sets it is a short burst)
+    slow = config.with_overrides(["hardware.seconds_per_net=0.000001", "hardware.measure_runs=30"])
+    time_architectures(space, archs, slow)
+    assert sessions[-1][0] == 30
 
 
 def test_spread_architectures_cover_the_cost_range():

@@ -14,6 +14,7 @@ between does not move the band.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from proxylessnas.hardware.targets import MEASURED_TARGETS
-from proxylessnas.hardware.validate import SpeedGauge
+from proxylessnas.hardware.validate import SpeedGauge, repeats_per_round
 from proxylessnas.search.config import SearchConfig
 from proxylessnas.search.cost_profile import CostProfile
 from proxylessnas.search.target import LatencyTarget
@@ -90,7 +91,13 @@ def time_nets(nets: list[torch.nn.Module], config: SearchConfig, space: SearchSp
               warmup: int = 5, gauge: SpeedGauge | None = None) -> list[float]:
     """Median latency (ms) of each whole net on the search's hardware, one interleaved session;
     with a ``gauge``, its nets join the session and the medians are divided by the session's
-    speed factor (the first session with the gauge sets its reference)."""
+    speed factor (the first session with the gauge sets its reference).
+
+    Each net is timed in 10 rounds (``hardware.measure_runs // 5``) for about
+    ``hardware.seconds_per_net`` and at least ``measure_runs`` times, as the validated accuracy
+    protocol times its nets (docs/latency.md). A fixed count alone made a session of 0.1 ms nets
+    last ~50 ms, and in such sessions the speed gauge of one OpenVINO search swung by 0.90-1.37.
+    """
     from proxylessnas.hardware.measure import measure_interleaved, prepare_runner
     from proxylessnas.hardware.targets import backend_for
     from proxylessnas.nets import build_net
@@ -101,7 +108,10 @@ def time_nets(nets: list[torch.nn.Module], config: SearchConfig, space: SearchSp
     extra = [] if gauge is None else [build_net(space, arch) for arch in gauge.archs]
     runners = [prepare_runner(net, shape, backend) for net in [*nets, *extra]]
     rounds = max(2, hardware.measure_runs // 5)
-    stats = measure_interleaved(runners, warmup=warmup, rounds=rounds, per_round=5, threads=backend.threads)
+    per_round = repeats_per_round(runners, rounds, hardware.seconds_per_net, backend.threads,
+                                  minimum=math.ceil(hardware.measure_runs / rounds), maximum=2000)
+    stats = measure_interleaved(runners, warmup=warmup, rounds=rounds, per_round=per_round,
+                                threads=backend.threads)
     medians = [float(s.median) for s in stats]
     if gauge is None:
         return medians

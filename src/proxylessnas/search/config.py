@@ -84,7 +84,8 @@ class HardwareSection:
     target: str = "cpu"
     batch_size: int = 1
     threads: int | None = 1
-    measure_runs: int = 50  # timed runs of the derived net at the end (measured targets)
+    measure_runs: int = 50  # timed runs at least of each whole net (measured targets)
+    seconds_per_net: float = 0.4  # timing budget of each whole net in a session (measured targets)
     allow_mismatch: bool = False
 
 
@@ -340,7 +341,7 @@ FIELD_KINDS: dict[str, Kind] = {  # the kind of every numeric field (None passes
     "data.valid_batch_size": positive_int, "data.eval_batch_size": positive_int,
     "data.limit_per_class": positive_int, "data.resolution": resolution,
     "hardware.batch_size": positive_int, "hardware.threads": positive_int,
-    "hardware.measure_runs": positive_int,
+    "hardware.measure_runs": positive_int, "hardware.seconds_per_net": positive_float,
     "weights.lr": positive_float, "weights.warmup_lr": positive_float, "weights.momentum": rate,
     "weights.weight_decay": non_negative_float, "weights.label_smoothing": rate,
     "weights.grad_clip_norm": non_negative_float,
