@@ -181,3 +181,35 @@ def test_search_with_hardware_onnxruntime_int8_runs_end_to_end(tmp_path, monkeyp
     metadata = json.loads((out / "arch.json").read_text())["metadata"]
     assert metadata["hardware"] == "onnxruntime-int8" and metadata["measured_latency"] > 0
     assert list((tmp_path / "cache" / "latency").glob("*onnxruntime-int8-cpu-t1*"))
+
+
+@pytest.mark.parametrize(("consent", "on"), [("ACCEPTED", True), ("NO_FILE", True), ("DECLINED", False),
+                                             (None, False)])
+def test_openvino_telemetry_is_reported_where_it_is_on(consent, on, monkeypatch):
+    """OpenVINO's telemetry (on unless opted out) starts a helper process beside the timings after
+    each conversion: one warning says so and names the switch; absent or opted out, no warning."""
+    import enum
+    import types
+    import warnings
+
+    from proxylessnas.hardware import runtimes
+
+    name = "openvino_telemetry.utils.opt_in_checker"
+    if consent is None:
+        monkeypatch.setitem(sys.modules, name, None)  # the package is not installed
+    else:
+        result = enum.Enum("ConsentCheckResult", "DECLINED ACCEPTED NO_FILE")
+        checker = types.SimpleNamespace(check=lambda enable_opt_in_dialog, disable_in_ci: result[consent])
+        module = types.ModuleType(name)
+        module.ConsentCheckResult, module.OptInChecker = result, lambda: checker
+        for parent in ("openvino_telemetry", "openvino_telemetry.utils"):
+            monkeypatch.setitem(sys.modules, parent, types.ModuleType(parent))
+        monkeypatch.setitem(sys.modules, name, module)
+    assert runtimes.openvino_telemetry_on() is on
+    runtimes.warn_if_openvino_telemetry.cache_clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtimes.warn_if_openvino_telemetry()
+        runtimes.warn_if_openvino_telemetry()  # once per process
+    runtimes.warn_if_openvino_telemetry.cache_clear()
+    assert [str(w.message).count("opt_in_out --opt_out") for w in caught] == ([1] if on else [])

@@ -25,6 +25,7 @@ thread's CPU time equals the process's), so the thread clock of the table builde
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.metadata
 import io
@@ -159,9 +160,31 @@ def _onnxruntime_call(model: bytes, example: torch.Tensor, threads: int) -> Call
     return lambda: session.run(None, feed)
 
 
+def openvino_telemetry_on() -> bool:
+    """Whether OpenVINO's usage telemetry is on here (its package installed and not opted out):
+    then every conversion and NNCF quantisation starts a helper process that sends an event,
+    for up to 3 s, beside the timings."""
+    try:
+        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+    except ImportError:
+        return False
+    result = OptInChecker().check(enable_opt_in_dialog=False, disable_in_ci=True)
+    return result in (ConsentCheckResult.ACCEPTED, ConsentCheckResult.NO_FILE)
+
+
+@functools.cache
+def warn_if_openvino_telemetry() -> None:
+    """One warning per process where :func:`openvino_telemetry_on`."""
+    if openvino_telemetry_on():
+        warnings.warn("OpenVINO's usage telemetry is on: each conversion starts a helper process that "
+                      "runs beside the timings and can slow them; turn it off with OpenVINO's own "
+                      "switch, 'opt_in_out --opt_out'", stacklevel=3)
+
+
 def _openvino_call(module: nn.Module, example: torch.Tensor, threads: int, int8: bool) -> Callable[[], Any]:
     import openvino as ov
 
+    warn_if_openvino_telemetry()
     # from the same ONNX graph as ONNX Runtime (BN folded): 4x faster to convert than from torch
     model = ov.convert_model(io.BytesIO(export_onnx_bytes(module, example)))
     if int8:
