@@ -168,7 +168,10 @@ def latency_section() -> str:
                  f"({r.get('rounds', 10)} interleaved rounds, {budget}); measured latencies "
                  f"{r['measured_ms']['min']:.2f}-{r['measured_ms']['max']:.2f} ms; one net timed in "
                  f"{len(r['noise']['same_net_sessions_ms'])} sessions varies by "
-                 f"{r['noise']['same_net_cv']:.1%} (coefficient of variation); run {r['date']}"
+                 f"{r['noise']['same_net_cv']:.1%} (coefficient of variation)"
+                 + ("; the second pass and the sessions timed the programs converted in the first"
+                    if r.get("programs_kept") else "")
+                 + f"; run {r['date']}"
                  + gauge_note(r.get("speed_gauge_all_passes"))
                  + (f", load average {r['load_average_at_end'][0]:.1f} at the end"
                     if "load_average_at_end" in r else "")
