@@ -14,7 +14,8 @@ source table unadapted (a pure rescaling is the first thing adapting fixes) is s
         [--samples 100] [--pool 20] [--shots 5 10]
 
 Writes latency_transfer.json to ``--out-dir`` (default benchmarks/results); pairs not run keep
-their earlier entries. Takes about 2-3 minutes a pair on a quiet machine.
+their earlier entries. Takes about 2-3 minutes a pair on a quiet machine, 4-8 with an OpenVINO
+or INT8 target (conversions cost more).
 """
 
 from __future__ import annotations
