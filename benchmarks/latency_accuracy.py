@@ -130,8 +130,8 @@ def main() -> None:
     out = args.out_dir / "latency_accuracy.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}
     # Backends not run now keep their earlier results (each entry carries its own date).
-    results = {"device": device_name("cpu"), "space": args.space, "batch_size": args.batch_size,
-               "threads": args.threads,
+    # each entry names its own batch size and threads: the file holds several settings
+    results = {"device": device_name("cpu"), "space": args.space,
                "date": time.strftime("%Y-%m-%d %H:%M"), "backends": previous.get("backends", {})}
     for backend in args.backends:
         name = entry_name(backend, args)

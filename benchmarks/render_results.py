@@ -128,7 +128,13 @@ def gauge_note(gauge: dict | None) -> str:
 
 def setting(entry: dict, data: dict) -> str:
     """``b<batch> t<threads>`` of one latency-accuracy entry (older entries: the file's)."""
-    return f"b{entry.get('batch_size', data['batch_size'])} t{entry.get('threads', data['threads'])}"
+    batch = entry.get("batch_size", data.get("batch_size", 1))
+    return f"b{batch} t{entry.get('threads', data.get('threads', 1))}"
+
+
+def backend_of(name: str) -> str:
+    """The backend of an entry name (``torch-t2-b1`` > ``torch``)."""
+    return re.sub(r"-t\d+-b\d+$", "", name)
 
 
 def latency_section() -> str:
@@ -147,15 +153,16 @@ def latency_section() -> str:
     body = []
     for name, r in data["backends"].items():
         noise = r["noise"]["second_pass_vs_first"]
+        row = [backend_of(name), setting(r, data)]
         for model in ("lut", "predictor"):
             m = r[model]
             verdict = ""
             if model == "predictor":
                 verdict = "met" if m["mape"] <= 4 and m["within_10"] >= 0.95 else "NOT met"
-            body.append([name, setting(r, data), "table sum" if model == "lut" else "predictor", str(r["n"]),
+            body.append([*row, "table sum" if model == "lut" else "predictor", str(r["n"]),
                          f"{m['mape']:.2f} %", f"{m['within_5']:.0%}", f"{m['within_10']:.0%}",
                          f"{m['kendall_tau']:.3f}", verdict])
-        body.append([name, setting(r, data), "noise (second pass)", str(r["n"]), f"{noise['mape']:.2f} %",
+        body.append([*row, "noise (second pass)", str(r["n"]), f"{noise['mape']:.2f} %",
                      f"{noise['within_5']:.0%}", f"{noise['within_10']:.0%}",
                      f"{noise['kendall_tau']:.3f}", ""])
     text += table(["backend", "setting", "model", "test nets", "MAPE", "within +-5 %", "within +-10 %",
