@@ -47,7 +47,7 @@ class RunnerCache:
     another session of one net) reuses its converted program instead of converting it again.
 
     Conversion is the slow part on some runtimes (ExecuTorch lowers a net in ~10 s, and its
-    runtime keeps ~30 MB of each lowered program until the process ends), and it is not what is
+    runtime keeps tens of MB of each loaded program until the process ends), and it is not what is
     being measured. The cost: later timings see the same compiled program, so the spread between
     them leaves out compile-to-compile variance (measured separately: within 1.8 % on OpenVINO).
     One cache serves one space, input shape and backend.

@@ -95,8 +95,8 @@ def time_nets(nets: list[torch.nn.Module], config: SearchConfig, space: SearchSp
 
     Each net is timed in 10 rounds (``hardware.measure_runs // 5``) for about
     ``hardware.seconds_per_net`` and at least ``measure_runs`` times, as the validated accuracy
-    protocol times its nets (docs/latency.md). A fixed count alone made a session of 0.1 ms nets
-    last ~50 ms, and in such sessions the speed gauge of one OpenVINO search swung by 0.90-1.37.
+    protocol times its nets (docs/latency.md): a fixed count alone made a session of 0.1 ms nets
+    last ~50 ms, open to any transient of the machine.
     """
     from proxylessnas.hardware.measure import measure_interleaved, prepare_runner
     from proxylessnas.hardware.targets import backend_for
