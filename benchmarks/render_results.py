@@ -129,7 +129,8 @@ def gauge_note(gauge: dict | None) -> str:
 def setting(entry: dict, data: dict) -> str:
     """``b<batch> t<threads>`` of one latency-accuracy entry (older entries: the file's)."""
     batch = entry.get("batch_size", data.get("batch_size", 1))
-    return f"b{batch} t{entry.get('threads', data.get('threads', 1))}"
+    threads = entry.get("threads", data.get("threads", 1))
+    return f"b{batch} t{threads}"
 
 
 def backend_of(name: str) -> str:
