@@ -192,13 +192,22 @@ def latency_section() -> str:
     return text + "\n"
 
 
+def results_subsection(title: str, result: str, script: str) -> tuple[str, Path, dict | None]:
+    """A subsection's heading, its result file and the file's data (None, and the heading followed
+    by how to produce it, where the file is missing)."""
+    path = ROOT / "benchmarks" / "results" / result
+    text = f"### {title}\n\n"
+    if not path.is_file():
+        return text + missing(f"python benchmarks/{script}"), path, None
+    return text, path, json.loads(path.read_text())
+
+
 def transfer_section() -> str:
     """Few-shot transfer of a table to a new setting (benchmarks/latency_transfer.py)."""
-    path = ROOT / "benchmarks" / "results" / "latency_transfer.json"
-    text = "### Few-shot transfer to a new setting (`proxyless latency adapt`)\n\n"
-    if not path.is_file():
-        return text + missing("python benchmarks/latency_transfer.py")
-    data = json.loads(path.read_text())
+    text, path, data = results_subsection("Few-shot transfer to a new setting (`proxyless latency adapt`)",
+                                          "latency_transfer.json", "latency_transfer.py")
+    if data is None:
+        return text
     text += (f"*Source: `{link(path)}`.* {data['device']}. The source table (with its predictor) "
              "of one setting, adapted from N nets measured in the target setting "
              "(`new = alpha old + beta MMACs + delta layers + gamma`, docs/latency.md); scored on "
@@ -217,6 +226,35 @@ def transfer_section() -> str:
     return text + table(["source > target", "test nets", "unadapted MAPE", "N=5 MAPE (worst)",
                          "N=5 within +-10 %", "N=10 MAPE (worst)", "N=10 within +-10 %", "target",
                          "run"], body) + "\n"
+
+
+def zoo_runtimes_section() -> str:
+    """Which zoo net is fastest on which runtime (benchmarks/zoo_runtimes.py)."""
+    text, path, data = results_subsection("The zoo nets across runtimes: which is fastest where",
+                                          "zoo_runtimes.json", "zoo_runtimes.py")
+    if data is None:
+        return text
+    nets = data["nets"]
+    text += (f"*Source: `{link(path)}`.* {data['device']}. The ImageNet zoo nets at 224x224, each runtime's "
+             "own conversion, timed interleaved in separate sessions; latency: the median of the session "
+             "medians (the sessions' range in brackets); rank 1 is the fastest on that runtime.\n\n")
+    def cell(entry: dict, net: str) -> str:
+        low, high = entry["range_ms"][net]
+        return f"{entry['ms'][net]:.2f} ({low:.2f}-{high:.2f}), #{entry['rank'][net]}"
+
+    for block in data["settings"].values():
+        body = [[f"`{runtime}` {entry['version']}", *[cell(entry, net) for net in nets],
+                 f"`{entry['fastest']}`"] for runtime, entry in block["runtimes"].items()]
+        text += (f"Batch {block['batch_size']}, {block['threads']} thread(s), {block['date']}:\n\n"
+                 + table(["runtime", *[f"`{net}` ms, rank" for net in nets], "fastest"], body))
+        pairs = block["kendall_tau"].items()
+        taus = ", ".join(f"{pair.replace('>', ' / ')} {tau:+.2f}" for pair, tau in pairs if tau is not None)
+        if taus:
+            text += f"\nKendall tau between two runtimes' orders of the nets (1: the same order): {taus}.\n"
+        skipped = block.get("skipped", {})
+        text += "".join(f"\n{runtime}: skipped ({why})\n" for runtime, why in skipped.items())
+        text += "\n"
+    return text
 
 
 def cifar_section() -> str:
@@ -607,7 +645,8 @@ def main() -> None:
             "(`--quick`: all stages at toy size in under 15 minutes; the default full mode produces the "
             "published numbers, resumably). This file is written by `benchmarks/render_results.py`: "
             "edit the scripts, not this file.\n\n")
-    text += supernet_section() + latency_section() + transfer_section() + cifar_section() + imagenet_section()
+    text += (supernet_section() + latency_section() + transfer_section() + zoo_runtimes_section()
+             + cifar_section() + imagenet_section())
     text += "\n" + nasbench201_section()
     text += "\n" + pyramid_tree_section()
     args.out.write_text(text)
