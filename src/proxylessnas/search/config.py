@@ -132,7 +132,8 @@ class LatencySection:
     ``gauge=N`` times N fixed reference nets in every such session (calibration, final
     selection, final measurement) and divides each session's timings by its speed factor
     against the calibration session, so that a change of the machine's speed in between does
-    not move the target (0: raw timings).
+    not move the target (0: raw timings; None: 2, except 0 on OpenVINO FP32, whose gauge nets were
+    seen reading 35-37 % off the nets timed beside them, docs/latency.md).
     T is ``target`` (in the cost model's unit) or, when None, the point ``target_position``
     of the way from the cheapest (0) to the most expensive (1) architecture of the space.
     """
@@ -144,7 +145,7 @@ class LatencySection:
     loss_params: dict[str, float] = field(default_factory=dict)
     tolerance: float = 0.05
     calibrate: int = 0  # band/under on measured hardware: whole nets timed to map table sums to latency
-    gauge: int = 2  # reference nets timed in every whole-net session, to keep the calibration's speed scale
+    gauge: int | None = None  # reference nets timed in every whole-net session (None: per runtime)
     step_size: float = 0.1
     # what drives the dual ascent on lambda: the argmax architecture's cost, or E[LAT]
     controller_cost: str = "argmax"
