@@ -77,7 +77,7 @@ def calibrate_target(target: LatencyTarget, space: SearchSpace, config: SearchCo
             "measured": measured.tolist()}
 
 
-GAUGE_NETS = 2
+SEARCH_GAUGE_NETS = 2
 UNGAUGED_HARDWARE = ("openvino",)
 """Runtimes searched without the speed gauge unless ``latency.gauge`` says otherwise: on OpenVINO FP32
 the gauge nets read 35-37 % slower than the calibration in the first session after training in 2
@@ -89,7 +89,7 @@ def gauge_nets(config: SearchConfig) -> int:
     """``latency.gauge``, or where it is unset 2 reference nets (none on :data:`UNGAUGED_HARDWARE`)."""
     if config.latency.gauge is not None:
         return config.latency.gauge
-    return 0 if config.hardware.target in UNGAUGED_HARDWARE else GAUGE_NETS
+    return 0 if config.hardware.target in UNGAUGED_HARDWARE else SEARCH_GAUGE_NETS
 
 
 def search_gauge(target: Any, space: SearchSpace, config: SearchConfig) -> SpeedGauge | None:
