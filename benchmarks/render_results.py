@@ -238,6 +238,7 @@ def zoo_runtimes_section() -> str:
     text += (f"*Source: `{link(path)}`.* {data['device']}. The ImageNet zoo nets at 224x224, each runtime's "
              "own conversion, timed interleaved in separate sessions; latency: the median of the session "
              "medians (the sessions' range in brackets); rank 1 is the fastest on that runtime.\n\n")
+
     def cell(entry: dict, net: str) -> str:
         low, high = entry["range_ms"][net]
         return f"{entry['ms'][net]:.2f} ({low:.2f}-{high:.2f}), #{entry['rank'][net]}"
@@ -248,7 +249,7 @@ def zoo_runtimes_section() -> str:
         text += (f"Batch {block['batch_size']}, {block['threads']} thread(s), {block['date']}:\n\n"
                  + table(["runtime", *[f"`{net}` ms, rank" for net in nets], "fastest"], body))
         pairs = block["kendall_tau"].items()
-        taus = ", ".join(f"{pair.replace('>', ' / ')} {tau:+.2f}" for pair, tau in pairs if tau is not None)
+        taus = ", ".join(f"{pair.replace('>', ' / ')} {tau:+.2f}" for pair, tau in pairs)
         if taus:
             text += f"\nKendall tau between two runtimes' orders of the nets (1: the same order): {taus}.\n"
         skipped = block.get("skipped", {})

@@ -92,18 +92,16 @@ def main() -> None:
 
     for name in args.backends:
         try:
-            entries[name] = time_runtime(name, args)
-            skipped.pop(name, None)
+            entry = entries[name] = time_runtime(name, args)
         except ProxylessError as error:  # not installed here
             skipped[name] = str(error)
             print(f"{name}: skipped ({error})", flush=True)
-            continue
-        entry = entries[name]
-        fastest_first = sorted(NETS, key=entry["ms"].get)
-        print(f"{name}: " + ", ".join(f"{n} {entry['ms'][n]:.2f} ms" for n in fastest_first)
-              + f" (converted in {entry['convert_s']:.0f} s)", flush=True)
+        else:
+            skipped.pop(name, None)
+            fastest_first = sorted(NETS, key=entry["ms"].get)
+            print(f"{name}: " + ", ".join(f"{n} {entry['ms'][n]:.2f} ms" for n in fastest_first)
+                  + f" (converted in {entry['convert_s']:.0f} s)", flush=True)
         write()
-    write()
     print(f"wrote {out}")
 
 
