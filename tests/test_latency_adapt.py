@@ -1,7 +1,8 @@
 """Few-shot transfer of a latency table to a new setting (``proxyless latency adapt``, issue 19):
 the fit recovers a known transfer exactly in float64, falls back to the pure rescaling with too
 few networks, never prices a block below zero, and the adapted table prices every network as
-``alpha old + beta MMACs + delta layers + gamma`` through the ordinary cost-model interface."""
+``alpha old + beta MMACs + kappa DW + mu DW_L + delta layers + gamma`` through the ordinary
+cost-model interface, with the lane count L that the measurements call for."""
 
 from __future__ import annotations
 
@@ -13,14 +14,27 @@ import pytest
 
 from proxylessnas import get_space
 from proxylessnas.cli import main
-from proxylessnas.hardware.adapt import adapt, fit_transfer, key_feature_matrix, network_features
+from proxylessnas.hardware.adapt import LANES, adapt, fit_transfer, key_feature_matrix, network_features
+from proxylessnas.hardware.flops import key_depthwise_convs
 from proxylessnas.hardware.keys import arch_keys, space_keys
 from proxylessnas.hardware.lut import LatencyStats, LatencyTable, TableTarget
 from proxylessnas.hardware.measure import Backend
 from proxylessnas.hardware.targets import load_table, table_model
 from proxylessnas.hardware.validate import sample_archs
 
-TRUE = (0.4, 0.002, 0.003, 0.05)  # alpha, beta (ms/MMAC), delta (ms/layer), gamma (ms)
+TRUE = (0.4, 0.002, 0.2, 1.0, 0.003, 0.05)
+"""alpha, beta (ms/MMAC), kappa (ms/depthwise MMAC), mu (ms/depthwise MMAC at channels not a
+multiple of TRUE_LANES), delta (ms/layer), gamma (ms)."""
+TRUE_LANES = 16
+WEIGHTS = ("alpha", "beta_per_mmac", "kappa_per_depthwise_mmac", "mu_per_unaligned_depthwise_mmac",
+           "delta_per_layer", "gamma")
+"""The fit's names for TRUE's entries."""
+
+
+def mixed_space():
+    """The tiny space with depthwise convolutions over 8, 16, 24 and 48 channels: two of them a
+    multiple of 16, none of 32, all of 8."""
+    return get_space("tiny", stage_widths=(8, 16))
 
 
 def source_table(space, with_predictor: bool = False) -> LatencyTable:
@@ -40,13 +54,12 @@ def source_table(space, with_predictor: bool = False) -> LatencyTable:
 
 
 def true_new(model, space, arch) -> float:
-    x = network_features(model, space, arch)
-    return float(np.dot(x, TRUE))
+    return float(np.dot(network_features(model, space, arch, TRUE_LANES), TRUE))
 
 
 @pytest.mark.parametrize("with_predictor", [False, True])
 def test_the_fit_recovers_a_known_transfer_and_the_table_prices_it_per_key(with_predictor):
-    space = get_space("tiny")
+    space = mixed_space()
     source = source_table(space, with_predictor)
     old = table_model(source)
     archs = sample_archs(space, 10, seed=11)
@@ -54,15 +67,30 @@ def test_the_fit_recovers_a_known_transfer_and_the_table_prices_it_per_key(with_
     table = adapt(source, old, space, archs, measured, 1, {"backend": "test"})
     fit = table.predictor["fit"]
     assert fit["train_mape"] < 0.5 and fit["leave_one_out_mape"] < 1.0
+    assert fit["lanes"] == TRUE_LANES  # 8 sees no unaligned channels, 32 sees every channel unaligned
     assert fit["alpha"] == pytest.approx(TRUE[0], rel=0.05)
     new = table_model(table)
+    weights = [fit[name] for name in WEIGHTS]
     for arch in sample_archs(space, 20, seed=99):  # unseen networks, priced key by key
         assert new.arch_cost(space, arch) == pytest.approx(
-            fit["alpha"] * old.arch_cost(space, arch)
-            + float(np.dot(network_features(old, space, arch)[1:], [fit["beta_per_mmac"],
-                                                                    fit["delta_per_layer"], fit["gamma"]])),
-            rel=1e-9)
+            float(np.dot(network_features(old, space, arch, fit["lanes"]), weights)), rel=1e-9)
         assert new.arch_cost(space, arch) == pytest.approx(true_new(old, space, arch), rel=0.01)
+
+
+def test_depthwise_convs_of_a_key_are_counted_from_the_built_block():
+    """An MBConv key k x k, expand e, C_in -> C_out at stride s has one depthwise conv over
+    e * C_in channels: k^2 * e C_in * H_out * W_out MACs; the stem has none."""
+    space = mixed_space()
+    keys = space_keys(space).unique()
+    for key in keys:
+        convs = key_depthwise_convs(key)
+        if key.kind != "mbconv":
+            assert convs == ()
+            continue
+        (_, _, ic), (oh, ow, _) = key.input, key.output
+        mid = ic * key.expand_ratio
+        assert convs == ((mid, key.kernel_size ** 2 * mid * oh * ow),)
+    assert {c for k in keys for c, _ in key_depthwise_convs(k)} == {8, 16, 24, 48}
 
 
 def test_two_networks_give_the_pure_rescaling():
@@ -73,8 +101,7 @@ def test_two_networks_give_the_pure_rescaling():
     table = adapt(source, old, space, archs, [0.5 * old.arch_cost(space, a) for a in archs], 1, {})
     fit = table.predictor["fit"]
     assert fit["pure_rescaling"] and fit["leave_one_out_mape"] is None
-    assert (fit["alpha"], fit["beta_per_mmac"], fit["delta_per_layer"], fit["gamma"]) == pytest.approx(
-        (0.5, 0.0, 0.0, 0.0), abs=1e-12)
+    assert [fit[name] for name in WEIGHTS] == pytest.approx([0.5, 0.0, 0.0, 0.0, 0.0, 0.0], abs=1e-12)
 
 
 def test_no_fit_prices_a_block_below_zero():
@@ -84,11 +111,12 @@ def test_no_fit_prices_a_block_below_zero():
     source = source_table(space)
     old = table_model(source)
     archs = sample_archs(space, 10, seed=4)
-    x = np.stack([network_features(old, space, a) for a in archs])
-    y = 2.0 * x[:, 0] - 0.3 * x[:, 2] + 5.0
-    transfer = fit_transfer(x, y, key_feature_matrix(old, space))
-    keys = key_feature_matrix(old, space)
-    assert np.all(keys @ np.array([transfer.alpha, transfer.beta, transfer.delta]) >= 0)
+    x = {lanes: np.stack([network_features(old, space, a, lanes) for a in archs]) for lanes in LANES}
+    y = 2.0 * x[16][:, 0] - 0.3 * x[16][:, 4] + 5.0
+    keys = {lanes: key_feature_matrix(old, space, lanes) for lanes in LANES}
+    transfer = fit_transfer(x, y, keys)
+    weights = np.array([transfer.alpha, transfer.beta, transfer.kappa, transfer.mu, transfer.delta])
+    assert np.all(keys[transfer.lanes] @ weights >= 0)
 
 
 def test_the_pure_rescaling_is_the_float64_least_squares_of_relative_errors():
