@@ -421,11 +421,11 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     fit = table.predictor["fit"]
     loo = fit["leave_one_out_mape"]
     loo_text = "" if loo is None else f", leave-one-out MAPE {loo:.2f}%"
-    print(f"adapted from {len(archs)} measured networks: new = {fit['alpha']:.4f} x old "
-          f"{fit['beta_per_mmac']:+.5f} ms/MMAC {fit['kappa_per_depthwise_mmac']:+.5f} ms/depthwise MMAC "
-          f"{fit['mu_per_unaligned_depthwise_mmac']:+.5f} ms/depthwise MMAC at channels not a multiple "
-          f"of {fit['lanes']} {fit['delta_per_layer']:+.5f} ms/layer {fit['gamma']:+.4f} ms "
-          f"(fit MAPE {fit['train_mape']:.2f}%{loo_text}): {args.out}")
+    print(f"adapted from {len(archs)} measured networks (fit MAPE {fit['train_mape']:.2f}%{loo_text}): "
+          f"{args.out}\n  new = {fit['alpha']:.4f} x old {fit['beta_per_mmac']:+.5f} ms/MMAC "
+          f"{fit['kappa_per_depthwise_mmac']:+.5f} ms/depthwise MMAC "
+          f"{fit['mu_per_unaligned_depthwise_mmac']:+.5f} ms/depthwise MMAC over channels not a multiple "
+          f"of {fit['lanes']} {fit['delta_per_layer']:+.5f} ms/layer {fit['gamma']:+.4f} ms")
     report: dict = {"fit": fit, "measured": [{"choices": a.to_dict()["choices"], "measured": m}
                                              for a, m in zip(archs, measured)]}
     if args.validate:
