@@ -210,7 +210,8 @@ def transfer_section() -> str:
         return text
     text += (f"*Source: `{link(path)}`.* {data['device']}. The source table (with its predictor) "
              "of one setting, adapted from N nets measured in the target setting "
-             "(`new = alpha old + beta MMACs + kappa DW + mu DW_L + delta layers + gamma`, docs/latency.md); scored on "
+             "(`new = alpha old + beta MMACs + kappa DW + mu DW_L + delta layers + gamma`, docs/latency.md); "
+             "scored on "
              "unseen test nets measured in the same session as a pool of fitting nets; N nets drawn "
              "disjointly from the pool, mean (worst) over the draws. Target: MAPE <= 5 % from 10 nets.\n\n")
     body = []

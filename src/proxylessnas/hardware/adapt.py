@@ -140,7 +140,8 @@ def fit_transfer(x: dict[int, np.ndarray], y: np.ndarray, key_features: dict[int
     for lanes, features in x.items():
         for ridge in (RIDGES if len(y) >= 3 else (math.inf,)):
             w = solve(features, y, ridge)
-            if not np.all(np.isfinite(w)) or np.any(key_features[lanes] @ w[:5] < 0):
+            negative = not math.isinf(ridge) and np.any(key_features[lanes] @ w[:5] < 0)
+            if not np.all(np.isfinite(w)) or negative:  # the pure rescaling keeps the source's signs
                 continue  # a fit that prices some block below zero is no latency model
             loo = leave_one_out(features, y, ridge) if len(y) >= 3 else None
             candidates.append((math.inf if loo is None else loo, -ridge, lanes, ridge, w, loo))
