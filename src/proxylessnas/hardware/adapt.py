@@ -21,7 +21,8 @@ errors (rows weighted 1 / y) in float64 with a ridge that pulls the weights towa
 rescaling ``(s, 0, ..., 0)``, ``s = argmin sum_i (1 - s old_i / y_i)^2``: all that two or three
 measurements support. The ridge's strength and ``L`` (in :data:`LANES`) are the pair with the
 lowest leave-one-out error over the N nets among the fits that price every block of the space at
->= 0 (the pure rescaling always does).
+>= 0, and the pure rescaling, which keeps the source's own signs (a source predictor may price a
+block below zero), is always one of them.
 """
 
 from __future__ import annotations
@@ -141,8 +142,8 @@ def fit_transfer(x: dict[int, np.ndarray], y: np.ndarray, key_features: dict[int
         for ridge in (RIDGES if len(y) >= 3 else (math.inf,)):
             w = solve(features, y, ridge)
             negative = not math.isinf(ridge) and np.any(key_features[lanes] @ w[:5] < 0)
-            if not np.all(np.isfinite(w)) or negative:  # the pure rescaling keeps the source's signs
-                continue  # a fit that prices some block below zero is no latency model
+            if not np.all(np.isfinite(w)) or negative:
+                continue  # a fit that turns some block negative is no latency model
             loo = leave_one_out(features, y, ridge) if len(y) >= 3 else None
             candidates.append((math.inf if loo is None else loo, -ridge, lanes, ridge, w, loo))
     _, _, lanes, ridge, w, loo = min(candidates, key=lambda c: c[:3])  # ties: the stronger ridge, fewer lanes
