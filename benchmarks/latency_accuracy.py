@@ -16,6 +16,8 @@ scored like a predictor against the first pass; and one network measured in ``--
 separate sessions (spread of its medians). With ``--keep-programs`` every converted net is kept
 and timed again as it is in the second pass and the sessions (:class:`RunnerCache`): on ExecuTorch
 that saves ~110 lowerings of ~10 s, and the noise then leaves out compile-to-compile variance.
+``--workers 2`` converts each chunk's nets in two processes before the chunk is timed (ONNX
+Runtime and ExecuTorch), which halves an ExecuTorch run on two cores.
 
     python benchmarks/latency_accuracy.py [--samples 100] [--fit 150] [--backends torch onnxruntime]
         [--threads 1] [--batch-size 1]
@@ -39,6 +41,7 @@ from proxylessnas.hardware.build import build_lut
 from proxylessnas.hardware.lut import LatencyTable
 from proxylessnas.hardware.measure import Backend, device_name
 from proxylessnas.hardware.validate import (
+    ProgramPool,
     RunnerCache,
     SpeedGauge,
     accuracy_metrics,
@@ -72,20 +75,22 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     gauge = SpeedGauge.for_space(space, args.gauge) if args.gauge else None
     cache = RunnerCache() if args.keep_programs else None
+    pool = ProgramPool(args.workers) if args.workers > 1 else None
+    timing = {"gauge": gauge, "rounds": args.rounds, "seconds_per_net": args.seconds_per_net,
+              "cache": cache, "pool": pool}
     report, rows = fit_and_validate(space, table, backend, args.fit, args.samples, seed=0, fit_seed=1000,
-                                    gauge=gauge, rounds=args.rounds, seconds_per_net=args.seconds_per_net,
-                                    cache=cache)
+                                    **timing)
     table.save(table_path)
     fit_validate_s = time.perf_counter() - start
     # noise 1: a second pass over the same test networks, scored against the first
-    second = measure_networks(space, sample_archs(space, args.samples, 0), backend, seed=77, gauge=gauge,
-                              rounds=args.rounds, seconds_per_net=args.seconds_per_net, cache=cache)
+    second = measure_networks(space, sample_archs(space, args.samples, 0), backend, seed=77, **timing)
     repeat = accuracy_metrics([s.median for s in second], [r["measured"] for r in rows])
     # noise 2: one network, separate sessions
     arch = sample_archs(space, 1, 12345)
-    sessions = [measure_networks(space, arch, backend, seed=i, rounds=args.rounds, gauge=gauge,
-                                 seconds_per_net=args.seconds_per_net, cache=cache)[0].median
+    sessions = [measure_networks(space, arch, backend, seed=i, **timing)[0].median
                 for i in range(args.noise_repeats)]
+    if pool is not None:
+        pool.close()
     spread = statistics.pstdev(sessions) / statistics.mean(sessions)
     plot_scatter(rows, ["lut", "predictor"], args.out_dir / f"latency_scatter_{entry}.png",
                  f"{space.name}, {backend.label}, n={args.samples} held-out archs")
@@ -94,7 +99,7 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
             **{field: table.provenance.get(field) for field in ("dtype", "backend_version")},
             "build_seconds": build_s, "fit_and_validate_seconds": fit_validate_s,
             "fit_n": args.fit, "rounds": args.rounds, "seconds_per_net": args.seconds_per_net,
-            "programs_kept": args.keep_programs,
+            "programs_kept": args.keep_programs, "conversion_workers": args.workers,
             "load_average_at_end": os.getloadavg(), "predictor_fit": table.predictor["fit"], **report,
             "speed_gauge_all_passes": gauge.summary() if gauge is not None else None,
             "noise": {"second_pass_vs_first": repeat,
@@ -124,6 +129,9 @@ def main() -> None:
                         help="results folder (default: benchmarks/results)")
     parser.add_argument("--keep-programs", action="store_true",
                         help="time the second pass and the sessions on the programs converted first")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes that convert nets side by side before each chunk is timed "
+                             "(ONNX Runtime and ExecuTorch; 2 halves an ExecuTorch run on two cores)")
     parser.add_argument("--reuse-table", action="store_true", help="keep an existing table (skip the build)")
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)

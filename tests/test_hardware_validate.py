@@ -145,3 +145,33 @@ def test_runner_cache_converts_each_net_once(monkeypatch):
     # without a cache every pass converts its nets again
     validate.measure_networks(space, archs[:2], Backend(), rounds=2, per_round=3, gauge=gauge)
     assert len(prepared) == 7 + 2 + 2
+
+
+def test_program_pool_converts_in_worker_processes(monkeypatch):
+    """With a ProgramPool, a serialised runtime's nets are converted in the workers: the main
+    process converts none itself (prepare_runner is never called), only loads and times the
+    programs; a cache still keeps each net once. A torch backend, with no program to send, is
+    prepared in the main process as before."""
+    pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
+    from proxylessnas.hardware import validate
+    from proxylessnas.hardware.measure import Backend, compile_net, runner_from_program
+    from proxylessnas.nets.net import build_net
+
+    space = get_space("tiny")
+    archs = sample_archs(space, 3, seed=4)
+    real_prepare = validate.prepare_runner
+    prepared = []
+    monkeypatch.setattr(validate, "prepare_runner",
+                        lambda module, *a, **k: prepared.append(module) or real_prepare(module, *a, **k))
+    backend = Backend("onnxruntime")
+    cache = validate.RunnerCache()
+    with validate.ProgramPool(1) as pool:
+        stats = validate.measure_networks(space, archs, backend, rounds=2, per_round=3, chunk_size=2,
+                                          cache=cache, pool=pool)
+        assert prepared == [] and cache.prepared == 3 and all(s.median > 0 for s in stats)
+        validate.measure_networks(space, archs[:1], Backend("torch"), rounds=2, per_round=3, pool=pool)
+        assert len(prepared) == 1
+    # a program made in this process loads and times too
+    shape = (1, space.in_chs, space.resolution, space.resolution)
+    program = compile_net(build_net(space, archs[0]), shape, backend, seed=3)
+    assert isinstance(program, bytes) and runner_from_program(program, shape, backend, seed=3).time_once() > 0

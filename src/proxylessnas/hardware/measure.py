@@ -31,7 +31,7 @@ from torch import nn
 from proxylessnas.errors import ProxylessError
 from proxylessnas.hardware.keys import LayerKey, key_op
 from proxylessnas.hardware.lut import LatencyStats, quantile
-from proxylessnas.hardware.runtimes import RUNTIMES, get_runtime, prepare_call
+from proxylessnas.hardware.runtimes import RUNTIMES, compile_program, get_runtime, load_program, prepare_call
 from proxylessnas.hardware.runtimes import export_onnx_bytes as export_onnx_bytes  # its old home
 from proxylessnas.hardware.timed_weights import TIMED_BATCHNORM, trained_like_batchnorm
 from proxylessnas.nets.op_registry import build_op
@@ -179,13 +179,17 @@ class Runner:
         return (self._timer() - start) * 1e3
 
 
+def example_input(input_shape: Sequence[int], seed: int) -> torch.Tensor:
+    return torch.randn(*input_shape, generator=torch.Generator().manual_seed(seed))
+
+
 def prepare_runner(module: nn.Module, input_shape: Sequence[int], backend: Backend,
                    seed: int = 0) -> Runner:
     """Make ``module`` ready to time on ``backend`` (eval mode, no autograd), with trained-like
     values in BatchNorm layers still at their initial ones (:mod:`~proxylessnas.hardware.timed_weights`)."""
     backend.check_available()
     module = trained_like_batchnorm(module.eval())
-    example = torch.randn(*input_shape, generator=torch.Generator().manual_seed(seed))
+    example = example_input(input_shape, seed)
     if backend.name not in TORCH_BACKENDS:
         return Runner(prepare_call(backend.name, module, example, backend.threads), backend.resolved_clock)
     device = torch.device(backend.device)
@@ -198,6 +202,20 @@ def prepare_runner(module: nn.Module, input_shape: Sequence[int], backend: Backe
     def call() -> torch.Tensor:
         with torch.inference_mode():
             return module(x)
+    return Runner(call, backend.resolved_clock)
+
+
+def compile_net(module: nn.Module, input_shape: Sequence[int], backend: Backend, seed: int = 0) -> bytes:
+    """The program :func:`prepare_runner` would convert ``module`` to, as bytes (runtimes of
+    :data:`~proxylessnas.hardware.runtimes.SERIALISED` only): it can be made in another process."""
+    module = trained_like_batchnorm(module.eval())
+    return compile_program(backend.name, module, example_input(input_shape, seed))
+
+
+def runner_from_program(program: bytes, input_shape: Sequence[int], backend: Backend,
+                        seed: int = 0) -> Runner:
+    """The runner of a :func:`compile_net` program, with the same example input as :func:`prepare_runner`."""
+    call = load_program(backend.name, program, example_input(input_shape, seed), backend.threads)
     return Runner(call, backend.resolved_clock)
 
 

@@ -210,16 +210,14 @@ class _ExecutorchCall:
         return self.method.execute(self.inputs)
 
 
-def _executorch_call(module: nn.Module, example: torch.Tensor, threads: int, int8: bool) -> Callable[[], Any]:
+def _executorch_program(module: nn.Module, example: torch.Tensor, int8: bool) -> bytes:
     from torch.export import export
 
-    # its import and its thread-pool calls log CPU probes to fd 2 and warn of experimental APIs
+    # its import logs CPU probes to fd 2 and warns of experimental APIs
     with quiet_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
-        from executorch.extension.pybindings import portable_lib
-        from executorch.runtime import Runtime as ExecutorchRuntime
 
         if int8:
             from proxylessnas.hardware.quantize import executorch_int8
@@ -228,9 +226,47 @@ def _executorch_call(module: nn.Module, example: torch.Tensor, threads: int, int
         with torch.no_grad():
             program = to_edge_transform_and_lower(export(module, (example,)),
                                                   partitioner=[XnnpackPartitioner()]).to_executorch()
+    return bytes(program.buffer)
+
+
+def _executorch_call(program: bytes, example: torch.Tensor, threads: int) -> Callable[[], Any]:
+    # its thread-pool calls log CPU probes to fd 2
+    with quiet_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime as ExecutorchRuntime
+
         if portable_lib._threadpool_get_thread_count() != threads:
             portable_lib._unsafe_reset_threadpool(threads)  # one pool per process, as on a phone
-        return _ExecutorchCall(ExecutorchRuntime.get().load_program(program.buffer), example)
+        return _ExecutorchCall(ExecutorchRuntime.get().load_program(program), example)
+
+
+SERIALISED = ("onnxruntime", "onnxruntime-int8", "executorch", "executorch-int8")
+"""Runtimes whose converted program is bytes (ONNX, quantised ONNX, an ExecuTorch ``.pte``): the
+conversion (:func:`compile_program`) can run in another process."""
+
+
+def compile_program(name: str, module: nn.Module, example: torch.Tensor) -> bytes:
+    """The program runtime ``name`` (one of :data:`SERIALISED`) runs for eval-mode ``module``: the
+    slow part of preparing a call (an ExecuTorch lowering takes ~10 s, INT8 ~20 s)."""
+    get_runtime(name).require()
+    if name == "onnxruntime":
+        return export_onnx_bytes(module, example)
+    if name == "onnxruntime-int8":
+        from proxylessnas.hardware.quantize import onnxruntime_int8
+
+        return onnxruntime_int8(export_onnx_bytes(module, example), calibration_inputs(example))
+    if name in ("executorch", "executorch-int8"):
+        return _executorch_program(module, example, int8=name == "executorch-int8")
+    raise ProxylessError(f"backend '{name}' has no serialised program", "backend",
+                         f"use one of {', '.join(SERIALISED)}")
+
+
+def load_program(name: str, program: bytes, example: torch.Tensor, threads: int) -> Callable[[], Any]:
+    """The call that runs a :func:`compile_program` program of runtime ``name`` on ``example``."""
+    if name in ("onnxruntime", "onnxruntime-int8"):
+        return _onnxruntime_call(program, example, threads)
+    return _executorch_call(program, example, threads)
 
 
 def prepare_call(name: str, module: nn.Module, example: torch.Tensor, threads: int) -> Callable[[], Any]:
@@ -239,15 +275,8 @@ def prepare_call(name: str, module: nn.Module, example: torch.Tensor, threads: i
     runtime = get_runtime(name)
     runtime.require()
     module = module.eval()
-    if name == "onnxruntime":
-        return _onnxruntime_call(export_onnx_bytes(module, example), example, threads)
-    if name == "onnxruntime-int8":
-        from proxylessnas.hardware.quantize import onnxruntime_int8
-
-        quantised = onnxruntime_int8(export_onnx_bytes(module, example), calibration_inputs(example))
-        return _onnxruntime_call(quantised, example, threads)
+    if name in SERIALISED:
+        return load_program(name, compile_program(name, module, example), example, threads)
     if name in ("openvino", "openvino-int8"):
         return _openvino_call(module, example, threads, int8=name == "openvino-int8")
-    if name in ("executorch", "executorch-int8"):
-        return _executorch_call(module, example, threads, int8=name == "executorch-int8")
     raise ProxylessError(f"backend '{name}' has no runtime call", "backend", "use torch or torchscript")

@@ -12,19 +12,32 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import random
 import statistics
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from proxylessnas.errors import ProxylessError
 from proxylessnas.figures import new_figure, save_figure
 from proxylessnas.hardware.cost import KeyCostModel, TableCostModel
 from proxylessnas.hardware.keys import arch_keys
 from proxylessnas.hardware.lut import LatencyStats, LatencyTable
-from proxylessnas.hardware.measure import Backend, Runner, estimate_ms, measure_interleaved, prepare_runner
+from proxylessnas.hardware.measure import (
+    Backend,
+    Runner,
+    compile_net,
+    estimate_ms,
+    measure_interleaved,
+    prepare_runner,
+    runner_from_program,
+)
+from proxylessnas.hardware.runtimes import SERIALISED
 from proxylessnas.nets.net import build_net
 from proxylessnas.progress import progress_bar
 from proxylessnas.space.arch import Arch
@@ -57,13 +70,52 @@ class RunnerCache:
         self.runners: dict[str, Runner] = {}
         self.prepared = 0
 
-    def runner(self, space: SearchSpace, arch: Arch, shape: Sequence[int], backend: Backend,
-               seed: int) -> Runner:
-        key = json.dumps(arch.to_dict()["choices"], sort_keys=True)
-        if key not in self.runners:
-            self.runners[key] = prepare_runner(build_net(space, arch), shape, backend, seed=seed)
-            self.prepared += 1
-        return self.runners[key]
+    @staticmethod
+    def key(arch: Arch) -> str:
+        return json.dumps(arch.to_dict()["choices"], sort_keys=True)
+
+    def __contains__(self, arch: Arch) -> bool:
+        return self.key(arch) in self.runners
+
+    def add(self, arch: Arch, runner: Runner) -> None:
+        self.runners[self.key(arch)] = runner
+        self.prepared += 1
+
+    def get(self, arch: Arch) -> Runner:
+        return self.runners[self.key(arch)]
+
+
+def _compile_in_worker(space: SearchSpace, arch: Arch, shape: tuple[int, ...], backend: Backend,
+                       seed: int) -> bytes:
+    return compile_net(build_net(space, arch), shape, backend, seed)
+
+
+class ProgramPool:
+    """Worker processes (one torch thread each) that convert nets to programs (:func:`compile_net`)
+    side by side, for runtimes whose programs are bytes (:data:`SERIALISED`); the main process only
+    loads and times them. On ExecuTorch, whose lowering (~10 s a net on one core, ~20 s INT8) is
+    most of a validation's time, two workers on two cores halve it. Conversion and timing never
+    overlap: :func:`measure_networks` converts a chunk's nets before timing them."""
+
+    def __init__(self, workers: int) -> None:
+        self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=torch.set_num_threads, initargs=(1,))
+
+    def compile(self, space: SearchSpace, items: Sequence[tuple[Arch, int]], shape: Sequence[int],
+                backend: Backend) -> list[bytes]:
+        """The programs of ``(arch, input seed)`` pairs, in order."""
+        futures = [self.executor.submit(_compile_in_worker, space, arch, tuple(shape), backend, seed)
+                   for arch, seed in items]
+        return [future.result() for future in futures]
+
+    def close(self) -> None:
+        self.executor.shutdown()
+
+    def __enter__(self) -> ProgramPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass
@@ -112,7 +164,7 @@ class SpeedGauge:
 def measure_networks(space: SearchSpace, archs: Sequence[Arch], backend: Backend, *, rounds: int = 20,
                      per_round: int | None = None, seconds_per_net: float = 0.6, chunk_size: int = 16,
                      seed: int = 0, gauge: SpeedGauge | None = None, cache: RunnerCache | None = None,
-                     progress: bool = False) -> list[LatencyStats]:
+                     pool: ProgramPool | None = None, progress: bool = False) -> list[LatencyStats]:
     """End-to-end latency of each arch's standalone net on ``backend`` (batch from the backend).
 
     Each net is timed ``rounds * per_round`` times; by default ``per_round`` gives each net about
@@ -120,24 +172,35 @@ def measure_networks(space: SearchSpace, archs: Sequence[Arch], backend: Backend
     3 per round: fast nets get more samples, so their medians are as stable as the slow ones'.
     With a ``gauge``, its networks are timed in every chunk too and each chunk's statistics are
     divided by the chunk's speed factor (:class:`SpeedGauge`). With a ``cache``, nets (gauge ones
-    included) already prepared in it are not converted again.
+    included) already prepared in it are not converted again. With a ``pool``, nets are converted
+    in its worker processes.
     """
     shape = (backend.batch_size, space.in_chs, space.resolution, space.resolution)
 
-    def prepare(arch: Arch, seed: int) -> Runner:
-        if cache is not None:
-            return cache.runner(space, arch, shape, backend, seed)
-        return prepare_runner(build_net(space, arch), shape, backend, seed=seed)
+    def prepare(items: list[tuple[Arch, int]]) -> list[Runner]:
+        """Runners of ``(arch, input seed)`` pairs: from the cache, else converted (in the pool's
+        workers where there is one)."""
+        new = [(arch, seed) for arch, seed in items if cache is None or arch not in cache]
+        if pool is not None and backend.name in SERIALISED:
+            made = [runner_from_program(program, shape, backend, seed)
+                    for (_, seed), program in zip(new, pool.compile(space, new, shape, backend))]
+        else:
+            made = [prepare_runner(build_net(space, arch), shape, backend, seed=seed) for arch, seed in new]
+        if cache is None:
+            return made
+        for (arch, _), runner in zip(new, made):
+            cache.add(arch, runner)
+        return [cache.get(arch) for arch, _ in items]
 
     # the gauge nets are prepared once and timed in every chunk: the same compiled programs each
     # time, and no repeated conversion (ExecuTorch lowers a net in ~10 s)
-    extra = [] if gauge is None else [prepare(arch, 10**6 + j) for j, arch in enumerate(gauge.archs)]
+    extra = [] if gauge is None else prepare([(arch, 10**6 + j) for j, arch in enumerate(gauge.archs)])
     results: list[LatencyStats] = []
     gauge_medians: list[list[float]] = []
     bar = progress_bar(len(archs), desc=f"networks {backend.label}", unit="net", enabled=progress)
     for start in range(0, len(archs), chunk_size):
         chunk = list(archs[start:start + chunk_size])
-        runners = [prepare(arch, start + i) for i, arch in enumerate(chunk)] + extra
+        runners = prepare([(arch, start + i) for i, arch in enumerate(chunk)]) + extra
         repeats = per_round or repeats_per_round(runners, rounds, seconds_per_net, backend.threads)
         stats = measure_interleaved(runners, warmup=5, rounds=rounds, per_round=repeats,
                                     threads=backend.threads, seed=seed + start)
