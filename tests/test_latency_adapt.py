@@ -119,6 +119,27 @@ def test_no_fit_prices_a_block_below_zero():
     assert np.all(keys[transfer.lanes] @ weights >= 0)
 
 
+def test_a_block_the_source_prices_below_zero_does_not_rule_out_the_fit():
+    """A source predictor may price a block below zero (its per-stage corrections outweigh a cheap
+    block's table time). Requiring the fit to price that block at >= 0 left only the pure
+    rescaling; the fit now keeps blocks the source prices at >= 0 non-negative, and recovers the
+    known transfer."""
+    space = mixed_space()
+    old = table_model(source_table(space))
+    archs = sample_archs(space, 10, seed=11)
+    x = {lanes: np.stack([network_features(old, space, a, lanes) for a in archs]) for lanes in LANES}
+    y = x[TRUE_LANES] @ np.array(TRUE)
+    keys = {lanes: key_feature_matrix(old, space, lanes) for lanes in LANES}
+    for matrix in keys.values():
+        matrix[0, 0] = -5.0  # the source prices this block at -5 ms
+    transfer = fit_transfer(x, y, keys)
+    weights = np.array([transfer.alpha, transfer.beta, transfer.kappa, transfer.mu, transfer.delta])
+    assert not transfer.fit["pure_rescaling"] and transfer.lanes == TRUE_LANES
+    assert transfer.alpha == pytest.approx(TRUE[0], rel=0.05)
+    priced = keys[transfer.lanes] @ weights
+    assert priced[0] < 0 and np.all(priced[1:] >= 0)
+
+
 def test_the_pure_rescaling_is_the_float64_least_squares_of_relative_errors():
     x = np.array([[1.0, 0, 0, 1], [2.0, 0, 0, 1], [4.0, 0, 0, 1]])
     y = np.array([0.5, 1.1, 1.9])

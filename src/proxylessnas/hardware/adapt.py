@@ -20,9 +20,10 @@ network, so the adapted table prices the supernet's expected latency exactly. Fi
 errors (rows weighted 1 / y) in float64 with a ridge that pulls the weights towards the pure
 rescaling ``(s, 0, ..., 0)``, ``s = argmin sum_i (1 - s old_i / y_i)^2``: all that two or three
 measurements support. The ridge's strength and ``L`` (in :data:`LANES`) are the pair with the
-lowest leave-one-out error over the N nets among the fits that price every block of the space at
->= 0, and the pure rescaling, which keeps the source's own signs (a source predictor may price a
-block below zero), is always one of them.
+lowest leave-one-out error over the N nets among the fits that price at >= 0 every block of the
+space that the source prices at >= 0 (a source predictor may price a block below zero: its
+per-stage corrections can outweigh a cheap block's table time); the pure rescaling, which keeps
+the source's own signs, is always one of them.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def leave_one_out(x: np.ndarray, y: np.ndarray, ridge: float) -> float:
 def fit_transfer(x: dict[int, np.ndarray], y: np.ndarray, key_features: dict[int, np.ndarray]) -> Transfer:
     """The transfer of the module docstring from each lane count's features ``x[L]`` (n x 6,
     :func:`network_features`) and measured ``y`` (ms); ``key_features[L]`` (k x 5, :func:`key_terms`
-    of every key of the space) are the blocks that must stay priced at >= 0."""
+    of every key of the space): the blocks must stay priced at >= 0 where the source prices them so."""
     if len(y) < 1 or any(len(v) != len(y) for v in x.values()):
         raise ProxylessError("no measured networks to adapt from", "latency adapt",
                              "measure at least one network (--measure N)")
@@ -139,9 +140,10 @@ def fit_transfer(x: dict[int, np.ndarray], y: np.ndarray, key_features: dict[int
                              "check the measured values")
     candidates = []
     for lanes, features in x.items():
+        priced = key_features[lanes][key_features[lanes][:, 0] >= 0]  # blocks the source prices >= 0
         for ridge in (RIDGES if len(y) >= 3 else (math.inf,)):
             w = solve(features, y, ridge)
-            negative = not math.isinf(ridge) and np.any(key_features[lanes] @ w[:5] < 0)
+            negative = not math.isinf(ridge) and np.any(priced @ w[:5] < 0)
             if not np.all(np.isfinite(w)) or negative:
                 continue  # a fit that turns some block negative is no latency model
             loo = leave_one_out(features, y, ridge) if len(y) >= 3 else None
