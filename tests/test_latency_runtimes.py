@@ -160,7 +160,7 @@ def test_measure_and_validate_on_the_onnxruntime_int8_backend(tmp_path, capsys):
     table = tmp_path / "int8.json"
     build_lut(space, Backend("onnxruntime-int8"), table, **FAST)
     code = main(["latency", "validate", "--hardware", str(table), "--samples", "2", "--gauge", "0",
-                 "--no-progress"])
+                 "--workers", "2", "--no-progress"])  # converted in two worker processes
     assert code == 0 and "MAPE" in capsys.readouterr().out
 
 

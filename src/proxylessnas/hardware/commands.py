@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,9 @@ def register(subparsers) -> None:
     p.add_argument("--gauge", type=non_negative_int, default=3,
                    help="reference nets timed in every chunk to remove the machine's speed changes "
                         "between chunks (default: 3; 0: raw timings)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="processes that convert each chunk's nets side by side before it is timed "
+                        "(onnxruntime and executorch backends; default: 1)")
     p.add_argument("--json", default=None, type=new_file, help="write the report here")
     p.add_argument("--plot", default=None, type=new_file,
                    help="write a predicted-vs-measured scatter plot here")
@@ -240,6 +244,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from proxylessnas.hardware.targets import MEASURED_TARGETS, backend_for, cached_table_path, get_table
     from proxylessnas.hardware.validate import (
+        ProgramPool,
         SpeedGauge,
         backend_of_table,
         fit_and_validate,
@@ -277,16 +282,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                  "leave them out (a table fixes the space), or build a table for that space")
         backend = backend_of_table(table, args.batch_size, args.threads, args.allow_mismatch)
     gauge = SpeedGauge.for_space(space, args.gauge) if args.gauge else None
-    if args.fit:
-        report, rows = fit_and_validate(space, table, backend, args.fit, args.samples, seed=args.seed,
-                                        fit_seed=args.seed + 1_000_000, gauge=gauge,
-                                        progress=not args.no_progress)
-        table.save(table_path)
-        print(f"predictor fitted on {args.fit} architectures (measured in one session with the "
-              f"{args.samples} validation ones), saved in {table_path}")
-    else:
-        report, rows = validate_models(space, table_models(table), backend, args.samples,
-                                       seed=args.seed, gauge=gauge, progress=not args.no_progress)
+    with ProgramPool(args.workers) if args.workers > 1 else contextlib.nullcontext() as pool:
+        if args.fit:
+            report, rows = fit_and_validate(space, table, backend, args.fit, args.samples, seed=args.seed,
+                                            fit_seed=args.seed + 1_000_000, gauge=gauge, pool=pool,
+                                            progress=not args.no_progress)
+            table.save(table_path)
+            print(f"predictor fitted on {args.fit} architectures (measured in one session with the "
+                  f"{args.samples} validation ones), saved in {table_path}")
+        else:
+            report, rows = validate_models(space, table_models(table), backend, args.samples, seed=args.seed,
+                                           gauge=gauge, pool=pool, progress=not args.no_progress)
     report["provenance"] = {**table.provenance, "table": str(table_path), "space": space.name,
                             "resolution": space.resolution, "validation_backend": backend.label}
     for name in ("lut", "predictor"):
