@@ -175,3 +175,16 @@ def test_program_pool_converts_in_worker_processes(monkeypatch):
     shape = (1, space.in_chs, space.resolution, space.resolution)
     program = compile_net(build_net(space, archs[0]), shape, backend, seed=3)
     assert isinstance(program, bytes) and runner_from_program(program, shape, backend, seed=3).time_once() > 0
+
+
+def test_an_error_in_a_worker_comes_back_as_the_same_one_line_error():
+    """A ProxylessError raised while converting in a ProgramPool worker crosses back pickled: its
+    one line (what, where, fix) must survive the trip unchanged."""
+    import pickle
+
+    from proxylessnas.errors import ProxylessError
+
+    error = ProxylessError("backend 'x' is not installed", "backend", "pip install -e \".[x]\"")
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is ProxylessError and again.line() == error.line() == str(again)
+    assert (again.what, again.where, again.fix) == (error.what, error.where, error.fix)

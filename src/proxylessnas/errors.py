@@ -16,6 +16,10 @@ class ProxylessError(Exception):
         self.fix = fix
         super().__init__(self.line())
 
+    def __reduce__(self) -> tuple:
+        # raised in a worker process (ProgramPool), it crosses back pickled: keep the three parts
+        return type(self), (self.what, self.where, self.fix)
+
     def line(self) -> str:
         text = f"error: {self.what}"
         if self.where:
