@@ -266,7 +266,10 @@ def load_program(name: str, program: bytes, example: torch.Tensor, threads: int)
     """The call that runs a :func:`compile_program` program of runtime ``name`` on ``example``."""
     if name in ("onnxruntime", "onnxruntime-int8"):
         return _onnxruntime_call(program, example, threads)
-    return _executorch_call(program, example, threads)
+    if name in ("executorch", "executorch-int8"):
+        return _executorch_call(program, example, threads)
+    raise ProxylessError(f"backend '{name}' has no serialised program", "backend",
+                         f"use one of {', '.join(SERIALISED)}")
 
 
 def prepare_call(name: str, module: nn.Module, example: torch.Tensor, threads: int) -> Callable[[], Any]:
